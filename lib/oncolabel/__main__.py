@@ -1,0 +1,5 @@
+import sys
+
+from oncolabel.cli import main
+
+sys.exit(main())

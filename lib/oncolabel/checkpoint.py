@@ -1,0 +1,90 @@
+"""Model checkpoints: self-describing, hashed, published atomically.
+
+A checkpoint is a ``torch.save`` dict::
+
+    {"format": "oncolabel-checkpoint/1", "task": <task name>, "network": {"name": ..., "kwargs": {...}},
+     "preprocessing": {...}, "state_dict": {...}, "metrics": {...}, "training": {...},
+     "parent_sha256": <checkpoint it was fine-tuned from or None>, "created_utc": ..., "software": {...}}
+
+It is written to a temporary file in the destination folder and moved into place with :func:`os.replace`,
+so a reader never sees a torn file and a crash mid-write leaves the previous model served.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from oncolabel.errors import CheckpointError, ModelNotFoundError
+from oncolabel.io import atomic_path
+from oncolabel.provenance import file_sha256, package_versions
+
+FORMAT = "oncolabel-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the network and what is known about it."""
+
+    task: str
+    network: Mapping[str, Any]
+    preprocessing: Mapping[str, Any]
+    state_dict: Mapping[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    parent_sha256: str | None = None
+    created_utc: str = ""
+    software: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str | None = None
+
+    @property
+    def version(self) -> str:
+        """Short model version: the first 12 hex digits of the file's SHA-256."""
+        return (self.sha256 or "unsaved")[:12]
+
+
+def save_checkpoint(ckpt: Checkpoint, dest: str | Path) -> Path:
+    """Write ``ckpt`` atomically to ``dest``; sets ``ckpt.path`` and ``ckpt.sha256``."""
+    dest = Path(dest)
+    payload = {
+        "format": FORMAT, "task": ckpt.task, "network": dict(ckpt.network),
+        "preprocessing": dict(ckpt.preprocessing),
+        "state_dict": {k: v.detach().cpu() for k, v in ckpt.state_dict.items()},
+        "metrics": ckpt.metrics, "training": ckpt.training, "parent_sha256": ckpt.parent_sha256,
+        "created_utc": ckpt.created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": ckpt.software or package_versions(("torch", "monai", "numpy")),
+    }
+    with atomic_path(dest) as tmp:
+        torch.save(payload, tmp)
+    ckpt.path, ckpt.sha256 = dest, file_sha256(dest)
+    return dest
+
+
+def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        ModelNotFoundError: no file at ``path``.
+        CheckpointError: not an OncoLabel checkpoint, or one for another task.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelNotFoundError(f"{p}: no model checkpoint at this path")
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not an OncoLabel checkpoint (expected format {FORMAT!r})")
+    if task is not None and raw.get("task") != task:
+        raise CheckpointError(f"{p}: checkpoint is for task {raw.get('task')!r}, not {task!r}")
+    return Checkpoint(task=raw["task"], network=raw["network"], preprocessing=raw["preprocessing"],
+                      state_dict=raw["state_dict"], metrics=raw.get("metrics", {}),
+                      training=raw.get("training", {}), parent_sha256=raw.get("parent_sha256"),
+                      created_utc=raw.get("created_utc", ""), software=raw.get("software", {}),
+                      path=p, sha256=file_sha256(p))

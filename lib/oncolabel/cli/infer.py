@@ -1,0 +1,47 @@
+"""``oncolabel infer <task> ...``: headless inference."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from oncolabel.cli._common import write_json
+from oncolabel.errors import InvalidInputError
+from oncolabel.io import LABEL_SUFFIXES, image_suffix, read_image, require_3d, write_image
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="run a task's model on an image (research use only)")
+    tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
+    seg = tasks.add_parser("bone-metastasis", help="segment bone metastases on a CT",
+                           description="Segment bone metastases on a CT. INPUT: NIfTI/NRRD file or a folder holding "
+                                       "one DICOM CT series. OUTPUT: .nii.gz or .nrrd label (0 background, "
+                                       "1 metastasis) on INPUT's exact grid.")
+    seg.add_argument("input", metavar="INPUT")
+    seg.add_argument("output", metavar="OUTPUT")
+    seg.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped model)")
+    seg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    seg.add_argument("--json", metavar="FILE", help="write lesion list and provenance as JSON")
+    seg.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
+    seg.set_defaults(func=run_segmentation, spec_name="bone_metastasis")
+
+
+def run_segmentation(args: argparse.Namespace) -> int:
+    from oncolabel.inference import SegmentationPredictor
+
+    out = Path(args.output)
+    if image_suffix(out) not in LABEL_SUFFIXES or image_suffix(out) == ".seg.nrrd":
+        raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii or .nrrd file name")
+    if args.json and Path(args.json).resolve() == out.resolve():
+        raise InvalidInputError("--json FILE must differ from OUTPUT")
+    image = require_3d(read_image(args.input), what=f"INPUT {args.input}")
+    predictor = SegmentationPredictor(args.model, task=args.spec_name, device=args.device, batch_size=args.batch_size)
+    result = predictor.predict(image)
+    payload = result.to_json()
+    payload["input"] = str(args.input)
+    payload["output"] = str(out)
+    write_image(result.label, out)
+    if args.json:
+        write_json(payload, args.json)
+    print(f"{out}: {result.summary()}")
+    return 0

@@ -1,0 +1,30 @@
+"""``oncolabel serve``: the MONAI Label server with the OncoLabel app."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the MONAI Label server with the OncoLabel app",
+                       description="Same as `monailabel start_server --app apps/oncolabel --studies DIR`, with "
+                                   "OncoLabel's fixes (pydicom 3, MLflow, non-blocking endpoints, 4xx errors).")
+    p.add_argument("--studies", required=True, metavar="DIR", help="datastore folder (NIfTI/NRRD images)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--app-dir", metavar="DIR", help="MONAI Label app folder (default: apps/oncolabel)")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="app setting, e.g. --conf device cuda --conf model.bone_metastasis my.pt")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: tracking off)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from oncolabel.server.app import serve
+
+    print(f"OncoLabel server on http://{args.host}:{args.port} (studies: {args.studies}); Ctrl-C stops it",
+          flush=True)
+    serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=dict(args.conf),
+          tracking_uri=args.tracking_uri, log_level=args.log_level)
+    return 0

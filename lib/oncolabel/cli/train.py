@@ -1,0 +1,68 @@
+"""``oncolabel train <task> ...``: train or fine-tune a task's model headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from oncolabel.cli._common import write_json
+from oncolabel.errors import InvalidInputError
+from oncolabel.io import list_images
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a task's model from labelled cases")
+    tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
+    seg = tasks.add_parser("bone-metastasis", help="train the DeepLabV3+ on CT + label pairs",
+                           description="DATA folders hold images/ and labels/ with matching case ids "
+                                       "(the layout `oncolabel phantoms` writes).")
+    seg.add_argument("--data", required=True, nargs="+", metavar="DIR", help="training cohort folder(s)")
+    seg.add_argument("--val", nargs="*", default=[], metavar="DIR", help="validation cohort folder(s)")
+    seg.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    seg.add_argument("--init", metavar="CKPT", help="warm-start from this checkpoint")
+    seg.add_argument("--iterations", type=int)
+    seg.add_argument("--batch-size", type=int)
+    seg.add_argument("--learning-rate", type=float)
+    seg.add_argument("--validate-every", type=int)
+    seg.add_argument("--seed", type=int, default=0)
+    seg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    seg.set_defaults(func=run_segmentation, spec_name="bone_metastasis")
+
+
+def cohort_items(folders: list[str]) -> list[dict[str, str]]:
+    items = []
+    for folder in folders:
+        images = list_images(folder, subfolder="images")
+        labels = list_images(folder, subfolder="labels")
+        missing = sorted(set(images) - set(labels))
+        if missing:
+            raise InvalidInputError(f"{folder}: no label for {', '.join(missing[:5])}")
+        items += [{"image": str(images[c]), "label": str(labels[c])} for c in sorted(images)]
+    return items
+
+
+def run_segmentation(args: argparse.Namespace) -> int:
+    from oncolabel.checkpoint import load_checkpoint, save_checkpoint
+    from oncolabel.tasks import get_task
+    from oncolabel.training import Trainer
+
+    spec = get_task(args.spec_name)
+    train_items, val_items = cohort_items(args.data), cohort_items(args.val) if args.val else []
+    init = load_checkpoint(args.init, task=spec.name) if args.init else None
+
+    def progress(rec: dict) -> None:
+        print(" ".join(f"{k}={v}" for k, v in rec.items()), file=sys.stderr, flush=True)
+
+    trainer = Trainer(spec, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      validate_every=args.validate_every, init=init, device=args.device, seed=args.seed,
+                      progress=progress)
+    result = trainer.fit(train_items, val_items)
+    result.checkpoint.training.update({"command": " ".join(sys.argv), "train_data": args.data, "val_data": args.val})
+    out = save_checkpoint(result.checkpoint, args.out)
+    write_json({"checkpoint": str(out), "sha256": result.checkpoint.sha256, "metrics": result.checkpoint.metrics,
+                "training": result.checkpoint.training, "history": result.history},
+               Path(args.out).with_suffix(".json"))
+    print(f"{out}: model {result.checkpoint.version}, best iteration {result.best_iteration}, "
+          f"{result.seconds:.0f} s, metrics {result.checkpoint.metrics}")
+    return 0

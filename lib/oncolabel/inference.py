@@ -1,0 +1,211 @@
+"""Inference: checkpoint + task spec -> results on the input image's grid.
+
+:class:`SegmentationPredictor` runs the task's one preprocessing (:mod:`oncolabel.preprocessing`), the network
+in batches over all slices (``torch.inference_mode``, channels-last memory layout), maps probabilities back onto
+the input grid and post-processes them. The CLI, the MONAI Label infer task, the benchmark and evaluation use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from oncolabel import RESEARCH_USE_ONLY
+from oncolabel.checkpoint import Checkpoint, load_checkpoint
+from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
+from oncolabel.io import array_to_image, require_3d
+from oncolabel.lesions import Lesion, find_lesions, remove_small_components
+from oncolabel.preprocessing import PreparedVolume
+from oncolabel.provenance import package_versions
+from oncolabel.tasks import TaskSpec, get_task
+from oncolabel.tasks.base import build_network
+
+__all__ = ["SegmentationPredictor", "SegmentationResult", "default_checkpoint_path", "resolve_device"]
+
+
+def default_checkpoint_path(spec: TaskSpec) -> Path:
+    """Path of the checkpoint shipped with the package for ``spec``.
+
+    Raises:
+        ModelNotFoundError: the task ships no model, or the file is missing from this installation.
+    """
+    if not spec.default_model:
+        raise ModelNotFoundError(f"task {spec.name!r} ships no default model; pass --model CKPT")
+    path = Path(str(resources.files("oncolabel.models").joinpath(spec.default_model)))
+    if not path.is_file():
+        raise ModelNotFoundError(f"the shipped model {spec.default_model} is missing from {path.parent}; "
+                                 "reinstall OncoLabel or pass --model CKPT")
+    return path
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; ``cuda`` without a GPU is an error, not a silent fallback."""
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"device {device!r}: use 'cpu' or 'cuda'")
+    return dev
+
+
+def build_model(ckpt: Checkpoint, spec: TaskSpec) -> nn.Module:
+    """The network of ``ckpt``, checked against ``spec``'s preprocessing."""
+    if dict(ckpt.preprocessing) != spec.preprocessing.to_dict():
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} was trained with preprocessing {dict(ckpt.preprocessing)}, but task "
+            f"{spec.name!r} now uses {spec.preprocessing.to_dict()}; retrain or use a matching checkpoint")
+    model = build_network(ckpt.network["name"], ckpt.network["kwargs"])
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {ckpt.path}: weights do not fit the network ({exc})") from exc
+    return model.eval()
+
+
+@dataclass
+class SegmentationResult:
+    """Output of :meth:`SegmentationPredictor.predict`."""
+
+    label: sitk.Image
+    probability: np.ndarray
+    lesions: list[Lesion]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def volume_ml(self) -> float:
+        return float(sum(les.volume_ml for les in self.lesions))
+
+    def summary(self) -> str:
+        return (f"{len(self.lesions)} lesion(s) found, total volume {self.volume_ml:.2f} ml "
+                f"(model {self.provenance.get('model_version', '?')}; {RESEARCH_USE_ONLY})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"notice": RESEARCH_USE_ONLY, "lesion_count": len(self.lesions),
+                "total_volume_ml": round(self.volume_ml, 4),
+                "lesions": [les.to_dict() for les in self.lesions], "provenance": self.provenance}
+
+
+class SegmentationPredictor:
+    """Whole-volume slice-wise segmentation with a task's checkpoint.
+
+    Args:
+        checkpoint: a path or a loaded :class:`Checkpoint` (``None``: the task's shipped model).
+        task: task name or spec.
+        device: ``cpu`` or ``cuda``.
+        batch_size: slices per forward pass.
+    """
+
+    def __init__(self, checkpoint: str | Path | Checkpoint | None = None, *, task: str | TaskSpec = "bone_metastasis",
+                 device: str | torch.device | None = "cpu", batch_size: int = 32) -> None:
+        self.spec = get_task(task) if isinstance(task, str) else task
+        if self.spec.kind != "segmentation":
+            raise InvalidInputError(f"task {self.spec.name!r} is a {self.spec.kind} task, not segmentation")
+        if checkpoint is None:
+            checkpoint = default_checkpoint_path(self.spec)
+        self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, task=self.spec.name)
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.model = build_model(self.checkpoint, self.spec).to(self.device).to(memory_format=torch.channels_last)
+        self._lock = threading.Lock()  # MC-dropout toggles module state; serialise forward passes
+
+    @classmethod
+    def from_model(cls, model: nn.Module, spec: TaskSpec, *, device: str | torch.device | None = "cpu",
+                   batch_size: int = 32) -> "SegmentationPredictor":
+        """A predictor around an in-memory model (validation during training); nothing is loaded or copied."""
+        self = cls.__new__(cls)
+        self.spec, self.device, self.batch_size = spec, resolve_device(device), int(batch_size)
+        self.checkpoint = Checkpoint(task=spec.name, network=spec.network.to_dict(),
+                                     preprocessing=spec.preprocessing.to_dict(), state_dict={})
+        self.model, self._lock = model, threading.Lock()
+        return self
+
+    @property
+    def version(self) -> str:
+        return self.checkpoint.version
+
+    # --- core -----------------------------------------------------------------------------------------------
+    def _forward(self, prepared: PreparedVolume, *, mc_dropout: bool = False, flip: bool = False) -> torch.Tensor:
+        prep = self.spec.preprocessing
+        n = prepared.image.shape[0]
+        out = torch.empty((n, *prepared.size), dtype=torch.float32)
+        with self._lock, torch.inference_mode():
+            self.model.eval()
+            if mc_dropout:
+                self.model.enable_mc_dropout(True)
+            try:
+                for start in range(0, n, self.batch_size):
+                    zs = list(range(start, min(n, start + self.batch_size)))
+                    x = prep.slices(prepared, zs)
+                    if flip:
+                        x = torch.flip(x, dims=(-1,))
+                    x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+                    p = torch.softmax(self.model(x), dim=1)[:, 1]
+                    if flip:
+                        p = torch.flip(p, dims=(-1,))
+                    out[start:start + len(zs)] = p.float().cpu()
+            finally:
+                if mc_dropout:
+                    self.model.enable_mc_dropout(False)
+        return out
+
+    def prepare(self, image: sitk.Image) -> PreparedVolume:
+        require_3d(image, what="CT image")
+        hu = sitk.GetArrayViewFromImage(image)
+        sx, sy = image.GetSpacing()[:2]
+        return self.spec.preprocessing.prepare(np.asarray(hu, dtype=np.float32), (sy, sx))
+
+    def predict_probability(self, image: sitk.Image) -> np.ndarray:
+        """Metastasis probability on ``image``'s grid, ``(z, y, x)`` float32."""
+        prepared = self.prepare(image)
+        return self.spec.preprocessing.restore(self._forward(prepared), prepared)
+
+    def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
+        post = self.spec.postprocessing
+        voxel_mm3 = float(np.prod(image.GetSpacing()))
+        return remove_small_components(prob >= post.threshold, max(1, int(np.ceil(post.min_lesion_mm3 / voxel_mm3))))
+
+    def predict(self, image: sitk.Image) -> SegmentationResult:
+        """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""
+        prob = self.predict_probability(image)
+        mask = self.postprocess(prob, image)
+        label = array_to_image(mask.astype(np.uint8), image, pixel_type=sitk.sitkUInt8)
+        return SegmentationResult(label=label, probability=prob, lesions=find_lesions(mask, image),
+                                  provenance=self.provenance())
+
+    def uncertainty(self, image: sitk.Image, *, samples: int = 4) -> dict[str, float]:
+        """Per-image uncertainty for active learning.
+
+        ``samples`` Monte-Carlo-dropout passes plus a left-right flipped pass (test-time augmentation); the
+        score is the mean over voxels that any pass calls lesion-likely (p > 0.1) of the binary entropy of the mean
+        probability, weighted by the fraction of slices involved, plus the mean disagreement (variance) between
+        passes. 0 when every pass agrees on an empty result.
+        """
+        prepared = self.prepare(image)
+        passes = [self._forward(prepared, mc_dropout=True) for _ in range(max(1, samples))]
+        passes.append(self._forward(prepared, flip=True))
+        stack = torch.stack(passes)
+        mean = stack.mean(0)
+        active = (stack > 0.1).any(0)
+        if not bool(active.any()):
+            return {"uncertainty": 0.0, "entropy": 0.0, "variance": 0.0, "active_fraction": 0.0}
+        p = mean[active].clamp(1e-6, 1 - 1e-6)
+        entropy = float((-(p * p.log2() + (1 - p) * (1 - p).log2())).mean())
+        variance = float(stack.var(0)[active].mean())
+        frac = float(active.flatten(1).any(1).float().mean())
+        return {"uncertainty": entropy * frac + variance, "entropy": entropy, "variance": variance,
+                "active_fraction": frac}
+
+    def provenance(self) -> dict[str, Any]:
+        ck = self.checkpoint
+        return {"notice": RESEARCH_USE_ONLY, "task": self.spec.name, "model_version": ck.version,
+                "model_sha256": ck.sha256, "model_path": str(ck.path) if ck.path else None,
+                "model_created_utc": ck.created_utc, "model_metrics": ck.metrics,
+                "settings": self.spec.settings(), "device": str(self.device), "software": package_versions()}

@@ -1,0 +1,187 @@
+"""Reading and writing medical images with clear errors.
+
+Every reader returns a :class:`SimpleITK.Image` (physical geometry kept: size, spacing, origin, direction);
+every writer is atomic (temporary file in the destination folder, then :func:`os.replace`), so a failure
+never leaves a half-written file at the destination and never damages a file already there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import SimpleITK as sitk
+
+from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
+
+#: file name endings read as single-file images
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: file name endings a label can be written to
+LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd")
+
+
+def image_suffix(path: str | Path) -> str:
+    """The recognised image suffix of ``path`` (``.nii.gz`` counts as one), or ``""``."""
+    name = Path(path).name.lower()
+    for suffix in sorted(IMAGE_SUFFIXES + LABEL_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return ""
+
+
+def _dicom_series(folder: Path) -> list[str]:
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        if not any(p.is_file() for p in folder.iterdir()):
+            raise ImageReadError(f"{folder}: the folder is empty")
+        raise ImageReadError(f"{folder}: the folder holds no readable DICOM image series")
+    if len(series) > 1:
+        raise ImageReadError(
+            f"{folder}: the folder holds {len(series)} DICOM series ({', '.join(series[:4])}"
+            f"{'...' if len(series) > 4 else ''}); put one series per folder")
+    files = list(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    if not files:
+        raise ImageReadError(f"{folder}: DICOM series {series[0]} lists no files")
+    return files
+
+
+def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image:
+    """Read a NIfTI / NRRD / MHA file or a folder holding exactly one DICOM series.
+
+    Args:
+        path: file or folder.
+        pixel_type: optional SimpleITK pixel type to cast to (e.g. ``sitk.sitkFloat32``).
+
+    Raises:
+        ImageReadError: missing, empty, unreadable or corrupt input, or a folder with several series.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file or folder")
+    try:
+        if p.is_dir():
+            files = _dicom_series(p)
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            reader.MetaDataDictionaryArrayUpdateOn()
+            reader.LoadPrivateTagsOff()
+            img = reader.Execute()
+        else:
+            if p.stat().st_size == 0:
+                raise ImageReadError(f"{p}: the file is empty")
+            img = sitk.ReadImage(str(p))
+    except ImageReadError:
+        raise
+    except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError
+        first = next((ln.strip() for ln in str(exc).splitlines() if "ERROR" in ln or "rror" in ln), "")
+        raise ImageReadError(f"{p}: cannot read the image (corrupt or unsupported file){': ' + first if first else ''}") from exc
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(f"{p}: image has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
+                             "a scalar (grey-level) image is required")
+    if pixel_type is not None:
+        img = sitk.Cast(img, pixel_type)
+    return img
+
+
+def require_3d(img: sitk.Image, *, what: str = "image", min_slices: int = 2) -> sitk.Image:
+    """Raise :class:`InvalidInputError` unless ``img`` is a 3D volume with at least ``min_slices`` slices."""
+    if img.GetDimension() != 3:
+        raise InvalidInputError(f"{what} is {img.GetDimension()}D (size {img.GetSize()}); a 3D volume is required")
+    if img.GetSize()[2] < min_slices:
+        raise InvalidInputError(f"{what} has {img.GetSize()[2]} slice(s) (size {img.GetSize()}); "
+                                f"a 3D volume with at least {min_slices} slices is required")
+    return img
+
+
+def same_geometry(a: sitk.Image, b: sitk.Image, *, tol: float = 1e-4) -> bool:
+    """True when two images share size, spacing, origin and direction (within ``tol``)."""
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol, rtol=tol)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=max(tol, 1e-3))
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol))
+
+
+def check_same_geometry(image: sitk.Image, other: sitk.Image, *, what: str = "label") -> None:
+    """Raise :class:`GeometryError` naming the first difference between ``other`` and ``image``."""
+    if same_geometry(image, other):
+        return
+    for name, ga, gb in (("size", image.GetSize(), other.GetSize()),
+                         ("spacing", image.GetSpacing(), other.GetSpacing()),
+                         ("origin", image.GetOrigin(), other.GetOrigin()),
+                         ("direction", image.GetDirection(), other.GetDirection())):
+        if name == "size" and ga != gb or name != "size" and not np.allclose(ga, gb, atol=1e-3):
+            fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
+            raise GeometryError(f"{what} {name} {fmt(gb)} differs from the image {name} {fmt(ga)}")
+    raise GeometryError(f"{what} geometry differs from the image geometry")
+
+
+@contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; on success move it onto ``dest`` atomically.
+
+    On any exception the temporary file is removed and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = image_suffix(dest) or dest.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_image(img: sitk.Image, dest: str | Path, *, compress: bool = True) -> Path:
+    """Write ``img`` atomically to ``dest`` (format from the extension)."""
+    dest = Path(dest)
+    if not image_suffix(dest):
+        raise InvalidInputError(f"{dest}: unsupported output extension; use one of {', '.join(IMAGE_SUFFIXES)}")
+    with atomic_path(dest) as tmp:
+        sitk.WriteImage(img, str(tmp), compress)
+    return dest
+
+
+def array_to_image(arr: np.ndarray, reference: sitk.Image, *, pixel_type: int | None = None) -> sitk.Image:
+    """A SimpleITK image holding ``arr`` (z, y, x) on ``reference``'s grid."""
+    out = sitk.GetImageFromArray(arr)
+    if out.GetSize() != reference.GetSize():
+        raise GeometryError(f"array size {out.GetSize()} differs from the reference size {reference.GetSize()}")
+    out.CopyInformation(reference)
+    if pixel_type is not None:
+        out = sitk.Cast(out, pixel_type)
+    return out
+
+
+def case_id_of(path: str | Path) -> str:
+    """Case id of an image file: its name without the image suffix."""
+    p = Path(path)
+    suffix = image_suffix(p)
+    return p.name[: -len(suffix)] if suffix else p.name
+
+
+def list_images(folder: str | Path, *, subfolder: str | None = None) -> dict[str, Path]:
+    """Image files of ``folder`` by case id (``folder/subfolder`` when that exists, e.g. a phantom cohort's
+    ``labels/``). Hidden files and non-image files are ignored.
+
+    Raises:
+        ImageReadError: the folder does not exist or holds no image.
+    """
+    root = Path(folder)
+    if subfolder and (root / subfolder).is_dir():
+        root = root / subfolder
+    if not root.is_dir():
+        raise ImageReadError(f"{root}: no such folder")
+    out = {case_id_of(p): p for p in sorted(root.iterdir())
+           if p.is_file() and not p.name.startswith(".") and image_suffix(p)}
+    if not out:
+        raise ImageReadError(f"{root}: no NIfTI/NRRD images in this folder")
+    return out

@@ -1,0 +1,120 @@
+"""Task preprocessing, composed once from :mod:`oncolabel.transforms`.
+
+:class:`CTSlicePreprocessing` is the single definition of how a CT volume becomes network input for slice-wise
+(2D / 2.5D) segmentation, and how network output goes back onto the CT's grid. Training
+(:class:`oncolabel.training.SliceSampler`), inference (:class:`oncolabel.inference.SegmentationPredictor`) and
+evaluation all call it; ``tests/unit/test_preprocessing.py`` proves training and inference inputs identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from oncolabel.errors import InvalidInputError
+from oncolabel.transforms import BodyBox, InplaneZoom, IntensityWindow, SliceContext, crop_to_box
+
+__all__ = ["CTSlicePreprocessing", "PreparedVolume"]
+
+
+@dataclass
+class PreparedVolume:
+    """A CT volume on the network's working grid, plus what is needed to map results back.
+
+    Attributes:
+        image: ``(z, h, w)`` float32 tensor, windowed, cropped to the body box and resized.
+        box: body box on the original grid.
+        original_shape: ``(z, y, x)`` of the original array.
+    """
+
+    image: torch.Tensor
+    box: BodyBox
+    original_shape: tuple[int, int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class CTSlicePreprocessing:
+    """CT -> slice-wise network input, and back.
+
+    Steps (forward): HU window ``[hu_low, hu_high]`` -> ``[0, 1]``; crop to the body box (largest region above
+    ``body_threshold_hu``); resize in-plane to ``spacing_mm`` pixels (slices keep their native thickness and
+    position, so results map back one slice to one slice); stack ``context`` neighbouring slices each side as
+    channels. Backward: probabilities are resized to the box, placed into a zero background on the original grid.
+
+    Attributes:
+        hu_low, hu_high: intensity window (HU).
+        spacing_mm: in-plane working pixel size.
+        context: neighbouring slices each side (0 = 2D, 1 = 2.5D with three channels).
+        body_threshold_hu: HU threshold of the body box.
+        min_hu_range: a volume whose 1st-99th percentile span is below this is not a CT (HU) image.
+    """
+
+    hu_low: float = -250.0
+    hu_high: float = 1250.0
+    spacing_mm: float = 1.25
+    context: int = 1
+    body_threshold_hu: float = -300.0
+    min_hu_range: float = 300.0
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.context + 1
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {"class": type(self).__name__, **asdict(self)}
+
+    # --- forward ------------------------------------------------------------------------------------------
+    def check_ct(self, hu: np.ndarray) -> None:
+        """Raise :class:`InvalidInputError` unless ``hu`` looks like a CT in Hounsfield units."""
+        if hu.ndim != 3:
+            raise InvalidInputError(f"expected a 3D (z, y, x) CT volume, got an array of shape {hu.shape}")
+        sample = hu[:: max(1, hu.shape[0] // 16), ::4, ::4]
+        lo, hi = np.percentile(sample, [1, 99])
+        if hi - lo < self.min_hu_range or lo < -1100 - 1000 or hi > 5000 or hi < 0:
+            raise InvalidInputError(
+                f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile): not a CT in Hounsfield units "
+                "(expected air near -1000 HU and soft tissue/bone above 0 HU)")
+
+    def working_size(self, box: BodyBox, spacing_yx: tuple[float, float]) -> tuple[int, int]:
+        h, w = box.shape
+        return (max(16, round(h * spacing_yx[0] / self.spacing_mm)),
+                max(16, round(w * spacing_yx[1] / self.spacing_mm)))
+
+    def prepare(self, hu: np.ndarray, spacing_yx: tuple[float, float], *, check: bool = True) -> PreparedVolume:
+        """Window, crop and resize a ``(z, y, x)`` HU volume with in-plane spacing ``(sy, sx)`` mm."""
+        if check:
+            self.check_ct(hu)
+        box = BodyBox.from_volume(hu, threshold=self.body_threshold_hu)
+        img = IntensityWindow(self.hu_low, self.hu_high)(torch.from_numpy(np.ascontiguousarray(crop_to_box(hu, box))))
+        img = InplaneZoom(self.working_size(box, spacing_yx), mode="bilinear")(img)
+        return PreparedVolume(image=img.contiguous(), box=box, original_shape=tuple(hu.shape))
+
+    def prepare_label(self, label: np.ndarray, prepared: PreparedVolume) -> torch.Tensor:
+        """The label on the working grid of ``prepared`` (nearest neighbour), ``(z, h, w)`` uint8."""
+        if tuple(label.shape) != prepared.original_shape:
+            raise InvalidInputError(f"label shape {label.shape} differs from image shape {prepared.original_shape}")
+        lab = torch.from_numpy(np.ascontiguousarray(crop_to_box(label, prepared.box)).astype(np.uint8))
+        return InplaneZoom(prepared.size, mode="nearest")(lab)
+
+    def slices(self, prepared: PreparedVolume | torch.Tensor, z: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        """Network input ``(b, channels, h, w)`` for slices ``z`` (all slices when None)."""
+        vol = prepared.image if isinstance(prepared, PreparedVolume) else prepared
+        ctx = SliceContext(self.context)
+        n = vol.shape[0]
+        zs = range(n) if z is None else [int(i) for i in z]
+        idx = torch.tensor([ctx.indices(n, i) for i in zs], dtype=torch.long)
+        return vol[idx]
+
+    # --- backward -----------------------------------------------------------------------------------------
+    def restore(self, prob: torch.Tensor, prepared: PreparedVolume) -> np.ndarray:
+        """Map ``(z, h, w)`` working-grid probabilities back to the original ``(z, y, x)`` grid (float32)."""
+        box = prepared.box
+        out = np.zeros(prepared.original_shape, dtype=np.float32)
+        out[:, box.y0:box.y1, box.x0:box.x1] = InplaneZoom(box.shape, mode="bilinear")(prob).numpy()
+        return out

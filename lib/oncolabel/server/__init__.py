@@ -1,0 +1,1 @@
+"""MONAI Label server glue (imports monailabel; nothing in ``oncolabel`` imports this package by default)."""

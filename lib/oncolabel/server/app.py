@@ -1,0 +1,251 @@
+"""The OncoLabel server: MONAI Label's FastAPI app with our fixes, and ``oncolabel serve``.
+
+What we change in MONAI Label's app (the REST API itself is unchanged, so ``monailabel.client`` and MONAI
+Label's Slicer plugin work as before):
+
+* Its endpoints are ``async def`` functions that run blocking work (inference, file copies) on the event loop,
+  so one inference stalls every other request. :func:`offload_blocking_endpoints` re-registers each as a plain
+  function that FastAPI runs in its worker thread pool; ``/info/`` then answers while an inference runs.
+* Errors: OncoLabel exceptions and MONAI Label's own become 4xx answers with one readable sentence
+  (:func:`install_error_handlers`) instead of a bare 500.
+* Uploads over ``max_upload_mb`` are refused with 413 before they are stored (:class:`UploadLimit`).
+* Compatibility with pydicom 3 and current MLflow (:mod:`oncolabel.server.compat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from oncolabel.errors import (CheckpointError, ConflictError, InvalidInputError, ModelNotFoundError, NotFoundError,
+                              OncoLabelError, PayloadTooLargeError, UnknownTaskError)
+from oncolabel.server import compat
+
+logger = logging.getLogger(__name__)
+
+#: the MONAI Label app shipped in this repository
+DEFAULT_APP_DIR = Path(__file__).resolve().parents[3] / "apps" / "oncolabel"
+
+
+def _threaded(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain-function twin of an ``async def`` endpoint (same signature; FastAPI runs it in a thread)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(endpoint(*args, **kwargs))
+
+    run.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
+    run.__name__, run.__qualname__, run.__doc__ = endpoint.__name__, endpoint.__qualname__, endpoint.__doc__
+    run.__module__ = endpoint.__module__
+    return run
+
+
+def offload_blocking_endpoints(app: Any, *, keep: tuple[str, ...] = ()) -> int:
+    """Replace every ``async def`` API route of ``app`` by a thread-pool twin; returns how many were replaced."""
+    from fastapi.routing import APIRoute
+
+    replaced = 0
+    for i, route in enumerate(list(app.router.routes)):
+        if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint) or route.path in keep:
+            continue
+        app.router.routes[i] = APIRoute(
+            route.path, _threaded(route.endpoint), methods=sorted(route.methods), name=route.name,
+            summary=route.summary, description=route.description, tags=route.tags, responses=route.responses,
+            response_class=route.response_class, include_in_schema=route.include_in_schema,
+            response_model=route.response_model, status_code=route.status_code, dependencies=route.dependencies,
+            deprecated=route.deprecated, operation_id=route.operation_id, openapi_extra=route.openapi_extra)
+        replaced += 1
+    return replaced
+
+
+def _status_for(exc: Exception) -> int:
+    from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException, MONAILabelException
+
+    if isinstance(exc, (NotFoundError, UnknownTaskError, ImageNotFoundException, LabelNotFoundException)):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
+    if isinstance(exc, (ModelNotFoundError, CheckpointError)):
+        return 503
+    if isinstance(exc, MONAILabelException):
+        msg = str(exc.msg if hasattr(exc, "msg") else exc)
+        return 404 if "There is no" in msg or "not Initialized" in msg else 400
+    if isinstance(exc, (OncoLabelError, json.JSONDecodeError)):
+        return 400
+    return 500
+
+
+def install_error_handlers(app: Any) -> None:
+    """Turn library and MONAI Label errors into ``{"detail": sentence, "error": type}`` with a 4xx status."""
+    from fastapi.responses import JSONResponse
+    from monailabel.interfaces.exception import MONAILabelException
+
+    async def handler(request: Any, exc: Exception) -> JSONResponse:
+        status = _status_for(exc)
+        if isinstance(exc, MONAILabelException):
+            detail = str(getattr(exc, "msg", exc))
+        elif isinstance(exc, json.JSONDecodeError):
+            detail = f"request parameters are not valid JSON: {exc}"
+        elif status == 500:
+            logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
+            detail = f"internal error ({type(exc).__name__}); see the server log"
+        else:
+            detail = str(exc)
+        return JSONResponse({"detail": detail, "error": type(exc).__name__}, status_code=status)
+
+    for exc_type in (OncoLabelError, MONAILabelException, json.JSONDecodeError, FileNotFoundError):
+        app.add_exception_handler(exc_type, handler)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class UploadLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` with 413 (by header, or while streaming)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def _reply(self, send: Callable, started: bool) -> None:
+        if started:
+            return
+        body = json.dumps({"detail": f"upload larger than the server limit of {self.max_bytes / 2**20:.0f} MB; "
+                                     "nothing was stored", "error": "PayloadTooLargeError"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reply(send, False)
+            return
+        state = {"received": 0, "too_large": False, "started": False}
+
+        async def limited_receive() -> dict:
+            msg = await receive()
+            if msg["type"] == "http.request":
+                state["received"] += len(msg.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["too_large"] = True
+                    raise _TooLarge()
+            return msg
+
+        async def guarded_send(msg: dict) -> None:
+            if state["too_large"]:
+                return  # swallow the error response of inner layers; ours follows
+            if msg["type"] == "http.response.start":
+                state["started"] = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _TooLarge:
+            pass
+        except Exception:
+            if not state["too_large"]:
+                raise
+        if state["too_large"]:
+            await self._reply(send, state["started"])
+
+
+class QueryIdGuard:
+    """ASGI middleware: the ids in query strings (``image``, ``label``, ``id``, ``tag``) must be plain names.
+
+    MONAI Label treats an ``image`` value that is an existing server path as a file to read; an id such as
+    ``../../x`` or ``/abs/path`` is therefore refused with 400 before any endpoint runs.
+    """
+
+    KEYS = ("image", "label", "id", "tag")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            from urllib.parse import parse_qsl
+
+            from oncolabel.server.datastore import check_id
+
+            for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+                if key in self.KEYS and value:
+                    try:
+                        check_id(value, what=f"{key} id" if key != "tag" else "label tag")
+                    except OncoLabelError as exc:
+                        body = json.dumps({"detail": str(exc), "error": type(exc).__name__}).encode()
+                        await send({"type": "http.response.start", "status": 400,
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode())]})
+                        await send({"type": "http.response.body", "body": body})
+                        return
+        await self.app(scope, receive, send)
+
+
+def configure_environment(*, app_dir: Path, studies: Path, conf: Mapping[str, str], port: int,
+                          tracking_uri: str | None = None) -> None:
+    """Export MONAI Label's settings (its training subprocess reads them from the environment)."""
+    compat.configure_tracking(tracking_uri)
+    env = {
+        "MONAI_LABEL_APP_DIR": str(app_dir), "MONAI_LABEL_STUDIES": str(studies),
+        "MONAI_LABEL_APP_CONF": json.dumps(dict(conf)), "MONAI_LABEL_SERVER_PORT": str(port),
+        "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
+        "MONAI_LABEL_SESSION_PATH": str(studies / ".oncolabel" / "sessions"),
+        "MONAI_LABEL_PROJECT_NAME": "OncoLabel",
+    }
+    os.environ.update(env)
+    # MONAI Label's task runner reads PYTHONPATH unconditionally; keep ours (editable installs need none)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(app_dir)) if p)
+    from monailabel.config import settings
+
+    settings.MONAI_LABEL_APP_DIR, settings.MONAI_LABEL_STUDIES = str(app_dir), str(studies)
+    settings.MONAI_LABEL_APP_CONF, settings.MONAI_LABEL_SERVER_PORT = dict(conf), port
+    settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD = False
+    settings.MONAI_LABEL_AUTO_UPDATE_SCORING = False
+    settings.MONAI_LABEL_SESSION_PATH = env["MONAI_LABEL_SESSION_PATH"]
+    settings.MONAI_LABEL_TRACKING_ENABLED = bool(tracking_uri)
+    settings.MONAI_LABEL_TRACKING_URI = tracking_uri or ""
+
+
+def create_app(*, max_upload_mb: float = 1024.0) -> Any:
+    """MONAI Label's FastAPI app with OncoLabel's fixes (call :func:`configure_environment` first)."""
+    compat.apply()
+    from monailabel.app import app  # noqa: PLC0415 -- imported after the compatibility fixes
+
+    if not getattr(app.state, "oncolabel_patched", False):
+        offload_blocking_endpoints(app)
+        install_error_handlers(app)
+        app.state.oncolabel_patched = True
+    return UploadLimit(QueryIdGuard(app), int(max_upload_mb * 2**20))
+
+
+def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path | None = None,
+          conf: Mapping[str, str] | None = None, tracking_uri: str | None = None, log_level: str = "info") -> None:
+    """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied."""
+    import uvicorn
+
+    from oncolabel.config import ServerConfig
+
+    app_dir = Path(app_dir or DEFAULT_APP_DIR).resolve()
+    if not (app_dir / "main.py").is_file():
+        raise InvalidInputError(f"{app_dir}: not a MONAI Label app folder (no main.py)")
+    studies = Path(studies).resolve()
+    if not studies.is_dir():
+        raise InvalidInputError(f"{studies}: studies folder does not exist")
+    conf = dict(conf or {})
+    cfg = ServerConfig.from_conf(studies, conf)  # fail fast on a bad conf, before the server starts
+    configure_environment(app_dir=app_dir, studies=studies, conf=conf, port=port, tracking_uri=tracking_uri)
+    logger.info("OncoLabel server: app %s, studies %s, http://%s:%d", app_dir, studies, host, port)
+    sys.stdout.flush()
+    uvicorn.run(create_app(max_upload_mb=cfg.max_upload_mb), host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=5)

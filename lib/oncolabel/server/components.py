@@ -1,0 +1,48 @@
+"""Builds the OncoLabel objects a MONAI Label app hands to the server, from its configuration."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from oncolabel.config import ServerConfig
+from oncolabel.inference import default_checkpoint_path
+from oncolabel.modelstore import ModelStore
+from oncolabel.server.datastore import OncoDatastore
+from oncolabel.server.tasks import (PredictorCache, RandomStrategy, SegmentationInfer, SegmentationTrain,
+                                    UncertaintyScoring, UncertaintyStrategy)
+from oncolabel.tasks import TaskSpec, get_task
+
+
+class AppComponents:
+    """Datastore, infer/train tasks, strategies and scoring methods for ``studies`` and MONAI Label's ``conf``."""
+
+    def __init__(self, studies: str, conf: Mapping[str, str] | None) -> None:
+        self.config = ServerConfig.from_conf(studies, conf)
+        self.specs: dict[str, TaskSpec] = {name: get_task(name) for name in self.config.tasks}
+        self.stores = {name: ModelStore(self.config.models_dir, name,
+                                        initial=self.config.models.get(name) or default_checkpoint_path(spec))
+                       for name, spec in self.specs.items()}
+        self.predictors = {name: PredictorCache(spec, self.stores[name], self.config.device)
+                           for name, spec in self.specs.items() if spec.kind == "segmentation"}
+        first = next(iter(self.predictors), None)
+        self.scoring_method = (UncertaintyScoring(self.predictors[first], self.config.uncertainty_samples)
+                               if first else None)
+
+    def datastore(self) -> OncoDatastore:
+        return OncoDatastore(str(self.config.studies))
+
+    def infers(self) -> dict[str, Any]:
+        return {name: SegmentationInfer(self.specs[name], pc) for name, pc in self.predictors.items()}
+
+    def trainers(self) -> dict[str, Any]:
+        return {name: SegmentationTrain(self.specs[name], self.stores[name], self.config.device, self.config.seed)
+                for name in self.predictors}
+
+    def strategies(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"random": RandomStrategy(self.config.seed)}
+        if self.scoring_method is not None:
+            out = {"uncertainty": UncertaintyStrategy(self.scoring_method, self.config.strategy_max_compute), **out}
+        return out
+
+    def scoring_methods(self) -> dict[str, Any]:
+        return {"uncertainty": self.scoring_method} if self.scoring_method is not None else {}

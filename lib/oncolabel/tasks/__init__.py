@@ -1,0 +1,8 @@
+"""Clinical task specs (one per task) and their registry."""
+
+from __future__ import annotations
+
+from oncolabel.tasks import bone_metastasis as _bone_metastasis  # noqa: F401  (registers the task)
+from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, get_task, register_task, task_names
+
+__all__ = ["NetworkSpec", "TaskSpec", "TrainingSpec", "get_task", "register_task", "task_names"]

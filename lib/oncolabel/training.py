@@ -1,0 +1,328 @@
+"""One generic trainer, driven by a task spec.
+
+:class:`Trainer` owns the loop (seeding, optimiser, cosine learning-rate schedule, validation, best-model
+selection, cancellation, progress callbacks, checkpoint metadata). What differs between task families lives in
+a small *adapter* chosen from ``spec.kind``: how batches are sampled, the loss, and the validation score.
+Segmentation uses :class:`SegmentationAdapter`; classification tasks register their own adapter with
+:func:`register_adapter` and reuse the same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+
+from oncolabel.checkpoint import Checkpoint
+from oncolabel.errors import InvalidInputError
+from oncolabel.io import check_same_geometry, read_image
+from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
+from oncolabel.provenance import package_versions
+from oncolabel.tasks import TaskSpec
+from oncolabel.tasks.base import build_network
+from oncolabel.transforms import RandInplaneZoom
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Trainer", "TrainResult", "SegmentationAdapter", "SliceSampler", "register_adapter", "TrainingCancelled"]
+
+
+class TrainingCancelled(Exception):
+    """Raised inside :meth:`Trainer.fit` when its ``stop_event`` is set."""
+
+
+class Adapter(Protocol):
+    """What the generic loop needs from a task family."""
+
+    def batches(self, items: Sequence[Mapping[str, Any]], batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def loss(self) -> nn.Module: ...
+
+    def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:
+        """Validation metrics; must contain ``score`` (higher is better)."""
+        ...
+
+
+_ADAPTERS: dict[str, Callable[[TaskSpec], Adapter]] = {}
+
+
+def register_adapter(kind: str) -> Callable[[Callable[[TaskSpec], Adapter]], Callable[[TaskSpec], Adapter]]:
+    def deco(factory: Callable[[TaskSpec], Adapter]) -> Callable[[TaskSpec], Adapter]:
+        _ADAPTERS[kind] = factory
+        return factory
+    return deco
+
+
+@dataclass
+class TrainResult:
+    """The trained checkpoint (not yet written) and the run's history."""
+
+    checkpoint: Checkpoint
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_iteration: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Train (or fine-tune) the network of ``spec``.
+
+    Args:
+        spec: the task.
+        iterations, batch_size, learning_rate, weight_decay, validate_every: override ``spec.training``.
+        init: checkpoint to warm-start from (fine-tuning); its weights and its sha256 (recorded as parent).
+        device: ``cpu`` / ``cuda``.
+        seed: seeds numpy and torch for this run.
+        stop_event: set it from another thread to cancel; :meth:`fit` then raises :class:`TrainingCancelled`.
+        progress: called with a dict after every logged step (``iteration``, ``loss``, and validation metrics).
+    """
+
+    def __init__(self, spec: TaskSpec, *, iterations: int | None = None, batch_size: int | None = None,
+                 learning_rate: float | None = None, weight_decay: float | None = None,
+                 validate_every: int | None = None, init: Checkpoint | None = None,
+                 device: str | torch.device = "cpu", seed: int | None = None,
+                 stop_event: threading.Event | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        t = spec.training
+        self.spec = spec
+        self.iterations = int(iterations if iterations is not None else t.max_iterations)
+        self.batch_size = int(batch_size or t.batch_size)
+        self.learning_rate = float(learning_rate or t.learning_rate)
+        self.weight_decay = float(weight_decay if weight_decay is not None else t.weight_decay)
+        self.validate_every = int(validate_every or t.validate_every)
+        self.seed = int(seed if seed is not None else t.seed)
+        self.init = init
+        self.device = torch.device(device)
+        self.stop_event = stop_event
+        self.progress = progress
+        if self.iterations < 1:
+            raise InvalidInputError(f"iterations={self.iterations}: must be >= 1")
+        if spec.kind not in _ADAPTERS:
+            raise InvalidInputError(f"no training adapter for task kind {spec.kind!r}")
+        self.adapter = _ADAPTERS[spec.kind](spec)
+
+    def settings(self) -> dict[str, Any]:
+        return {"iterations": self.iterations, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay, "validate_every": self.validate_every, "seed": self.seed,
+                "device": str(self.device), "init_sha256": self.init.sha256 if self.init else None}
+
+    def _model(self) -> nn.Module:
+        net = self.init.network if self.init else self.spec.network.to_dict()
+        model = build_network(net["name"], net["kwargs"])
+        if self.init is not None:
+            if dict(self.init.preprocessing) != self.spec.preprocessing.to_dict():
+                raise InvalidInputError("the warm-start checkpoint was trained with other preprocessing than the task spec")
+            model.load_state_dict(self.init.state_dict)
+        return model.to(self.device)
+
+    def _report(self, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress(record)
+
+    def fit(self, train_items: Sequence[Mapping[str, Any]],
+            val_items: Sequence[Mapping[str, Any]] | None = None) -> TrainResult:
+        """Run the loop; returns the best checkpoint by validation ``score`` (the last one without validation)."""
+        if not train_items:
+            raise InvalidInputError("no training items: label at least one case first")
+        start = time.time()
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        model = self._model()
+        loss_fn = self.adapter.loss()
+        opt = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        warm = min(50, self.iterations // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / max(1, warm)) * 0.5 * (
+            1 + math.cos(math.pi * min(i, self.iterations) / self.iterations)))
+        history: list[dict[str, Any]] = []
+        best_score, best_state, best_it, best_metrics = -math.inf, None, 0, {}
+        batches = self.adapter.batches(train_items, self.batch_size, rng)
+        running = 0.0
+        for it in range(1, self.iterations + 1):
+            if self.stop_event is not None and self.stop_event.is_set():
+                raise TrainingCancelled(f"training cancelled at iteration {it - 1} of {self.iterations}")
+            model.train()
+            x, y = next(batches)
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y.to(self.device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at iteration {it}")
+            loss.backward()
+            opt.step()
+            sched.step()
+            running = loss.item() if it == 1 else 0.95 * running + 0.05 * loss.item()
+            last = it == self.iterations
+            validate_now = bool(val_items) and (it % self.validate_every == 0 or last)
+            if it % 25 == 0 or last or validate_now:
+                rec = {"iteration": it, "loss": round(running, 5), "lr": sched.get_last_lr()[0],
+                       "seconds": round(time.time() - start, 1)}
+                if validate_now:
+                    metrics = self.adapter.validate(model, val_items, self.device)
+                    rec.update({f"val_{k}": v for k, v in metrics.items()})
+                    if metrics["score"] > best_score:
+                        best_score, best_it, best_metrics = metrics["score"], it, metrics
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                history.append(rec)
+                logger.info("train %s: %s", self.spec.name, rec)
+                self._report(rec)
+        if best_state is None:  # no validation: keep the final weights
+            best_state, best_it = model.state_dict(), self.iterations
+        ckpt = Checkpoint(task=self.spec.name,
+                          network=self.init.network if self.init else self.spec.network.to_dict(),
+                          preprocessing=self.spec.preprocessing.to_dict(), state_dict=best_state,
+                          metrics={f"val_{k}": v for k, v in best_metrics.items()},
+                          training={**self.settings(), "n_train": len(train_items),
+                                    "n_val": len(val_items or []), "best_iteration": best_it,
+                                    "history_tail": history[-5:]},
+                          parent_sha256=self.init.sha256 if self.init else None,
+                          software=package_versions(("torch", "monai", "numpy")))
+        return TrainResult(checkpoint=ckpt, history=history, best_iteration=best_it, seconds=time.time() - start)
+
+
+# --- segmentation ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Volume:
+    prepared: PreparedVolume
+    label: torch.Tensor
+    positive: np.ndarray
+
+
+def load_volume(item: Mapping[str, Any], prep: CTSlicePreprocessing) -> tuple[sitk.Image, PreparedVolume, torch.Tensor]:
+    """Read an ``{"image", "label"}`` item and put both on the working grid (the one preprocessing)."""
+    img = read_image(item["image"])
+    lab = read_image(item["label"])
+    check_same_geometry(img, lab, what=f"label {item['label']}")
+    sx, sy = img.GetSpacing()[:2]
+    prepared = prep.prepare(sitk.GetArrayFromImage(img).astype(np.float32), (sy, sx))
+    label = prep.prepare_label((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8), prepared)
+    return img, prepared, label
+
+
+class SliceSampler:
+    """Random training batches of slices (2D / 2.5D) from prepared volumes.
+
+    Half of the samples come from slices that contain lesion; patches of ``patch`` pixels are centred on a
+    lesion pixel for those. Augmentation on top of the deterministic preprocessing: in-plane zoom (log-uniform in
+    ``zoom``, i.e. pixel sizes from about 0.7 to 1.7 mm), left-right flip, intensity scale/shift, Gaussian noise.
+    With ``augment=False`` a sample equals the inference input of that slice exactly.
+    """
+
+    def __init__(self, prep: CTSlicePreprocessing, volumes: Sequence[_Volume], *, patch: int = 160,
+                 positive_fraction: float = 0.5, zoom: tuple[float, float] = (0.75, 1.8), augment: bool = True) -> None:
+        self.prep, self.volumes, self.patch = prep, list(volumes), patch
+        self.positive_fraction, self.augment = positive_fraction, augment
+        self.zoom = RandInplaneZoom((math.log(zoom[0]), math.log(zoom[1])))
+        self.zoom_label = RandInplaneZoom((0, 0), mode="nearest")
+        self._pos = [i for i, v in enumerate(self.volumes) if v.positive.size]
+
+    def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pos and rng.random() < self.positive_fraction:
+            v = self.volumes[self._pos[rng.integers(len(self._pos))]]
+            z = int(v.positive[rng.integers(v.positive.size)])
+        else:
+            v = self.volumes[rng.integers(len(self.volumes))]
+            z = int(rng.integers(v.label.shape[0]))
+        x = self.prep.slices(v.prepared, [z])[0]  # (C, h, w) -- identical to inference input
+        y = v.label[z]
+        if self.augment:
+            f = math.exp(self.zoom.randomize(rng))
+            self.zoom.factor = self.zoom_label.factor = f
+            x, y = self.zoom(x, randomize=False), self.zoom_label(y, randomize=False)
+            if rng.random() < 0.5:
+                x, y = torch.flip(x, (-1,)), torch.flip(y, (-1,))
+            x = x * float(rng.uniform(0.92, 1.08)) + float(rng.uniform(-0.03, 0.03))
+            x = x + float(rng.uniform(0, 0.02)) * torch.randn_like(x)
+        return self._crop(x, y, rng)
+
+    def _crop(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.patch
+        h, w = y.shape
+        if h < p or w < p:  # pad to at least patch size (background: window minimum = 0)
+            ph, pw = max(0, p - h), max(0, p - w)
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph))
+            y = torch.nn.functional.pad(y, (0, pw, 0, ph))
+            h, w = y.shape
+        fg = torch.nonzero(y)
+        if fg.shape[0] and rng.random() < 0.8:
+            cy, cx = fg[rng.integers(fg.shape[0])].tolist()
+            cy += int(rng.integers(-p // 3, p // 3 + 1))
+            cx += int(rng.integers(-p // 3, p // 3 + 1))
+        else:
+            cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0 = int(np.clip(cy - p // 2, 0, h - p))
+        x0 = int(np.clip(cx - p // 2, 0, w - p))
+        return x[:, y0:y0 + p, x0:x0 + p], y[y0:y0 + p, x0:x0 + p]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            xs, ys = zip(*(self.sample(rng) for _ in range(batch_size)))
+            yield torch.stack(xs), torch.stack(ys).long().unsqueeze(1)
+
+
+@register_adapter("segmentation")
+class SegmentationAdapter:
+    """Segmentation: slice sampling, Dice + cross-entropy loss, validation by Dice and slice-wise F1."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._cache: dict[tuple[str, str], _Volume] = {}
+
+    def volumes(self, items: Sequence[Mapping[str, Any]]) -> list[_Volume]:
+        out = []
+        for item in items:
+            key = (str(item["image"]), str(item["label"]))
+            if key not in self._cache:
+                _, prepared, label = load_volume(item, self.spec.preprocessing)
+                positive = np.nonzero(label.flatten(1).any(1).numpy())[0]
+                self._cache[key] = _Volume(prepared, label, positive)
+            out.append(self._cache[key])
+        return out
+
+    def batches(self, items: Sequence[Mapping[str, Any]], batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return SliceSampler(self.spec.preprocessing, self.volumes(items)).batches(batch_size, rng)
+
+    def loss(self) -> nn.Module:
+        return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+
+    def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:
+        from oncolabel.evaluation import case_counts, evaluate_cases
+        from oncolabel.inference import SegmentationPredictor
+
+        predictor = SegmentationPredictor.from_model(model, self.spec, device=device)
+        counts = []
+        for item in items:
+            img, prepared, _ = load_volume(item, self.spec.preprocessing)
+            prob = self.spec.preprocessing.restore(predictor._forward(prepared), prepared)
+            pred = predictor.postprocess(prob, img)
+            truth = sitk.GetArrayViewFromImage(read_image(item["label"])) > 0
+            counts.append(case_counts(pred, truth, spacing=img.GetSpacing(), case_id=str(item["image"])))
+        ev = evaluate_cases(counts, n_boot=1)
+        sens, ppv = ev.slice_sensitivity.value or 0.0, ev.slice_ppv.value or 0.0
+        f1 = 0.0 if sens + ppv == 0 else 2 * sens * ppv / (sens + ppv)
+        dice = ev.dice_pooled or 0.0
+        model.train()
+        return {"score": round(0.5 * (dice + f1), 4), "dice": round(dice, 4), "slice_sensitivity": round(sens, 4),
+                "slice_ppv": round(ppv, 4), "fp_per_scan": round(ev.false_positives_per_scan, 3)}
+
+
+def finetune_settings(spec: TaskSpec) -> dict[str, Any]:
+    """Trainer keyword arguments for a short warm-started round (active learning)."""
+    t = spec.training
+    return {"iterations": t.finetune_iterations, "learning_rate": t.finetune_learning_rate}
+
+
+def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
+    """``spec`` with some training defaults replaced."""
+    return replace(spec, training=replace(spec.training, **training))
