@@ -50,6 +50,34 @@ def _dicom_series(folder: Path) -> list[str]:
     return files
 
 
+def _check_nifti_complete(p: Path) -> None:
+    """ITK pads a truncated NIfTI with zeros silently; refuse it instead (header size vs. data present)."""
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(p)).header
+        expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    except Exception as exc:  # nibabel raises several types for bad headers
+        raise ImageReadError(f"{p}: not a valid NIfTI file ({exc})") from exc
+    if p.name.lower().endswith(".gz"):
+        size = 0
+        try:
+            with gzip.open(p, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    size += len(block)
+                    if size >= expected:
+                        break
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ImageReadError(f"{p}: the compressed file is truncated or corrupt ({exc})") from exc
+    else:
+        size = p.stat().st_size
+    if size < expected:
+        raise ImageReadError(f"{p}: the file is truncated ({size} of {expected} bytes present)")
+
+
 def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image:
     """Read a NIfTI / NRRD / MHA file or a folder holding exactly one DICOM series.
 
@@ -74,6 +102,8 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
         else:
             if p.stat().st_size == 0:
                 raise ImageReadError(f"{p}: the file is empty")
+            if p.name.lower().endswith((".nii", ".nii.gz")):
+                _check_nifti_complete(p)
             img = sitk.ReadImage(str(p))
     except ImageReadError:
         raise

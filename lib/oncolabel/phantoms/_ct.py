@@ -237,6 +237,23 @@ class Canvas:
         hv += occ * (np.asarray(hu, dtype=np.float32) - hv)
         tv[occ >= 0.5] = tissue
 
+    def composite_bone(self, box: tuple[slice, slice, slice] | None, occ_outer: np.ndarray, occ_inner: np.ndarray,
+                       cortical_hu: float | np.ndarray, marrow_hu: float | np.ndarray) -> None:
+        """Partial-volume paint of a bone: cortex between the outer and inner surfaces, marrow inside.
+
+        ``occ_outer`` / ``occ_inner`` are the voxel fractions inside the periosteal and endosteal
+        surfaces (see :func:`occupancy`); the rest of the voxel keeps what was there.
+        """
+        if box is None:
+            return
+        hv, tv = self.hu[box], self.tissue[box]
+        occ_inner = np.minimum(occ_inner, occ_outer)
+        touched = occ_outer > 0
+        new = hv * (1.0 - occ_outer) + (occ_outer - occ_inner) * cortical_hu + occ_inner * marrow_hu
+        hv[touched] = new[touched]
+        tv[occ_inner >= 0.5] = Tissue.CANCELLOUS_BONE
+        tv[(occ_outer >= 0.5) & (occ_inner < 0.5)] = Tissue.CORTICAL_BONE
+
 
 # ----------------------------------------------------------------------------------------------- SDFs
 def sdf_ellipse(dx: np.ndarray, dy: np.ndarray, rx: float | np.ndarray, ry: float | np.ndarray) -> np.ndarray:

@@ -175,6 +175,34 @@ class TorsoModel:
         d = np.interp(z, zs, [lv.depth for lv in self.levels])
         return np.asarray(w, np.float32), np.asarray(d, np.float32)
 
+    def canal_xy(self, z: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Centre of the vertebral canal (just behind the vertebral bodies)."""
+        xs, ys = self.spine_xy(z)
+        _, d = self.vertebra_size(z)
+        return xs, (ys + d / 2 + 8.5 * self.scale).astype(np.float32)
+
+    @property
+    def canal_half_width(self) -> float:
+        return 10.5 * self.scale
+
+    # ------------------------------------------------------------------ vessels
+    @property
+    def aorta_bifurcation_z(self) -> float:
+        return self.level("L4").z_mid
+
+    @property
+    def aorta_radius(self) -> float:
+        return 10.0 * self.scale + 0.04 * (self.age - 40.0)
+
+    def aorta_xy(self, z: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Aortic centre: left-anterior of the spine in the abdomen, left-lateral in the chest."""
+        xs, ys = self.spine_xy(z)
+        w, d = self.vertebra_size(z)
+        t = smoothstep(self.level("T12").z_mid, self.level("T10").z_mid, z)
+        x = xs + (1 - t) * 10.0 + t * (w / 2 + 4.0)
+        y = ys + (1 - t) * (-d / 2 - 13.0 * self.scale) + t * (-0.2 * d)
+        return np.asarray(x, np.float32), np.asarray(y, np.float32)
+
     # ------------------------------------------------------------------ diaphragm
     def diaphragm_z(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Height of the diaphragm surface above (x, y): domes near T10, posterior recesses near L1."""
@@ -214,6 +242,7 @@ def paint_soft_tissues(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) 
     _paint_body(canvas, m)
     _paint_table(canvas, m)
     _paint_back_and_psoas(canvas, m)
+    _paint_vessels(canvas, m)
     _paint_thorax(canvas, m, rng)
     _paint_abdomen(canvas, m, rng)
     _paint_pelvis_soft(canvas, m)
@@ -318,6 +347,28 @@ def _paint_back_and_psoas(canvas: Canvas, m: TorsoModel) -> None:
               lambda z: sy(z) + 18.0 * k, lambda z: 15.0 * k + 0 * z, lambda z: 9.0 * k + 0 * z, hu, Tissue.MUSCLE)
 
 
+def _paint_vessels(canvas: Canvas, m: TorsoModel) -> None:
+    """Aorta with iliac arteries, inferior vena cava (unenhanced blood)."""
+    k, blood = m.scale, m.hu["blood"]
+    bif = m.aorta_bifurcation_z
+    top = m.levels[-1].z_top
+    _tube(canvas, m, bif, top, lambda z: m.aorta_xy(z)[0], lambda z: m.aorta_xy(z)[1],
+          lambda z: m.aorta_radius + 0 * z, lambda z: m.aorta_radius + 0 * z, blood, Tissue.BLOOD)
+    for side in (-1.0, 1.0):
+        _tube(canvas, m, m.z_s1 - 40.0, bif + 2.0,
+              lambda z, s=side: m.aorta_xy(bif)[0] - 6.0 + s * 0.45 * (bif - z),
+              lambda z: m.aorta_xy(bif)[1] + 0.15 * (bif - z),
+              lambda z: 6.0 * k + 0 * z, lambda z: 6.0 * k + 0 * z, blood, Tissue.BLOOD)
+
+    def ivc(z):
+        xs, ys = m.spine_xy(z)
+        _, d = m.vertebra_size(z)
+        return xs - 23.0 * k, ys - d / 2 - 11.0 * k
+
+    _tube(canvas, m, m.z_s1 - 10.0, m.dome_right, lambda z: ivc(z)[0], lambda z: ivc(z)[1],
+          lambda z: 11.5 * k + 0 * z, lambda z: 8.5 * k + 0 * z, blood, Tissue.BLOOD)
+
+
 def _paint_thorax(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> None:
     grid = canvas.grid
     z_floor = m.level("L1").z_top - 10.0
@@ -343,9 +394,7 @@ def _paint_thorax(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> No
     canvas.paint(box, np.abs(z - dia) < 3.0, hu["muscle"], Tissue.MUSCLE, only_on=CAVITY)
     sxv, syv = m.spine_xy(z)
     w, d = m.vertebra_size(z)
-    # aorta (left paravertebral) and oesophagus (in front of the spine)
-    ao = sdf_ellipse(x - (sxv + w / 2 + 0.0), y - (syv - 0.25 * d), 12.0 * k, 12.0 * k)
-    canvas.paint(box, above & (ao <= 0), hu["blood"], Tissue.BLOOD, only_on=CAVITY)
+    # oesophagus in front of the spine (the aorta is painted with the other vessels)
     oe = sdf_ellipse(x - (sxv + 4.0), y - (syv - d / 2 - 11.0), 8.0, 6.5)
     canvas.paint(box, above & (oe <= 0), hu["muscle"] - 5.0, Tissue.MUSCLE, only_on=CAVITY)
     # lungs: above the diaphragm, inside the chest wall, outside mediastinum and spine
@@ -444,28 +493,6 @@ def _paint_abdomen(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> N
             p = grid.coords(box)
             sinus = sdf_ellipsoid(p, (c[0] - side * 15.0 * k, c[1] - 6.0, c[2]), (11.0 * k, 13.0 * k, 28.0 * k))
             canvas.paint(box, sinus <= 0, hu["fat"] + 15.0, Tissue.VISCERAL_FAT, only_on=(Tissue.KIDNEY,))
-    # aorta + iliac arteries, IVC (retroperitoneal, in front of the spine)
-    bif = l4.z_mid
-
-    def front(z, dx):
-        xs, ys = m.spine_xy(z)
-        _, d = m.vertebra_size(z)
-        return xs + dx, ys - d / 2 - 13.0 * k
-
-    r_ao = 10.0 * k + 0.04 * (m.age - 40.0)
-    _tube(canvas, m, bif, m.dome_right + 5.0, lambda z: front(z, 10.0)[0], lambda z: front(z, 10.0)[1],
-          lambda z: r_ao + 0 * z, lambda z: r_ao + 0 * z, hu["blood"], Tissue.BLOOD)
-    _tube(canvas, m, m.z_s1 - 10.0, l4.z_top + 10.0, lambda z: front(z, -22.0)[0],
-          lambda z: front(z, -22.0)[1] + 2.0, lambda z: 11.0 * k + 0 * z, lambda z: 8.0 * k + 0 * z,
-          hu["blood"], Tissue.BLOOD)
-    _tube(canvas, m, l4.z_top + 10.0, m.dome_right, lambda z: front(z, -24.0)[0],
-          lambda z: front(z, -24.0)[1] + 2.0, lambda z: 11.5 * k + 0 * z, lambda z: 9.0 * k + 0 * z,
-          hu["blood"], Tissue.BLOOD, only_on=(Tissue.VISCERAL_FAT, Tissue.LIVER))
-    for side in (-1.0, 1.0):
-        _tube(canvas, m, m.z_s1 - 40.0, bif,
-              lambda z, s=side: front(z, 4.0)[0] + s * 0.45 * (bif - z),
-              lambda z: front(z, 0.0)[1] + 0.15 * (bif - z),
-              lambda z: 6.0 * k + 0 * z, lambda z: 6.0 * k + 0 * z, hu["blood"], Tissue.BLOOD)
     # colon: ascending, descending, transverse; small-bowel loops fill what is left
     gas_feces = (hu["bowel_gas"], hu["feces"])
     col_top = l1.z_mid
@@ -533,20 +560,16 @@ def _paint_canal(canvas: Canvas, m: TorsoModel) -> None:
     conus = m.level("L1").z_bot
 
     def cx(z):
-        return m.spine_xy(z)[0]
+        return m.canal_xy(z)[0]
 
     def cy(z):
-        _, d = m.vertebra_size(z)
-        return m.spine_xy(z)[1] + d / 2 + 8.5 * k
+        return m.canal_xy(z)[1]
 
     free = (Tissue.VISCERAL_FAT, Tissue.MUSCLE, Tissue.FAT, Tissue.BLOOD)
-    _tube(canvas, m, z_lo, z_hi, cx, cy, lambda z: 10.5 * k + 0 * z, lambda z: 8.0 * k + 0 * z,
+    _tube(canvas, m, z_lo, z_hi, cx, cy, lambda z: m.canal_half_width + 0 * z, lambda z: 8.0 * k + 0 * z,
           m.hu["fat"], Tissue.VISCERAL_FAT, only_on=free)
     _tube(canvas, m, m.z_s1 - 30.0, z_hi, cx, cy, lambda z: 8.0 * k + 0 * z, lambda z: 6.5 * k + 0 * z,
           m.hu["csf"], Tissue.CSF, only_on=(Tissue.VISCERAL_FAT,))
     _tube(canvas, m, conus, z_hi, cx, cy, lambda z: 4.5 * k + 0 * z, lambda z: 3.5 * k + 0 * z,
           m.hu["cord"], Tissue.SPINAL_CORD, only_on=(Tissue.CSF,))
 
-
-def cavity_mask(coords: Coords) -> None:  # pragma: no cover - placeholder for later phantoms
-    raise NotImplementedError

@@ -34,6 +34,7 @@ from oncolabel.stats import (
     roc_curve_band,
     youden_threshold,
 )
+from oncolabel.stats._validation import as_float, check_alpha, check_positive_int
 
 _REPORT_PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "lifelines", "scikit-learn")
 
@@ -64,6 +65,14 @@ class ReportSettings:
     dca_thresholds: tuple[float, ...] = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2).tolist())
     calibration_bins: int = 10
     time_unit: str = ""
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)
+        check_positive_int(self.n_boot, "n_boot", minimum=10)
+        check_positive_int(self.calibration_bins, "calibration_bins")
+        pts = as_float(self.dca_thresholds, "dca_thresholds")
+        if pts.min() <= 0 or pts.max() >= 1:
+            raise InvalidInputError("dca_thresholds must lie strictly between 0 and 1")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -276,7 +285,8 @@ def _survival_section(surv: SurvivalTable, cfg: ReportSettings) -> Section:
                     ("group", "patients", "events", "median", f"median {pct}% CI low", f"median {pct}% CI high"),
                     summary, note="Median: first time with S(t) <= 0.5; empty = not reached.")]
     if lr is not None:
-        tables.append(Table("logrank", "Log-rank test", ("chi-square", "df", "p"), ((lr.statistic, lr.df, lr.p_value),)))
+        tables.append(Table("logrank", "Log-rank test", ("chi-square", "df", "p"),
+                            ((lr.statistic, lr.df, lr.p_value),)))
     tables.append(_cox_table(surv, groups, pct))
     tables.append(Table("at_risk", "Numbers at risk", ("group", *[f"t={t:g}" for t in ticks]),
                         tuple((g, *at_risk[g]) for g in groups)))

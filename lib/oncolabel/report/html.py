@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from oncolabel.errors import InvalidInputError
 from oncolabel.report.build import Report, Section, Table
 
@@ -33,13 +35,19 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
+def _check_format(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise InvalidInputError(f"{what} format must be one of {allowed}, got {value!r}")
+    return value
+
+
 def fmt(value: Any) -> str:
     """A table cell as text: 4 significant digits for floats, empty for ``None``."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, float) or hasattr(value, "dtype") and getattr(value, "dtype").kind == "f":
+    if isinstance(value, (float, np.floating)):
         v = float(value)
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
@@ -49,8 +57,7 @@ def fmt(value: Any) -> str:
 
 def figure_bytes(fig: Any, fmt_: str = "png", *, dpi: int = 110) -> bytes:
     """Encode a matplotlib Figure (PNG, PDF or SVG)."""
-    if fmt_ not in FIGURE_FORMATS:
-        raise InvalidInputError(f"figure format must be one of {FIGURE_FORMATS}, got {fmt_!r}")
+    _check_format(fmt_, FIGURE_FORMATS, "figure")
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt_, dpi=dpi, metadata=None if fmt_ != "png" else {"Software": "OncoLabel"})
     return buf.getvalue()
@@ -84,7 +91,7 @@ def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (figures as base64 PNG)."""
     notice = report.notice
     body = "".join(_section_html(s, notice) for s in report.sections)
-    prov = html.escape(json.dumps(report.provenance, indent=2, default=str))
+    prov = html.escape(json.dumps(report.provenance, indent=2, default=str), quote=False)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>'
             f"<style>{_CSS}</style></head><body><h1>{html.escape(report.title)}</h1>"
             f'<p class="notice">{html.escape(notice.capitalize())}.</p>{body}'
@@ -115,8 +122,7 @@ def render_figures(report: Report, out_dir: str | Path, fmt: str = "png", *, dpi
     list of Path
         Every file written.
     """
-    if fmt not in FIGURE_FORMATS:
-        raise InvalidInputError(f"figure format must be one of {FIGURE_FORMATS}, got {fmt!r}")
+    _check_format(fmt, FIGURE_FORMATS, "figure")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -159,8 +165,7 @@ def write_report(report: Report, out: str | Path, fmt: str = "html") -> list[Pat
     list of Path
         The files written.
     """
-    if fmt not in FORMATS:
-        raise InvalidInputError(f"report format must be one of {FORMATS}, got {fmt!r}")
+    _check_format(fmt, FORMATS, "report")
     path = Path(out)
     if fmt == "png":
         return render_figures(report, path, "png")

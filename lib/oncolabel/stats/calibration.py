@@ -19,32 +19,21 @@ from scipy import special as _sp
 from scipy import stats as _st
 
 from oncolabel.errors import InvalidInputError
-from oncolabel.stats._validation import (
-    as_binary,
-    as_float,
-    binary_and_scores,
-    check_alpha,
-    check_positive_int,
-    check_probabilities,
-    check_same_length,
-)
+from oncolabel.stats._validation import binary_and_scores, check_alpha, check_positive_int, check_probabilities
 from oncolabel.stats.diagnostic import wilson_ci
 
 _EPS = 1e-12  # predicted risks are clipped to [eps, 1 - eps] before the logit
 
 
-def _labels_and_probs(y_true: Any, y_prob: Any, *, both_classes: bool) -> tuple[np.ndarray, np.ndarray]:
-    if both_classes:
-        y, p = binary_and_scores(y_true, y_prob, score_name="y_prob")
-    else:
-        y, p = as_binary(y_true), as_float(y_prob, "y_prob")
-        check_same_length(y_true=y, y_prob=p)
+def _labels_and_probs(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validated labels (both classes present, as everywhere in the package) and risks in [0, 1]."""
+    y, p = binary_and_scores(y_true, y_prob, score_name="y_prob")
     return y, check_probabilities(p, "y_prob")
 
 
 def brier_score(y_true: Any, y_prob: Any) -> float:
     """Brier score, the mean squared difference ``mean((p_i - y_i)^2)`` (Brier 1950); lower is better."""
-    y, p = _labels_and_probs(y_true, y_prob, both_classes=False)
+    y, p = _labels_and_probs(y_true, y_prob)
     return float(np.mean((p - y) ** 2))
 
 
@@ -122,7 +111,7 @@ def reliability_curve(y_true: Any, y_prob: Any, *, n_bins: int = 10, strategy: s
     alpha : float
         For the Wilson interval of each bin's observed fraction.
     """
-    y, p = _labels_and_probs(y_true, y_prob, both_classes=False)
+    y, p = _labels_and_probs(y_true, y_prob)
     k = check_positive_int(n_bins, "n_bins")
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, k + 1)
@@ -189,7 +178,7 @@ def calibration(y_true: Any, y_prob: Any, *, n_bins: int = 10, strategy: str = "
         Risks outside [0, 1], a single outcome class, or outcomes perfectly separated by the risks.
     """
     a = check_alpha(alpha)
-    y, p = _labels_and_probs(y_true, y_prob, both_classes=True)
+    y, p = _labels_and_probs(y_true, y_prob)
     lp = _sp.logit(np.clip(p, _EPS, 1 - _EPS))
     z = float(_st.norm.ppf(1 - a / 2))
     ones = np.ones((y.size, 1))

@@ -1,0 +1,76 @@
+"""Shared fixtures: seeded synthetic CT volumes written to real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "realdata"
+
+
+def realdata(*parts: str) -> Path:
+    """Path under ../shared/realdata, skipping the test with a reason when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real-data fixture {p} not available (../shared/realdata is absent on this machine)")
+    return p
+
+
+def toy_ct(seed: int = 0, *, shape=(12, 96, 96), spacing=(1.5, 1.5, 3.0), lesion: bool = True):
+    """A tiny torso-like CT (HU) with a vertebra and optionally one lytic lesion; returns (image, label)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
+    cy, cx = shape[1] / 2, shape[2] / 2
+    img = np.full(shape, -1000.0, np.float32)
+    body = ((y - cy) / (0.38 * shape[1])) ** 2 + ((x - cx) / (0.45 * shape[2])) ** 2 < 1
+    img[body] = 40.0
+    vy = cy + 0.22 * shape[1]
+    spine = ((y - vy) / 9) ** 2 + ((x - cx) / 9) ** 2 < 1
+    img[spine] = 250.0
+    img[spine & ~(((y - vy) / 7.5) ** 2 + ((x - cx) / 7.5) ** 2 < 1)] = 800.0
+    lab = np.zeros(shape, np.uint8)
+    if lesion:
+        les = ((z - shape[0] // 2) * spacing[2]) ** 2 + ((y - vy) * spacing[1]) ** 2 + ((x - cx) * spacing[0]) ** 2 < 7.0 ** 2
+        les &= spine
+        img[les] = 30.0
+        lab[les] = 1
+    img += rng.normal(0, 10, shape).astype(np.float32)
+    image = sitk.GetImageFromArray(img.astype(np.int16))
+    image.SetSpacing(spacing)
+    image.SetOrigin((-70.0, -60.0, 12.5))
+    label = sitk.GetImageFromArray(lab)
+    label.CopyInformation(image)
+    return image, label
+
+
+@pytest.fixture
+def toy_pair(tmp_path: Path):
+    """(image path, label path) of a toy CT with one lesion, written as NIfTI."""
+    image, label = toy_ct(0)
+    ip, lp = tmp_path / "case.nii.gz", tmp_path / "case_label.nii.gz"
+    sitk.WriteImage(image, str(ip))
+    sitk.WriteImage(label, str(lp))
+    return ip, lp
+
+
+@pytest.fixture(scope="session")
+def toy_checkpoint(tmp_path_factory) -> Path:
+    """A briefly trained bone-metastasis checkpoint on toy volumes (contract tests, not accuracy)."""
+    from oncolabel.checkpoint import save_checkpoint
+    from oncolabel.tasks import get_task
+    from oncolabel.training import Trainer
+
+    root = tmp_path_factory.mktemp("toyckpt")
+    items = []
+    for i in range(2):
+        image, label = toy_ct(i, lesion=True)
+        ip, lp = root / f"c{i}.nii.gz", root / f"c{i}_label.nii.gz"
+        sitk.WriteImage(image, str(ip))
+        sitk.WriteImage(label, str(lp))
+        items.append({"image": str(ip), "label": str(lp)})
+    result = Trainer(get_task("bone_metastasis"), iterations=20, batch_size=4, seed=0).fit(items)
+    return save_checkpoint(result.checkpoint, root / "toy.pt")

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.cli import main
+from oncolabel.io import check_same_geometry, read_image
+from tests.conftest import toy_ct
+
+
+def test_infer_writes_label_on_input_geometry(tmp_path, toy_checkpoint, capsys):
+    image, _ = toy_ct(2)
+    image.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, 1))  # a non-identity orientation must be kept
+    image.SetOrigin((10.5, -20.25, 33.0))
+    src = tmp_path / "in.nrrd"
+    sitk.WriteImage(image, str(src))
+    for out in (tmp_path / "out.nii.gz", tmp_path / "out.nrrd"):
+        rc = main(["infer", "bone-metastasis", str(src), str(out), "--model", str(toy_checkpoint),
+                   "--json", str(tmp_path / "out.json")])
+        assert rc == 0
+        label = read_image(out)
+        check_same_geometry(image, label)
+        assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "lesion(s) found" in line and "research use only" in line
+    meta = json.loads((tmp_path / "out.json").read_text())
+    assert meta["provenance"]["model_sha256"] and "lesions" in meta
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "x.nii.gz").write_bytes(b"garbage" * 100) and d / "x.nii.gz", "x.nii.gz"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "empty"),
+    (lambda d: sitk.WriteImage(sitk.Image(32, 32, sitk.sitkInt16), str(d / "flat.nrrd")) or d / "flat.nrrd", "2D"),
+    (lambda d: sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)),
+                               str(d / "mr.nii.gz")) or d / "mr.nii.gz", "not a CT"),
+])
+def test_infer_bad_input_fails_cleanly(tmp_path, toy_checkpoint, capsys, make, message):
+    src = make(tmp_path)
+    out = tmp_path / "o.nii.gz"
+    out_existing = tmp_path / "keep.nii.gz"
+    out_existing.write_bytes(b"previous result")
+    for dest in (out, out_existing):
+        rc = main(["infer", "bone-metastasis", str(src), str(dest), "--model", str(toy_checkpoint)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc != 0 and len(err) == 1 and message in err[0]
+    assert not out.exists() and out_existing.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_infer_rejects_bad_output_name(tmp_path, toy_checkpoint, capsys):
+    image, _ = toy_ct(0)
+    sitk.WriteImage(image, str(tmp_path / "in.nii.gz"))
+    assert main(["infer", "bone-metastasis", str(tmp_path / "in.nii.gz"), str(tmp_path / "o.png"),
+                 "--model", str(toy_checkpoint)]) == 1
+    assert "OUTPUT" in capsys.readouterr().err
+
+
+def test_console_script_exit_status(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "oncolabel", "infer", "bone-metastasis", str(tmp_path / "none.nii.gz"),
+                        str(tmp_path / "o.nii.gz")], capture_output=True, text=True)
+    assert r.returncode == 1 and "no such file" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_evaluate_command(tmp_path, capsys):
+    image, label = toy_ct(0)
+    (tmp_path / "truth" / "labels").mkdir(parents=True)
+    (tmp_path / "pred").mkdir()
+    sitk.WriteImage(label, str(tmp_path / "truth" / "labels" / "c1.nii.gz"))
+    sitk.WriteImage(label, str(tmp_path / "pred" / "c1.nii.gz"))
+    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                 "--out", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["pooled"]["dice_pooled"] == 1.0 and rep["pooled"]["slice_sensitivity"]["value"] == 1.0
+    assert "software" in rep["provenance"]
+    (tmp_path / "truth" / "labels" / "c2.nii.gz").write_bytes((tmp_path / "pred" / "c1.nii.gz").read_bytes())
+    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 1
+    assert "no prediction for 1 truth case(s): c2" in capsys.readouterr().err

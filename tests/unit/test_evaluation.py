@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.errors import GeometryError, InvalidInputError
+from oncolabel.evaluation import case_counts, evaluate_cases, evaluate_images
+from oncolabel.lesions import find_lesions, remove_small_components
+
+
+def _cube(shape, z0, z1, y0, y1, x0, x1):
+    m = np.zeros(shape, bool)
+    m[z0:z1, y0:y1, x0:x1] = True
+    return m
+
+
+def test_known_counts():
+    shape = (10, 40, 40)
+    truth = _cube(shape, 2, 6, 5, 15, 5, 15) | _cube(shape, 7, 9, 30, 33, 30, 33)  # lesion A (4 slices), B (2 slices)
+    pred = _cube(shape, 3, 6, 6, 14, 6, 14) | _cube(shape, 0, 1, 20, 25, 20, 25)    # hits A on 3 slices; one FP blob
+    c = case_counts(pred, truth, spacing=(1, 1, 1), min_area_mm2=0, min_overlap=0.1, large_mm=5)
+    assert (c.truth_slices, c.detected_slices) == (6, 3)
+    assert (c.predicted_slices, c.true_predicted_slices) == (4, 3)
+    assert (c.truth_lesions, c.detected_lesions, c.false_positive_lesions) == (2, 1, 1)
+    assert c.lesion_detected == (True, False)
+    inter = (pred & truth).sum()
+    assert c.dice == pytest.approx(2 * inter / (pred.sum() + truth.sum()))
+    # lesion A: 400 voxels -> d = (6*400/pi)^(1/3) = 9.14 mm ; B: 18 voxels -> 3.25 mm; large_mm=5 keeps A only
+    assert c.lesion_diameters_mm == pytest.approx((9.14, 3.25), abs=0.01)
+    assert (c.truth_lesions_large, c.detected_lesions_large) == (1, 1)
+
+
+def test_min_area_drops_small_slices():
+    shape = (3, 20, 20)
+    truth = _cube(shape, 0, 3, 0, 4, 0, 4)
+    truth[2] = False
+    truth[2, 0, 0] = True  # 1 voxel sliver
+    c = case_counts(truth, truth, spacing=(1, 1, 1), min_area_mm2=5)
+    assert c.truth_slices == 2 and c.detected_slices == 2
+
+
+def test_pooling_and_intervals():
+    shape = (4, 20, 20)
+    t = _cube(shape, 0, 4, 2, 8, 2, 8)
+    cases = [case_counts(t, t, spacing=(1, 1, 1), case_id="a"),
+             case_counts(np.zeros(shape, bool), t, spacing=(1, 1, 1), case_id="b")]
+    ev = evaluate_cases(cases, random_state=0, n_boot=200)
+    s = ev.slice_sensitivity
+    assert (s.numerator, s.denominator, s.value) == (4, 8, 0.5)
+    assert s.wilson_low < 0.5 < s.wilson_high
+    assert 0.0 <= s.bootstrap_low <= 0.5 <= s.bootstrap_high <= 1.0
+    assert ev.slice_ppv.value == 1.0 and ev.dice_pooled == pytest.approx(2 * 144 / (144 + 288))
+    assert ev.to_dict()["notice"].startswith("research use only")
+    with pytest.raises(InvalidInputError):
+        evaluate_cases([])
+
+
+def test_empty_truth_and_prediction():
+    z = np.zeros((3, 8, 8), bool)
+    c = case_counts(z, z, spacing=(1, 1, 1))
+    assert c.dice is None and c.truth_slices == 0
+    ev = evaluate_cases([c])
+    assert ev.slice_sensitivity.value is None and ev.false_positives_per_scan == 0
+
+
+def test_evaluate_images_checks_geometry():
+    a = sitk.Image(8, 8, 3, sitk.sitkUInt8)
+    b = sitk.Image(8, 8, 4, sitk.sitkUInt8)
+    with pytest.raises(GeometryError):
+        evaluate_images([("x", b, a)])
+
+
+def test_lesions_and_small_component_removal():
+    m = _cube((6, 20, 20), 1, 4, 2, 6, 2, 6)
+    m[5, 18, 18] = True
+    assert remove_small_components(m, 2).sum() == m.sum() - 1
+    ref = sitk.Image(20, 20, 6, sitk.sitkUInt8)
+    ref.SetSpacing((0.5, 0.5, 2.0))
+    les = find_lesions(m, ref)
+    assert len(les) == 2 and les[0].voxels == 48 and les[0].volume_ml == pytest.approx(48 * 0.5 / 1000)
+    assert les[0].slices == (1, 3)

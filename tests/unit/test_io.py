@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
+from oncolabel.io import (array_to_image, atomic_path, case_id_of, check_same_geometry, list_images, read_image,
+                          require_3d, write_image)
+from tests.conftest import realdata, toy_ct
+
+
+def test_roundtrip_nifti_and_nrrd_keep_geometry(tmp_path):
+    image, _ = toy_ct(1)
+    for name in ("a.nii.gz", "a.nrrd"):
+        write_image(image, tmp_path / name)
+        back = read_image(tmp_path / name)
+        check_same_geometry(image, back)
+        assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image))
+
+
+@pytest.mark.parametrize("content, match", [(b"", "empty"), (b"not an image at all" * 10, "not a valid NIfTI|cannot read")])
+def test_bad_files_raise_named_error(tmp_path, content, match):
+    p = tmp_path / "bad.nii.gz"
+    p.write_bytes(content)
+    with pytest.raises(ImageReadError, match=match):
+        read_image(p)
+
+
+def test_truncated_nifti_is_an_error(tmp_path):
+    image, _ = toy_ct(0)
+    p = tmp_path / "t.nii"
+    write_image(image, p, compress=False)
+    p.write_bytes(p.read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match="t.nii"):
+        read_image(p)
+
+
+def test_missing_and_empty_folder(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "nope.nii.gz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageReadError, match="empty"):
+        read_image(tmp_path / "empty")
+
+
+def test_folder_without_dicom(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_text("hello")
+    with pytest.raises(ImageReadError, match="no readable DICOM"):
+        read_image(tmp_path / "d")
+
+
+def _write_dicom_series(folder, image, uid):
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        sl = image[:, :, k]
+        for tag, val in (("0020|000e", uid), ("0020|0013", str(k + 1)), ("0008|0060", "CT"),
+                         ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))),
+                         ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0028|0030", "1.5\\1.5"), ("0018|0050", "3.0")):
+            sl.SetMetaData(tag, val)
+        writer.SetFileName(str(folder / f"{uid[-3:]}_{k:03d}.dcm"))
+        writer.Execute(sl)
+
+
+def test_dicom_series_folder_and_two_series(tmp_path):
+    image, _ = toy_ct(0, shape=(4, 32, 32))
+    _write_dicom_series(tmp_path / "one", image, "1.2.826.0.1.3680043.2.1125.1.1")
+    got = read_image(tmp_path / "one")
+    assert got.GetSize() == (32, 32, 4)
+    assert np.allclose(got.GetSpacing(), (1.5, 1.5, 3.0))
+    _write_dicom_series(tmp_path / "one", image, "1.2.826.0.1.3680043.2.1125.1.2")
+    with pytest.raises(ImageReadError, match="2 DICOM series"):
+        read_image(tmp_path / "one")
+
+
+def test_real_dicom_series():
+    folder = realdata("pydicom", "CT2_series_16x16")
+    img = read_image(folder)
+    assert img.GetDimension() == 3 and img.GetSize()[:2] == (16, 16)
+
+
+def test_require_3d_rejects_2d_and_single_slice():
+    with pytest.raises(InvalidInputError, match="2D"):
+        require_3d(sitk.Image(8, 8, sitk.sitkInt16))
+    with pytest.raises(InvalidInputError, match="1 slice"):
+        require_3d(sitk.Image(8, 8, 1, sitk.sitkInt16))
+
+
+def test_geometry_error_names_difference():
+    a, _ = toy_ct(0)
+    b = sitk.Image(a)
+    b.SetSpacing((2.0, 1.5, 3.0))
+    with pytest.raises(GeometryError, match="spacing"):
+        check_same_geometry(a, b)
+    with pytest.raises(GeometryError, match="size"):
+        array_to_image(np.zeros((2, 2, 2)), a)
+
+
+def test_atomic_write_keeps_existing_file_on_failure(tmp_path):
+    dest = tmp_path / "keep.txt"
+    dest.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert dest.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_list_images_and_case_ids(tmp_path):
+    image, _ = toy_ct(0, shape=(3, 16, 16))
+    (tmp_path / "labels").mkdir()
+    write_image(image, tmp_path / "labels" / "bm_1.nii.gz")
+    (tmp_path / "labels" / "notes.txt").write_text("x")
+    assert list(list_images(tmp_path, subfolder="labels")) == ["bm_1"]
+    assert case_id_of("x/y/a.b.nii.gz") == "a.b"
+    with pytest.raises(ImageReadError):
+        list_images(tmp_path / "labels" / "none")
+
+
+def test_truncated_gzip_nifti_is_an_error(tmp_path):
+    image, _ = toy_ct(0)
+    p = tmp_path / "t.nii.gz"
+    write_image(image, p)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(p)
