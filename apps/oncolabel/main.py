@@ -20,6 +20,10 @@ class OncoLabelApp(MONAILabelApp):
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="OncoLabel",
                          description=f"Oncologic imaging AI tasks ({RESEARCH_USE_ONLY})", version=__version__)
 
+    def infer(self, request, datastore=None):
+        self.components.check_image_request(request, datastore or self.datastore())
+        return super().infer(request, datastore)
+
     def init_datastore(self):
         return self.components.datastore()
 

@@ -385,7 +385,8 @@ def acquire(hu: np.ndarray, spacing_zyx: Sequence[float], rng: np.random.Generat
     rng : noise source.
     noise_sd_hu : standard deviation of the noise in the output (before rounding), measured in a
         uniform region. Typical abdominal CT: 8-25 HU.
-    psf_sigma_mm : in-plane Gaussian point-spread function (standard deviation, mm).
+    psf_sigma_mm : in-plane Gaussian point-spread function (standard deviation, mm); 0 switches
+        all blur off (in-plane and along z).
     slice_thickness_mm : nominal slice thickness; the slice sensitivity profile is a Gaussian with
         FWHM equal to it.
     fov_circle : set voxels outside the inscribed reconstruction circle to -1024, as scanners do.
@@ -397,7 +398,10 @@ def acquire(hu: np.ndarray, spacing_zyx: Sequence[float], rng: np.random.Generat
     noise-power gain so that the final standard deviation is ``noise_sd_hu``.
     """
     sz, sy, sx = spacing_zyx
-    sigma = (slice_thickness_mm / 2.3548 / sz, psf_sigma_mm / sy, psf_sigma_mm / sx)
+    if psf_sigma_mm > 0:
+        sigma = (slice_thickness_mm / 2.3548 / sz, psf_sigma_mm / sy, psf_sigma_mm / sx)
+    else:  # an ideal system: no blur at all, in-plane or along z
+        sigma = (0.0, 0.0, 0.0)
     gain = math.sqrt(_gaussian_power(sigma[0]) * _gaussian_power(sigma[1]) * _gaussian_power(sigma[2]))
     amp = np.float32(noise_sd_hu / gain) if noise_sd_hu > 0 else np.float32(0.0)
     if amp > 0:

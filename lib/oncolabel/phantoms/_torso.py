@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oncolabel.phantoms._ct import (
-    HU_TABLE, Canvas, Coords, Tissue, plane_wave_field, sdf_capsule, sdf_ellipse, sdf_ellipsoid, smoothstep,
+    HU_TABLE, Canvas, Tissue, plane_wave_field, sdf_capsule, sdf_ellipse, sdf_ellipsoid, smoothstep,
 )
 
 # name, body height, body width (lateral), body depth (AP), disc height below (mm, scale 1)
@@ -94,6 +94,7 @@ class TorsoModel:
     dome_left: float
     cortex_mm: float
     organ_jitter: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    wobble: tuple[float, float] = (0.0, 0.0)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -120,7 +121,7 @@ class TorsoModel:
             scoliosis_mm=float(abs(rng.normal(0.0, 3.0))), scoliosis_phase=float(rng.uniform(0, 2 * math.pi)),
             levels=levels, hu=hu, dome_right=dome_r, dome_left=dome_r - float(rng.uniform(6.0, 20.0)),
             cortex_mm=float(np.clip(1.5 - 0.008 * (age - 30.0) + rng.normal(0, 0.1), 0.8, 1.6)),
-            organ_jitter=jitter,
+            organ_jitter=jitter, wobble=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 2 * math.pi))),
         )
 
     # ------------------------------------------------------------------ levels
@@ -181,9 +182,10 @@ class TorsoModel:
         _, d = self.vertebra_size(z)
         return xs, (ys + d / 2 + 8.5 * self.scale).astype(np.float32)
 
-    @property
-    def canal_half_width(self) -> float:
-        return 10.5 * self.scale
+    def canal_half_width(self, z: np.ndarray | float) -> np.ndarray:
+        """Half the canal width: ~8.5 mm in the thoracic spine widening to ~11 mm in the lumbar spine."""
+        t = smoothstep(self.level("L1").z_mid, self.level("T11").z_mid, z)
+        return np.asarray(self.scale * (11.0 - 2.5 * t), np.float32)
 
     # ------------------------------------------------------------------ vessels
     @property
@@ -266,7 +268,9 @@ def _paint_body(canvas: Canvas, m: TorsoModel, chunk: int = 16) -> None:
         rho = np.sqrt(dx * dx + dy * dy)
         depth = rho * (1.0 / np.maximum(r, 1e-3) - 1.0)  # radial distance inside the skin
         cos_ant = -dy / np.maximum(rho, 1e-3)
-        fat = np.float32(m.fat_mm) * (1.0 + 0.35 * cos_ant) + 2.0
+        theta = np.arctan2(dy, dx)
+        wobble = 0.2 * np.sin(2 * theta + m.wobble[0]) + 0.12 * np.sin(3 * theta + m.wobble[1])
+        fat = np.float32(m.fat_mm) * (1.0 + 0.35 * cos_ant + wobble) + 2.0
         wall = np.float32(m.wall_mm) * (1.0 - 0.3 * np.abs(cos_ant))
         hv, tv = canvas.hu[z0:z0 + chunk], canvas.tissue[z0:z0 + chunk]
         inside = r <= 1.0
@@ -287,7 +291,7 @@ def _paint_table(canvas: Canvas, m: TorsoModel) -> None:
     if box is None:
         return
     x, y, _ = grid.coords(box)
-    yt = y - (y_top + 0.0009 * x * x)
+    yt = y - (y_top - 0.00025 * x * x)
     shell = ((yt >= 0) & (yt < 3.0)) | ((yt >= 38.0) & (yt < 41.0))
     foam = (yt >= 3.0) & (yt < 38.0)
     free = (Tissue.AIR,)
@@ -296,7 +300,7 @@ def _paint_table(canvas: Canvas, m: TorsoModel) -> None:
 
 
 def _tube(canvas: Canvas, m: TorsoModel, z_lo: float, z_hi: float, cx, cy, rx, ry, hu: float, tissue: int,
-          only_on=CAVITY, margin: float = 40.0) -> None:
+          only_on=CAVITY, margin: float = 40.0, texture: tuple[np.random.Generator, float] | None = None) -> None:
     """Paint a vertical tube whose centre ``(cx(z), cy(z))`` and radii ``rx(z), ry(z)`` vary along z."""
     grid = canvas.grid
     zz = np.linspace(z_lo, z_hi, 9)
@@ -307,6 +311,8 @@ def _tube(canvas: Canvas, m: TorsoModel, z_lo: float, z_hi: float, cx, cy, rx, r
         return
     x, y, z = grid.coords(box)
     d = sdf_ellipse(x - cx(z), y - cy(z), rx(z), ry(z))
+    if texture is not None:  # mottled content (faeces): gas bubbles in a soft-tissue matrix
+        hu = np.clip(hu + texture[1] * plane_wave_field((x, y, z), texture[0], 9.0, 5), -900.0, 60.0)
     canvas.paint(box, d <= 0, hu, tissue, only_on=only_on)
 
 
@@ -325,9 +331,9 @@ def _paint_back_and_psoas(canvas: Canvas, m: TorsoModel) -> None:
 
     for side in (-1.0, 1.0):
         # erector spinae + multifidus, posterior to the transverse processes
-        _tube(canvas, m, z_bot, z_top, lambda z, s=side: sx(z) + s * 31.0 * k,
-              lambda z: sy(z) + 52.0 * k, lambda z: 30.0 * k * (1.0 - 0.2 * smoothstep(l1.z_top, l1.z_top + 80, z)),
-              lambda z: 30.0 * k, hu, Tissue.MUSCLE, only_on=(Tissue.VISCERAL_FAT, Tissue.MUSCLE))
+        _tube(canvas, m, z_bot, z_top, lambda z, s=side: sx(z) + s * 33.0 * k,
+              lambda z: sy(z) + 55.0 * k, lambda z: 36.0 * k * (1.0 - 0.2 * smoothstep(l1.z_top, l1.z_top + 80, z)),
+              lambda z: 34.0 * k + 0 * z, hu, Tissue.MUSCLE, only_on=(Tissue.VISCERAL_FAT, Tissue.MUSCLE))
         # psoas: from T12 down, widening and moving anterolaterally into the pelvis
         def psoas_r(z):
             return 6.0 + 19.0 * k * np.clip((t12.z_bot - z) / (t12.z_bot - l5.z_mid), 0.0, 1.0)
@@ -385,8 +391,8 @@ def _paint_thorax(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> No
     above = z > dia
     # heart on the left hemidiaphragm, wrapped in pericardial fat
     j = m.organ_jitter["heart"]
-    hc = (m.body_x + 0.12 * m.body_a + j[0], m.body_y - 0.22 * m.body_b + j[1], m.dome_left + 45.0 + j[2])
-    hr = (0.42 * m.body_a, 0.42 * m.body_b, 85.0 * k)
+    hc = (m.body_x + 0.17 * m.body_a + j[0], m.body_y - 0.27 * m.body_b + j[1], m.dome_left + 45.0 + j[2])
+    hr = (0.4 * m.body_a, 0.4 * m.body_b, 85.0 * k)
     d_heart = sdf_ellipsoid((x, y, z), hc, hr)
     canvas.paint(box, above & (d_heart <= 4.0), hu["fat"] + 5.0, Tissue.VISCERAL_FAT, only_on=CAVITY)
     canvas.paint(box, above & (d_heart <= 0.0), hu["blood"], Tissue.BLOOD, only_on=CAVITY)
@@ -412,7 +418,7 @@ def _paint_thorax(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> No
 def _paint_lung_vessels(canvas: Canvas, box, lung: np.ndarray, m: TorsoModel, rng: np.random.Generator) -> None:
     grid = canvas.grid
     idx = np.argwhere(lung)
-    n = min(120, 10 + idx.shape[0] // 4000)
+    n = min(260, 20 + idx.shape[0] // 1500)
     pick = idx[rng.integers(0, idx.shape[0], size=n)]
     x0 = grid.axis(2)[box[2]]
     y0 = grid.axis(1)[box[1]]
@@ -442,7 +448,7 @@ def _paint_abdomen(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> N
     zlo, zhi = float(grid.axis(0)[0]) - 1.0, float(grid.axis(0)[-1]) + 1.0
     if zlo > m.dome_right + 5.0:
         return
-    l1, l2, l3, l4 = m.level("L1"), m.level("L2"), m.level("L3"), m.level("L4")
+    l1, l2 = m.level("L1"), m.level("L2")
 
     def below_dia(p):
         return p[2] < m.diaphragm_z(p[0], p[1])
@@ -462,27 +468,7 @@ def _paint_abdomen(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> N
             mask &= extra(p)
         return box, canvas.paint(box, mask, hu_val, tissue, only_on=only_on)
 
-    # liver (right lobe + left lobe), gallbladder
-    j = jt["liver"]
-    organ((m.body_x - 0.33 * a + j[0], m.body_y - 0.02 * b + j[1], m.dome_right - 80.0 * k + j[2]),
-          (0.62 * a, 0.8 * b, 105.0 * k), hu["liver"], Tissue.LIVER, rough=4.0)
-    organ((m.body_x + 0.08 * a + j[0], m.body_y - 0.5 * b + j[1], m.dome_right - 45.0 * k),
-          (0.38 * a, 0.32 * b, 50.0 * k), hu["liver"], Tissue.LIVER, rough=3.0)
-    j = jt["gallbladder"]
-    organ((m.body_x - 0.22 * a + j[0], m.body_y - 0.42 * b + j[1], m.dome_right - 115.0 * k + j[2]),
-          (14.0, 18.0, 32.0), hu["fluid"], Tissue.FLUID, only_on=(Tissue.LIVER, Tissue.VISCERAL_FAT))
-    # spleen, stomach (fluid with an anterior air cap: the patient is supine)
-    j = jt["spleen"]
-    organ((m.body_x + 0.58 * a + j[0], m.body_y + 0.32 * b + j[1], m.dome_left - 60.0 * k + j[2]),
-          (0.16 * a, 0.36 * b, 55.0 * k), hu["spleen"], Tissue.SPLEEN, rough=3.0)
-    j = jt["stomach"]
-    sc = (m.body_x + 0.3 * a + j[0], m.body_y - 0.25 * b + j[1], m.dome_left - 55.0 * k + j[2])
-    organ(sc, (0.3 * a, 0.36 * b, 52.0 * k), hu["muscle"] - 5.0, Tissue.BOWEL_WALL, rough=3.0)
-    organ(sc, (0.3 * a - 4, 0.36 * b - 4, 48.0 * k), hu["fluid"], Tissue.FLUID, rough=3.0,
-          only_on=(Tissue.BOWEL_WALL,))
-    organ(sc, (0.3 * a - 4, 0.36 * b - 4, 48.0 * k), hu["bowel_gas"], Tissue.BOWEL_GAS, rough=3.0,
-          extra=lambda p: p[1] < sc[1] - 0.12 * b, only_on=(Tissue.FLUID,))
-    # kidneys with sinus fat, lateral to psoas
+    # kidneys with sinus fat, lateral to psoas (retroperitoneal: painted before the liver and spleen)
     for side, key, dz in ((-1.0, "kidney_r", -8.0), (1.0, "kidney_l", 8.0)):
         j = jt[key]
         zc = l2.z_top + dz * k + j[2]
@@ -493,8 +479,29 @@ def _paint_abdomen(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> N
             p = grid.coords(box)
             sinus = sdf_ellipsoid(p, (c[0] - side * 15.0 * k, c[1] - 6.0, c[2]), (11.0 * k, 13.0 * k, 28.0 * k))
             canvas.paint(box, sinus <= 0, hu["fat"] + 15.0, Tissue.VISCERAL_FAT, only_on=(Tissue.KIDNEY,))
+    # liver (right lobe + left lobe), gallbladder
+    j = jt["liver"]
+    organ((m.body_x - 0.4 * a + j[0], m.body_y - 0.05 * b + j[1], m.dome_right - 50.0 * k + j[2]),
+          (0.5 * a, 0.68 * b, 62.0 * k), hu["liver"], Tissue.LIVER, rough=4.0)
+    organ((m.body_x - 0.55 * a + j[0], m.body_y + 0.05 * b + j[1], m.dome_right - 100.0 * k + j[2]),
+          (0.28 * a, 0.38 * b, 44.0 * k), hu["liver"], Tissue.LIVER, rough=3.0)
+    organ((m.body_x + 0.02 * a + j[0], m.body_y - 0.5 * b + j[1], m.dome_right - 35.0 * k),
+          (0.36 * a, 0.3 * b, 42.0 * k), hu["liver"], Tissue.LIVER, rough=3.0)
+    j = jt["gallbladder"]
+    organ((m.body_x - 0.24 * a + j[0], m.body_y - 0.42 * b + j[1], m.dome_right - 105.0 * k + j[2]),
+          (14.0, 18.0, 32.0), hu["fluid"], Tissue.FLUID, only_on=(Tissue.LIVER, Tissue.VISCERAL_FAT))
+    # spleen, stomach (fluid with an anterior air cap: the patient is supine)
+    j = jt["spleen"]
+    organ((m.body_x + 0.58 * a + j[0], m.body_y + 0.32 * b + j[1], m.dome_left - 60.0 * k + j[2]),
+          (0.16 * a, 0.36 * b, 55.0 * k), hu["spleen"], Tissue.SPLEEN, rough=3.0)
+    j = jt["stomach"]
+    sc = (m.body_x + 0.3 * a + j[0], m.body_y - 0.22 * b + j[1], m.dome_left - 42.0 * k + j[2])
+    sr = (0.26 * a, 0.3 * b, 40.0 * k)
+    organ(sc, sr, hu["muscle"] - 5.0, Tissue.BOWEL_WALL, rough=3.0)
+    organ(sc, (sr[0] - 4, sr[1] - 4, sr[2] - 4), hu["fluid"], Tissue.FLUID, rough=3.0, only_on=(Tissue.BOWEL_WALL,))
+    organ(sc, (sr[0] - 4, sr[1] - 4, sr[2] - 4), hu["bowel_gas"], Tissue.BOWEL_GAS, rough=3.0,
+          extra=lambda p: p[1] < sc[1] - 0.15 * b, only_on=(Tissue.FLUID,))
     # colon: ascending, descending, transverse; small-bowel loops fill what is left
-    gas_feces = (hu["bowel_gas"], hu["feces"])
     col_top = l1.z_mid
     for side, dx in ((-1.0, 0.62), (1.0, 0.66)):
         _tube(canvas, m, m.z_s1 - 20.0, col_top + 15.0, lambda z, s=side, f=dx: m.body_x + s * f * a + 0 * z,
@@ -502,10 +509,10 @@ def _paint_abdomen(canvas: Canvas, m: TorsoModel, rng: np.random.Generator) -> N
               hu["muscle"] - 5.0, Tissue.BOWEL_WALL)
         _tube(canvas, m, m.z_s1 - 20.0, col_top + 12.0, lambda z, s=side, f=dx: m.body_x + s * f * a + 0 * z,
               lambda z: m.body_y + 0.1 * b + 0 * z, lambda z: 19.0 * k + 0 * z, lambda z: 17.0 * k + 0 * z,
-              gas_feces[int(rng.integers(0, 2))], Tissue.FECES, only_on=(Tissue.BOWEL_WALL,))
+              hu["feces"], Tissue.FECES, only_on=(Tissue.BOWEL_WALL,), texture=(rng, 180.0))
     zt = l2.z_mid + float(rng.normal(0.0, 10.0))
-    for rad, val, code, only in ((20.0, hu["muscle"] - 5.0, Tissue.BOWEL_WALL, CAVITY),
-                                 (17.0, hu["bowel_gas"], Tissue.BOWEL_GAS, (Tissue.BOWEL_WALL,))):
+    for rad, val, code, only in ((16.0, hu["muscle"] - 5.0, Tissue.BOWEL_WALL, CAVITY),
+                                 (13.0, hu["bowel_gas"], Tissue.BOWEL_GAS, (Tissue.BOWEL_WALL,))):
         lo = (m.body_x - 0.7 * a, m.body_y - 0.75 * b - rad, zt - rad)
         hi = (m.body_x + 0.7 * a, m.body_y - 0.45 * b + rad, zt + rad)
         box = grid.box(lo, hi)
@@ -529,15 +536,20 @@ def _paint_small_bowel(canvas: Canvas, m: TorsoModel, rng: np.random.Generator, 
         xs, ys = m.spine_xy(zc)
         c = (m.body_x + float(rng.uniform(-0.65, 0.65)) * a,
              float(rng.uniform(m.body_y - 0.8 * b, float(ys) - 10.0)), zc)
-        r = float(rng.uniform(11.0, 20.0))
-        radii = (r, r * float(rng.uniform(0.7, 1.0)), r * float(rng.uniform(1.0, 2.0)))
-        box = grid.box([c[i] - radii[i] - 3 for i in range(3)], [c[i] + radii[i] + 3 for i in range(3)])
+        r = float(rng.uniform(9.0, 16.0))
+        direction = rng.normal(size=3)
+        direction *= float(rng.uniform(10.0, 35.0)) / np.linalg.norm(direction)
+        a0, a1 = np.asarray(c) - direction, np.asarray(c) + direction
+        box = grid.box(np.minimum(a0, a1) - r - 1, np.maximum(a0, a1) + r + 1)
         if box is None:
             continue
-        d = sdf_ellipsoid(grid.coords(box), c, radii)
+        p = grid.coords(box)
+        d = sdf_capsule(p, a0, a1, r)
         wall = canvas.paint(box, d <= 0, m.hu["muscle"] - 8.0, Tissue.BOWEL_WALL, only_on=CAVITY)
         name, code, _ = contents[int(rng.choice(len(contents), p=probs))]
         val = m.hu[name]
+        if code == Tissue.FECES:
+            val = np.clip(val + 180.0 * plane_wave_field(p, rng, 9.0, 5), -900.0, 60.0)
         canvas.paint(box, wall & (d <= -2.5), val, code)
 
 
@@ -566,7 +578,7 @@ def _paint_canal(canvas: Canvas, m: TorsoModel) -> None:
         return m.canal_xy(z)[1]
 
     free = (Tissue.VISCERAL_FAT, Tissue.MUSCLE, Tissue.FAT, Tissue.BLOOD)
-    _tube(canvas, m, z_lo, z_hi, cx, cy, lambda z: m.canal_half_width + 0 * z, lambda z: 8.0 * k + 0 * z,
+    _tube(canvas, m, z_lo, z_hi, cx, cy, m.canal_half_width, lambda z: 8.0 * k + 0 * z,
           m.hu["fat"], Tissue.VISCERAL_FAT, only_on=free)
     _tube(canvas, m, m.z_s1 - 30.0, z_hi, cx, cy, lambda z: 8.0 * k + 0 * z, lambda z: 6.5 * k + 0 * z,
           m.hu["csf"], Tissue.CSF, only_on=(Tissue.VISCERAL_FAT,))

@@ -45,22 +45,33 @@ def _threaded(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def offload_blocking_endpoints(app: Any, *, keep: tuple[str, ...] = ()) -> int:
-    """Replace every ``async def`` API route of ``app`` by a thread-pool twin; returns how many were replaced."""
+def offload_blocking_endpoints(app: Any) -> int:
+    """Replace every ``async def`` API route of ``app`` (and of the routers it includes) by a thread-pool twin.
+
+    Returns how many routes were replaced. Call it before the first request.
+    """
     from fastapi.routing import APIRoute
 
-    replaced = 0
-    for i, route in enumerate(list(app.router.routes)):
-        if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint) or route.path in keep:
-            continue
-        app.router.routes[i] = APIRoute(
-            route.path, _threaded(route.endpoint), methods=sorted(route.methods), name=route.name,
-            summary=route.summary, description=route.description, tags=route.tags, responses=route.responses,
-            response_class=route.response_class, include_in_schema=route.include_in_schema,
-            response_model=route.response_model, status_code=route.status_code, dependencies=route.dependencies,
-            deprecated=route.deprecated, operation_id=route.operation_id, openapi_extra=route.openapi_extra)
-        replaced += 1
-    return replaced
+    def walk(router: Any) -> int:
+        replaced = 0
+        for i, route in enumerate(list(router.routes)):
+            inner = getattr(route, "original_router", None)  # FastAPI >= 0.12x keeps included routers by reference
+            if inner is not None:
+                replaced += walk(inner)
+                continue
+            if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
+                continue
+            router.routes[i] = APIRoute(
+                route.path, _threaded(route.endpoint), methods=sorted(route.methods), name=route.name,
+                summary=route.summary, description=route.description, tags=route.tags, responses=route.responses,
+                response_class=route.response_class, include_in_schema=route.include_in_schema,
+                response_model=route.response_model, status_code=route.status_code,
+                dependencies=route.dependencies, deprecated=route.deprecated, operation_id=route.operation_id,
+                openapi_extra=route.openapi_extra)
+            replaced += 1
+        return replaced
+
+    return walk(app.router)
 
 
 def _status_for(exc: Exception) -> int:
@@ -223,7 +234,8 @@ def create_app(*, max_upload_mb: float = 1024.0) -> Any:
     from monailabel.app import app  # noqa: PLC0415 -- imported after the compatibility fixes
 
     if not getattr(app.state, "oncolabel_patched", False):
-        offload_blocking_endpoints(app)
+        n = offload_blocking_endpoints(app)
+        logger.info("%d blocking MONAI Label endpoints now run in the worker thread pool", n)
         install_error_handlers(app)
         app.state.oncolabel_patched = True
     return UploadLimit(QueryIdGuard(app), int(max_upload_mb * 2**20))

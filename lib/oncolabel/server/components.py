@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 from oncolabel.config import ServerConfig
+from oncolabel.errors import NotFoundError
 from oncolabel.inference import default_checkpoint_path
 from oncolabel.modelstore import ModelStore
 from oncolabel.server.datastore import OncoDatastore
@@ -28,11 +30,22 @@ class AppComponents:
         self.scoring_method = (UncertaintyScoring(self.predictors[first], self.config.uncertainty_samples)
                                if first else None)
 
+    @staticmethod
+    def check_image_request(request: Mapping[str, Any], datastore: Any) -> None:
+        """Refuse an infer request for an image id the datastore does not hold (404 instead of a vague 400).
+
+        Path-like ids never get here (refused at the HTTP edge); an existing path is an uploaded file.
+        """
+        image = request.get("image")
+        if isinstance(image, str) and image and not os.path.exists(image) and not datastore.get_image_uri(image):
+            raise NotFoundError(f"image {image!r} is not in the datastore")
+
     def datastore(self) -> OncoDatastore:
         return OncoDatastore(str(self.config.studies))
 
     def infers(self) -> dict[str, Any]:
-        return {name: SegmentationInfer(self.specs[name], pc) for name, pc in self.predictors.items()}
+        results = str(self.config.work_dir / "results")
+        return {name: SegmentationInfer(self.specs[name], pc, results) for name, pc in self.predictors.items()}
 
     def trainers(self) -> dict[str, Any]:
         return {name: SegmentationTrain(self.specs[name], self.stores[name], self.config.device, self.config.seed)

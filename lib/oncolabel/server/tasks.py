@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 from typing import Any, Dict, Tuple
@@ -59,11 +60,15 @@ class PredictorCache:
 class SegmentationInfer(InferTask):
     """Segmentation inference on an image of the datastore or an uploaded file."""
 
-    def __init__(self, spec: TaskSpec, predictors: PredictorCache) -> None:
+    def __init__(self, spec: TaskSpec, predictors: PredictorCache, results_dir: str) -> None:
         labels = {k: v for k, v in spec.labels.items() if v != 0}
         super().__init__(type=InferType.SEGMENTATION, labels=labels, dimension=3,
                          description=spec.description, config={"device": predictors.device})
         self.spec, self.predictors = spec, predictors
+        # results are written here, not to /tmp: MONAI Label deletes the file after sending it, and a client on the
+        # same machine saving into /tmp under the same name would lose its copy
+        self.results_dir = results_dir
+        os.makedirs(results_dir, exist_ok=True)
 
     def is_valid(self) -> bool:
         try:
@@ -87,7 +92,8 @@ class SegmentationInfer(InferTask):
             raise InvalidInputError("no image given: pass an image id of the datastore or upload a file")
         predictor = self.predictors.get()
         result = predictor.predict(read_image(image_path))
-        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False).name
+        fd, out = tempfile.mkstemp(prefix=f"{self.spec.name}_", suffix=".nii.gz", dir=self.results_dir)
+        os.close(fd)
         write_image(result.label, out)
         params = result.to_json()
         params.update({"model": self.spec.name, "model_version": predictor.version, "label_names": dict(self.spec.labels)})

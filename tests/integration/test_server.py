@@ -1,0 +1,188 @@
+"""The real MONAI Label server with the OncoLabel app, on 127.0.0.1, driven by real HTTP clients."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import SimpleITK as sitk
+
+from oncolabel.client import OncoLabelClient, ServerRequestError, ServerUnavailableError
+from oncolabel.io import check_same_geometry, read_image
+from oncolabel.server.process import ServerProcess
+from tests.conftest import toy_ct
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, toy_checkpoint):
+    root = tmp_path_factory.mktemp("srv")
+    studies = root / "studies"
+    studies.mkdir()
+    truth = root / "truth"
+    truth.mkdir()
+    for i in range(10):
+        image, label = toy_ct(100 + i, lesion=i % 2 == 0)
+        sitk.WriteImage(image, str(studies / f"case{i:02d}.nii.gz"))
+        sitk.WriteImage(label, str(truth / f"case{i:02d}.nii.gz"))
+    big, _ = toy_ct(7, shape=(120, 256, 256), spacing=(0.8, 0.8, 1.0))
+    sitk.WriteImage(big, str(root / "big.nii.gz"))
+    with ServerProcess(studies, conf={"model.bone_metastasis": str(toy_checkpoint), "max_upload_mb": "32"}) as srv:
+        srv.root, srv.studies, srv.truth = root, studies, truth
+        yield srv
+
+
+def test_info_lists_the_task(server):
+    info = server.client.info()
+    model = info["models"]["bone_metastasis"]
+    assert model["type"] == "segmentation" and model["labels"] == {"metastasis": 1}
+    assert set(info["strategies"]) >= {"uncertainty", "random"} and "uncertainty" in info["scoring"]
+    assert info["datastore"]["total"] == 10
+
+
+def test_active_learning_loop_with_monailabel_client(server, tmp_path):
+    """next sample -> infer -> save label -> train -> the next infer is served by the retrained model."""
+    from monailabel.client import MONAILabelClient
+
+    ml = MONAILabelClient(server.url)
+    sample = ml.next_sample("uncertainty", {})
+    image_id = sample["id"]
+    assert image_id.startswith("case") and "uncertainty" in sample
+    label_file, params = ml.infer("bone_metastasis", image_id, {})
+    before = params["model_version"]
+    check_same_geometry(read_image(server.studies / f"{image_id}.nii.gz"), read_image(label_file))
+    ml.save_label(image_id, str(server.truth / f"{image_id}.nii.gz"), tag="final")
+    task = ml.train_start("bone_metastasis", {"max_iterations": 6, "batch_size": 2})
+    status = OncoLabelClient(server.url).wait_for_training(task["id"], timeout=300)
+    assert status["status"] == "DONE"
+    info = ml.info()
+    after = info["models"]["bone_metastasis"]["model_version"]
+    assert after != before
+    assert info["train_stats"]["bone_metastasis"]["latest"]["parent_sha256"].startswith(before)
+    _, params2 = ml.infer("bone_metastasis", image_id, {})
+    assert params2["model_version"] == after  # served by the retrained model: checked, not assumed
+    # the uncertainty strategy no longer proposes the labelled image
+    assert ml.next_sample("uncertainty", {})["id"] != image_id
+
+
+def test_random_strategy_is_seeded(server):
+    c = server.client
+    a, b = c.next_sample("random", {"seed": 3}), c.next_sample("random", {"seed": 3})
+    assert a["id"] == b["id"]
+
+
+def test_upload_infer_returns_label_on_input_grid(server, tmp_path):
+    image, _ = toy_ct(55)
+    image.SetOrigin((1.0, 2.0, 3.0))
+    src = tmp_path / "upload.nrrd"
+    sitk.WriteImage(image, str(src))
+    label_path, params = server.client.infer("bone_metastasis", file=str(src), label_out=str(tmp_path / "out.nii.gz"))
+    check_same_geometry(image, read_image(label_path))
+    assert params["notice"].startswith("research use only") and "lesions" in params
+
+
+@pytest.mark.parametrize("method, path, kwargs, status", [
+    ("POST", "/infer/no_such_model?image=case01", {}, 404),
+    ("POST", "/infer/bone_metastasis?image=../../etc/passwd", {}, 400),
+    ("POST", "/infer/bone_metastasis?image=%2Fetc%2Fpasswd", {}, 400),
+    ("POST", "/infer/bone_metastasis?image=missing_case", {}, 404),
+    ("POST", "/activelearning/no_such_strategy", {}, 404),
+    ("POST", "/infer/bone_metastasis?image=case01", {"data": {"params": "{not json"}}, 400),
+    ("GET", "/datastore/image?image=..%2F..%2Fetc%2Fpasswd", {}, 400),
+])
+def test_bad_requests_are_4xx_with_a_message(server, method, path, kwargs, status):
+    r = requests.request(method, server.url + path, timeout=60, **kwargs)
+    assert r.status_code == status, r.text
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+
+
+def test_bad_uploads_store_nothing(server, tmp_path):
+    before = (server.studies / "datastore_v2.json").read_text()
+    bad = tmp_path / "label.nii.gz"
+    bad.write_bytes(b"not nifti" * 40)
+    with pytest.raises(ServerRequestError) as e:
+        server.client.save_label("case03", str(bad))
+    assert e.value.status == 400 and "label for 'case03'" in str(e.value)
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(ServerRequestError) as e:
+        server.client.save_label("case03", str(txt))
+    assert e.value.status == 400 and "unsupported file type" in str(e.value)
+    with pytest.raises(ServerRequestError) as e:
+        server.client.save_label("../case03", str(server.truth / "case03.nii.gz"))
+    assert e.value.status == 400
+    r = requests.put(server.url + "/datastore/label", params={"image": "case03", "tag": "../../escape"},
+                     files={"label": ("l.nii.gz", (server.truth / "case03.nii.gz").read_bytes())}, timeout=30)
+    assert r.status_code == 400
+    with pytest.raises(ServerRequestError) as e:
+        server.client.upload_image(str(server.studies / "case04.nii.gz"), image_id="case04")
+    assert e.value.status == 409
+    big = tmp_path / "big.nii"
+    big.write_bytes(b"\0" * (33 * 2**20))
+    with pytest.raises(ServerRequestError) as e:
+        server.client.upload_image(str(big), image_id="huge")
+    assert e.value.status == 413 and "limit" in str(e.value)
+    assert (server.studies / "datastore_v2.json").read_text() == before
+    assert not list(server.root.rglob("escape*")) and not (server.studies / "huge.nii").exists()
+
+
+def test_eight_annotators_at_once_keep_every_label(server):
+    ids = [f"case{i:02d}" for i in range(2, 10)]
+
+    def submit(image_id):
+        return OncoLabelClient(server.url).save_label(image_id, str(server.truth / f"{image_id}.nii.gz"),
+                                                      params={"annotator": f"reader_{image_id}"})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(submit, ids))
+    assert [r["image"] for r in results] == ids
+    data = json.loads((server.studies / "datastore_v2.json").read_text())
+    for image_id in ids:
+        info = data["objects"][image_id]["labels"]["final"]["info"]
+        assert info["annotator"] == f"reader_{image_id}"
+        assert (server.studies / "labels" / "final" / f"{image_id}.nii.gz").exists()
+        assert (server.studies / ".oncolabel" / "label_versions" / "final" / image_id / "versions.json").exists()
+
+
+def test_info_answers_while_an_inference_runs(server):
+    """MONAI Label's async endpoints block on inference; ours keep answering (latency measured in bench/)."""
+    big = server.root / "big.nii.gz"
+    done = threading.Event()
+    infer_seconds = []
+
+    def infer():
+        t = time.perf_counter()
+        try:
+            OncoLabelClient(server.url).infer("bone_metastasis", file=str(big))
+            infer_seconds.append(time.perf_counter() - t)
+        finally:
+            done.set()
+
+    th = threading.Thread(target=infer)
+    th.start()
+    time.sleep(0.3)
+    latencies = []
+    client = OncoLabelClient(server.url)
+    while not done.is_set():
+        latencies.append(client.ping())
+        time.sleep(0.05)
+    th.join()
+    assert infer_seconds, "the inference failed"
+    assert len(latencies) >= 3, f"inference took only {infer_seconds}; too short to observe"
+    assert max(latencies) < 0.5 * infer_seconds[0], (latencies, infer_seconds)
+
+
+def test_client_error_messages():
+    with pytest.raises(ServerUnavailableError, match="0.0.0.0"):
+        OncoLabelClient("http://0.0.0.0:8000").info()
+    from oncolabel.server.process import free_port
+
+    with pytest.raises(ServerUnavailableError, match="is it running"):
+        OncoLabelClient(f"127.0.0.1:{free_port()}", timeout=2).info()
