@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from oncolabel.config import ServerConfig
 from oncolabel.errors import NotFoundError
@@ -13,6 +14,22 @@ from oncolabel.server.datastore import OncoDatastore
 from oncolabel.server.tasks import (PredictorCache, RandomStrategy, SegmentationInfer, SegmentationTrain,
                                     UncertaintyScoring, UncertaintyStrategy)
 from oncolabel.tasks import TaskSpec, get_task
+
+
+#: task kind -> factory(spec, store, config) returning a dict with optional keys "infer" (an InferTask),
+#: "train" (a TrainTask), "strategies" and "scoring" (name -> Strategy / ScoringMethod) for MONAI Label;
+#: segmentation is built in, other task families register theirs (e.g. oncolabel.server.classification)
+SERVER_TASK_FACTORIES: dict[str, Callable[[TaskSpec, ModelStore, ServerConfig], dict[str, Any]]] = {}
+_FACTORY_MODULES = ("oncolabel.server.classification", "oncolabel.server.scoring")
+
+
+def _load_factory_modules() -> None:
+    for name in _FACTORY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
 
 
 class AppComponents:
@@ -26,6 +43,10 @@ class AppComponents:
                        for name, spec in self.specs.items()}
         self.predictors = {name: PredictorCache(spec, self.stores[name], self.config.device)
                            for name, spec in self.specs.items() if spec.kind == "segmentation"}
+        _load_factory_modules()
+        self.other_tasks = {name: SERVER_TASK_FACTORIES[spec.kind](spec, self.stores[name], self.config)
+                            for name, spec in self.specs.items()
+                            if spec.kind != "segmentation" and spec.kind in SERVER_TASK_FACTORIES}
         first = next(iter(self.predictors), None)
         self.scoring_method = (UncertaintyScoring(self.predictors[first], self.config.uncertainty_samples)
                                if first else None)
@@ -45,17 +66,26 @@ class AppComponents:
 
     def infers(self) -> dict[str, Any]:
         results = str(self.config.work_dir / "results")
-        return {name: SegmentationInfer(self.specs[name], pc, results) for name, pc in self.predictors.items()}
+        out = {name: SegmentationInfer(self.specs[name], pc, results) for name, pc in self.predictors.items()}
+        out.update({name: parts["infer"] for name, parts in self.other_tasks.items() if parts.get("infer")})
+        return out
 
     def trainers(self) -> dict[str, Any]:
-        return {name: SegmentationTrain(self.specs[name], self.stores[name], self.config.device, self.config.seed)
-                for name in self.predictors}
+        out = {name: SegmentationTrain(self.specs[name], self.stores[name], self.config.device, self.config.seed)
+               for name in self.predictors}
+        out.update({name: parts["train"] for name, parts in self.other_tasks.items() if parts.get("train")})
+        return out
 
     def strategies(self) -> dict[str, Any]:
         out: dict[str, Any] = {"random": RandomStrategy(self.config.seed)}
         if self.scoring_method is not None:
             out = {"uncertainty": UncertaintyStrategy(self.scoring_method, self.config.strategy_max_compute), **out}
+        for parts in self.other_tasks.values():
+            out.update(parts.get("strategies", {}))
         return out
 
     def scoring_methods(self) -> dict[str, Any]:
-        return {"uncertainty": self.scoring_method} if self.scoring_method is not None else {}
+        out = {"uncertainty": self.scoring_method} if self.scoring_method is not None else {}
+        for parts in self.other_tasks.values():
+            out.update(parts.get("scoring", {}))
+        return out

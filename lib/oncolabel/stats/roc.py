@@ -326,8 +326,10 @@ class DelongTestResult:
     Attributes
     ----------
     auc_a, auc_b : float
-    covariance : ndarray, shape (2, 2)
-        DeLong covariance matrix of (auc_a, auc_b): ``[[var_a, cov_ab], [cov_ab, var_b]]``.
+    covariance : float
+        DeLong covariance of the two AUC estimates, ``cov_ab`` (as pROC's ``cov(roc1, roc2)``).
+    covariance_matrix : ndarray, shape (2, 2)
+        ``[[var_a, cov_ab], [cov_ab, var_b]]``.
     statistic : float
         ``Z = (auc_a - auc_b) / sqrt(var_a + var_b - 2 cov_ab)``.
     p_value : float
@@ -339,25 +341,26 @@ class DelongTestResult:
 
     auc_a: float
     auc_b: float
-    covariance: np.ndarray
+    covariance: float
     statistic: float
     p_value: float
     diff: float
     ci_low: float
     ci_high: float
     alpha: float
+    covariance_matrix: np.ndarray
 
     @property
     def var_a(self) -> float:
-        return float(self.covariance[0, 0])
+        return float(self.covariance_matrix[0, 0])
 
     @property
     def var_b(self) -> float:
-        return float(self.covariance[1, 1])
+        return float(self.covariance_matrix[1, 1])
 
     @property
     def cov_ab(self) -> float:
-        return float(self.covariance[0, 1])
+        return float(self.covariance_matrix[0, 1])
 
 
 def delong_test(y_true: Any, score_a: Any, score_b: Any, *, alpha: float = 0.05) -> DelongTestResult:
@@ -387,9 +390,9 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any, *, alpha: float = 0.05)
         z = diff / np.sqrt(var)
         p = float(2.0 * _st.norm.sf(abs(z)))
     half = _z(alpha) * np.sqrt(var)
-    return DelongTestResult(auc_a=float(aucs[0]), auc_b=float(aucs[1]), covariance=_readonly(cov),
+    return DelongTestResult(auc_a=float(aucs[0]), auc_b=float(aucs[1]), covariance=float(cov[0, 1]),
                             statistic=float(z), p_value=min(p, 1.0), diff=diff, ci_low=diff - half,
-                            ci_high=diff + half, alpha=alpha)
+                            ci_high=diff + half, alpha=alpha, covariance_matrix=_readonly(cov))
 
 
 @dataclass(frozen=True)
