@@ -29,7 +29,9 @@ class ServerConfig:
     Attributes:
         studies: the datastore folder.
         work_dir: OncoLabel's own state (model store, label versions, logs): ``<studies>/.oncolabel``.
-        tasks: task names served.
+        tasks: task names served (default: every registered task).
+        tasks_explicit: True when ``tasks`` came from the conf (then a task without a model is an error;
+            by default such a task is skipped with a warning).
         models: task -> initial checkpoint override (``--conf model.<task> PATH``); default: the shipped model.
         device: ``cpu`` or ``cuda``.
         max_upload_mb: uploads larger than this are refused with 413.
@@ -40,7 +42,8 @@ class ServerConfig:
 
     studies: Path
     work_dir: Path
-    tasks: tuple[str, ...] = ("bone_metastasis",)
+    tasks: tuple[str, ...] = ()
+    tasks_explicit: bool = False
     models: Mapping[str, Path] = field(default_factory=dict)
     device: str = "cpu"
     max_upload_mb: float = 1024.0
@@ -58,7 +61,7 @@ class ServerConfig:
     @classmethod
     def from_conf(cls, studies: str | Path, conf: Mapping[str, str] | None) -> "ServerConfig":
         """Parse MONAI Label's string conf; unknown keys are an error with a suggestion."""
-        from oncolabel.tasks import get_task
+        from oncolabel.tasks import get_task, task_names
 
         conf = dict(conf or {})
         studies = Path(studies)
@@ -70,6 +73,9 @@ class ServerConfig:
                 models[task] = Path(conf.pop(key))
         if "tasks" in conf:
             kw["tasks"] = tuple(get_task(t.strip()).name for t in conf.pop("tasks").split(",") if t.strip())
+            kw["tasks_explicit"] = True
+        else:
+            kw["tasks"] = tuple(task_names())
         if "device" in conf:
             kw["device"] = conf.pop("device")
         for key, typ in (("max_upload_mb", float), ("uncertainty_samples", int), ("strategy_max_compute", int),

@@ -326,3 +326,82 @@ def finetune_settings(spec: TaskSpec) -> dict[str, Any]:
 def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
     """``spec`` with some training defaults replaced."""
     return replace(spec, training=replace(spec.training, **training))
+
+
+# --- classification -------------------------------------------------------------------------------------------
+
+
+@register_adapter("classification")
+class ClassificationAdapter:
+    """Image classification: class-balanced sampling, cross-entropy, validation by AUC (binary) or accuracy.
+
+    The task's preprocessing object provides ``load(item) -> Tensor`` (the one deterministic preprocessing, shared
+    with inference; ``item`` holds the inputs, e.g. file paths) and optionally ``augment(x, rng) -> Tensor``.
+    Items carry the class index under ``"label"``.
+    """
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _key(self, item: Mapping[str, Any]) -> str:
+        return repr(sorted((k, str(v)) for k, v in item.items() if k != "label"))
+
+    def tensor(self, item: Mapping[str, Any]) -> torch.Tensor:
+        key = self._key(item)
+        if key not in self._cache:
+            self._cache[key] = self.spec.preprocessing.load(item)
+        return self._cache[key]
+
+    @staticmethod
+    def labels(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        try:
+            y = np.asarray([int(it["label"]) for it in items])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"every training item needs an integer 'label' (class index): {exc}") from exc
+        return y
+
+    def batches(self, items: Sequence[Mapping[str, Any]], batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        y = self.labels(items)
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise InvalidInputError(f"training needs at least two classes; all items have class {classes.tolist()}")
+        by_class = {c: np.nonzero(y == c)[0] for c in classes}
+        augment = getattr(self.spec.preprocessing, "augment", None)
+        while True:
+            cls = rng.choice(classes, size=batch_size)
+            idx = [int(rng.choice(by_class[c])) for c in cls]
+            xs = [self.tensor(items[i]) for i in idx]
+            if augment is not None:
+                xs = [augment(x, rng) for x in xs]
+            yield torch.stack(xs), torch.as_tensor(y[idx], dtype=torch.long)
+
+    def loss(self) -> nn.Module:
+        return nn.CrossEntropyLoss()
+
+    def predict_proba(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device,
+                      batch_size: int = 16) -> np.ndarray:
+        """Softmax probabilities ``(n, classes)`` in eval mode."""
+        was_training = model.training
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                x = torch.stack([self.tensor(it) for it in items[start:start + batch_size]]).to(device)
+                out.append(torch.softmax(model(x), dim=1).float().cpu().numpy())
+        model.train(was_training)
+        return np.concatenate(out)
+
+    def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:
+        from oncolabel.stats import roc_auc
+
+        y = self.labels(items)
+        p = self.predict_proba(model, items, device)
+        acc = float(np.mean(p.argmax(1) == y))
+        eps = 1e-7
+        nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0))))
+        if p.shape[1] == 2 and np.unique(y).size == 2:
+            auc = float(roc_auc(y, p[:, 1]))
+            return {"score": round(auc, 4), "auc": round(auc, 4), "accuracy": round(acc, 4), "log_loss": round(nll, 4)}
+        return {"score": round(acc, 4), "accuracy": round(acc, 4), "log_loss": round(nll, 4)}

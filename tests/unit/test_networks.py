@@ -32,3 +32,13 @@ def test_bad_arguments():
         DeepLabV3Plus(output_stride=4)
     with pytest.raises(ValueError, match="2D"):
         DeepLabV3Plus(spatial_dims=3)
+
+
+@pytest.mark.parametrize("dims, size", [(2, (2, 64, 64)), (3, (1, 32, 32, 32))])
+def test_classifier_shapes_and_features(dims, size):
+    from oncolabel.networks import CNNClassifier
+
+    net = CNNClassifier(spatial_dims=dims, in_channels=size[0], out_channels=3, channels=(8, 16, 32)).eval()
+    x = torch.rand(2, *size)
+    with torch.no_grad():
+        assert net(x).shape == (2, 3) and net.features(x).shape == (2, net.n_features) == (2, 32)

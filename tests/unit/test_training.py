@@ -43,3 +43,36 @@ def test_cancel_and_bad_input(toy_pair):
         Trainer(get_task("bone_metastasis"), iterations=5).fit([])
     with pytest.raises(InvalidInputError, match="iterations"):
         Trainer(get_task("bone_metastasis"), iterations=0)
+
+
+def test_classification_adapter_learns_a_toy_task():
+    """The generic loop trains a classifier through the classification adapter (toy 2D task: bright blob or not)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec
+    from oncolabel.training import ClassificationAdapter
+
+    @dataclasses.dataclass(frozen=True)
+    class ToyPrep:
+        def load(self, item):
+            rng = np.random.default_rng(item["seed"])
+            x = rng.normal(0, 1, (1, 24, 24)).astype(np.float32)
+            if item["label"]:
+                x[:, 8:16, 8:16] += 2.0
+            return torch.from_numpy(x)
+
+        def to_dict(self):
+            return {"class": "ToyPrep"}
+
+    spec = TaskSpec(name="toy", cli_name="toy", kind="classification", description="toy", labels={"no": 0, "yes": 1},
+                    network=NetworkSpec("CNNClassifier", {"spatial_dims": 2, "in_channels": 1, "out_channels": 2,
+                                                          "channels": (8, 16)}),
+                    preprocessing=ToyPrep(), training=TrainingSpec(max_iterations=60, batch_size=16, validate_every=60))
+    items = [{"seed": i, "label": i % 2} for i in range(40)]
+    res = Trainer(spec, seed=0).fit(items[:30], items[30:])
+    assert res.checkpoint.metrics["val_auc"] > 0.9
+    with pytest.raises(InvalidInputError, match="two classes"):
+        next(ClassificationAdapter(spec).batches([{"seed": 0, "label": 1}], 4, np.random.default_rng(0)))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-from oncolabel.cli._common import write_json
+from oncolabel.cli._common import register_extras, write_json
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import LABEL_SUFFIXES, image_suffix, read_image, require_3d, write_image
 
@@ -29,15 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--json", metavar="FILE", help="write lesion list and provenance as JSON")
     seg.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     seg.set_defaults(func=run_segmentation, spec_name="bone_metastasis")
-    # other task families add their own `oncolabel infer <task>` parsers
-    for name in _EXTRA_INFER_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        mod.register_infer(tasks)
+    register_extras(tasks, _EXTRA_INFER_MODULES, "register_infer")  # other task families' `infer <task>`
 
 
 def run_segmentation(args: argparse.Namespace) -> int:

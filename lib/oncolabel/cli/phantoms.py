@@ -1,6 +1,6 @@
 """``oncolabel phantoms <task> ...``: write synthetic cohorts with ground truth.
 
-Only ``bone-metastasis`` exists so far; each later phantom adds one sub-command here.
+``bone-metastasis`` is defined here; the other tasks register theirs from their own modules.
 """
 
 from __future__ import annotations
@@ -9,7 +9,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from oncolabel.cli._common import register_extras
 from oncolabel.phantoms import BoneMetastasisPhantomConfig, read_manifest, write_bone_metastasis_cohort
+
+#: modules defining ``register_phantom(task_subparsers)`` for the other tasks' phantom cohorts
+_EXTRA_PHANTOM_MODULES = ("oncolabel.cli.phantoms_pannet", "oncolabel.cli.phantoms_classifiers")
 
 
 # CLI option -> (config field, how the option's value becomes the field's value)
@@ -73,3 +77,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="mean number of unlabelled mimics per case (2.5)")
     bm.add_argument("--write-tissue", action="store_true", help="also write DIR/tissue/<case>.nii.gz tissue-code maps")
     bm.set_defaults(func=_bone_metastasis)
+    register_extras(sub, _EXTRA_PHANTOM_MODULES, "register_phantom")  # other tasks' `phantoms <task>`

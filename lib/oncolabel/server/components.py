@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from typing import Any, Callable, Mapping
 
 from oncolabel.config import ServerConfig
-from oncolabel.errors import NotFoundError
+from oncolabel.errors import ModelNotFoundError, NotFoundError
 from oncolabel.inference import default_checkpoint_path
 from oncolabel.modelstore import ModelStore
 from oncolabel.server.datastore import OncoDatastore
@@ -15,6 +16,8 @@ from oncolabel.server.tasks import (PredictorCache, RandomStrategy, Segmentation
                                     UncertaintyScoring, UncertaintyStrategy)
 from oncolabel.tasks import TaskSpec, get_task
 
+
+logger = logging.getLogger(__name__)
 
 #: task kind -> factory(spec, store, config) returning a dict with optional keys "infer" (an InferTask),
 #: "train" (a TrainTask), "strategies" and "scoring" (name -> Strategy / ScoringMethod) for MONAI Label;
@@ -37,10 +40,21 @@ class AppComponents:
 
     def __init__(self, studies: str, conf: Mapping[str, str] | None) -> None:
         self.config = ServerConfig.from_conf(studies, conf)
-        self.specs: dict[str, TaskSpec] = {name: get_task(name) for name in self.config.tasks}
-        self.stores = {name: ModelStore(self.config.models_dir, name,
-                                        initial=self.config.models.get(name) or default_checkpoint_path(spec))
-                       for name, spec in self.specs.items()}
+        self.specs: dict[str, TaskSpec] = {}
+        self.stores: dict[str, ModelStore] = {}
+        self.skipped: dict[str, str] = {}
+        for name in self.config.tasks:
+            spec = get_task(name)
+            try:
+                initial = self.config.models.get(name) or default_checkpoint_path(spec)
+            except ModelNotFoundError as exc:
+                if self.config.tasks_explicit:
+                    raise
+                logger.warning("task %s not served: %s", name, exc)
+                self.skipped[name] = str(exc)
+                continue
+            self.specs[name] = spec
+            self.stores[name] = ModelStore(self.config.models_dir, name, initial=initial)
         self.predictors = {name: PredictorCache(spec, self.stores[name], self.config.device)
                            for name, spec in self.specs.items() if spec.kind == "segmentation"}
         _load_factory_modules()

@@ -32,10 +32,8 @@ class NetworkSpec:
 
 def build_network(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """Instantiate a network by registered name (no ``eval`` of class names)."""
-    from oncolabel import networks
+    from oncolabel.networks import NETWORKS as registry
 
-    registry: dict[str, Callable[..., nn.Module]] = {"DeepLabV3Plus": networks.DeepLabV3Plus}
-    registry.update(getattr(networks, "EXTRA_NETWORKS", {}))
     if name not in registry:
         raise UnknownTaskError(f"unknown network {name!r}; known: {', '.join(sorted(registry))}")
     return registry[name](**dict(kwargs))
