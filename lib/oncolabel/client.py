@@ -108,6 +108,20 @@ class OncoLabelClient:
         """``GET /info/``: models, trainers, strategies, datastore status."""
         return self._json("GET", "/info/")
 
+    def auth_enabled(self) -> bool:
+        """``GET /auth/``: whether the server asks for a token."""
+        return bool(self._json("GET", "/auth/").get("enabled"))
+
+    def login(self, username: str, password: str) -> str:
+        """Exchange a user name and password for a bearer token (``POST /auth/token``); keeps and returns it."""
+        res = self._json("POST", "/auth/token", data={"username": username, "password": password,
+                                                       "grant_type": "password"})
+        token = res.get("access_token") if isinstance(res, dict) else None
+        if not token:
+            raise AuthError("the server issued no token: authentication is not enabled on it", detail=res)
+        self.token = str(token)
+        return self.token
+
     def ping(self) -> float:
         """Round-trip time of ``/info/`` in seconds."""
         t = time.perf_counter()
@@ -135,9 +149,11 @@ class OncoLabelClient:
 
     # --- inference ---------------------------------------------------------------------------------------------
     def infer(self, model: str, image_id: Optional[str] = None, *, file: Optional[str] = None,
-              params: Optional[Dict[str, Any]] = None, label_out: Optional[str] = None) -> Tuple[Optional[str], Dict[str, Any]]:
+              params: Optional[Dict[str, Any]] = None, label_out: Optional[str] = None,
+              label_file: Optional[str] = None) -> Tuple[Optional[str], Dict[str, Any]]:
         """Run ``model`` on a datastore image (``image_id``) or an uploaded ``file``.
 
+        ``label_file`` is uploaded as the request's ``label`` part (e.g. the tumour mask a scoring task needs).
         Returns ``(label_path, result_json)``; the label image (if the task returns one) is written to
         ``label_out`` (default: a temporary ``.nii.gz``).
         """
@@ -145,15 +161,16 @@ class OncoLabelClient:
             raise ValueError("give exactly one of image_id or file")
         query = {"image": image_id or "", "output": "all"}
         data = {"params": json.dumps(params or {})}
-        files = None
-        handle = None
+        files = {}
+        handles = []
         try:
-            if file is not None:
-                handle = open(file, "rb")
-                files = {"file": (os.path.basename(file), handle)}
-            resp = self._request("POST", f"/infer/{model}", params=query, data=data, files=files, long=True)
+            for part, path in (("file", file), ("label", label_file)):
+                if path is not None:
+                    handles.append(open(path, "rb"))
+                    files[part] = (os.path.basename(path), handles[-1])
+            resp = self._request("POST", f"/infer/{model}", params=query, data=data, files=files or None, long=True)
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.close()
         return self._split_multipart(resp, label_out)
 
@@ -209,7 +226,14 @@ class OncoLabelClient:
         return self._json("GET", "/datastore/label/info", params={"label": image_id, "tag": tag})
 
     def download_label(self, image_id: str, dest: str, tag: str = "final") -> str:
-        resp = self._request("GET", "/datastore/label", params={"label": image_id, "tag": tag}, long=True)
+        return self._download("/datastore/label", {"label": image_id, "tag": tag}, dest)
+
+    def download_image(self, image_id: str, dest: str) -> str:
+        """Write the datastore image ``image_id`` to ``dest`` (keep its extension: ``.nii.gz``, ``.nrrd``)."""
+        return self._download("/datastore/image", {"image": image_id}, dest)
+
+    def _download(self, path: str, query: Dict[str, str], dest: str) -> str:
+        resp = self._request("GET", path, params=query, long=True)
         with open(dest, "wb") as fh:
             fh.write(resp.content)
         return dest

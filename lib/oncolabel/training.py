@@ -151,7 +151,9 @@ class Trainer:
                 raise TrainingCancelled(f"training cancelled at iteration {it - 1} of {self.iterations}")
             model.train()
             x, y = next(batches)
-            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            x = x.to(self.device)
+            if x.ndim == 4:  # channels-last speeds up 2D convolutions; 3D (5-D) input keeps its layout
+                x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y.to(self.device))
             if not torch.isfinite(loss):
@@ -331,13 +333,31 @@ def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
 # --- classification -------------------------------------------------------------------------------------------
 
 
+def fused_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``(batch, classes)`` logits; a multi-branch output ``(batch, branches, classes)`` is averaged over branches."""
+    return logits.mean(dim=1) if logits.ndim == 3 else logits
+
+
+class BranchCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy of ``(batch, classes)`` logits, or the mean cross-entropy of each branch of a multi-branch
+    output ``(batch, branches, classes)`` (every branch is trained as its own classifier, e.g. one per CT phase)."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        if input.ndim == 3:
+            b, k, c = input.shape
+            return super().forward(input.reshape(b * k, c), target.repeat_interleave(k))
+        return super().forward(input, target)
+
+
 @register_adapter("classification")
 class ClassificationAdapter:
     """Image classification: class-balanced sampling, cross-entropy, validation by AUC (binary) or accuracy.
 
     The task's preprocessing object provides ``load(item) -> Tensor`` (the one deterministic preprocessing, shared
     with inference; ``item`` holds the inputs, e.g. file paths) and optionally ``augment(x, rng) -> Tensor``.
-    Items carry the class index under ``"label"``.
+    Items carry the class index under ``"label"``. A network may return one logit vector per branch,
+    ``(batch, branches, classes)``: each branch is then trained with its own cross-entropy, and validation scores
+    the branches' mean logits.
     """
 
     def __init__(self, spec: TaskSpec) -> None:
@@ -378,7 +398,7 @@ class ClassificationAdapter:
             yield torch.stack(xs), torch.as_tensor(y[idx], dtype=torch.long)
 
     def loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss()
+        return BranchCrossEntropy()
 
     def predict_proba(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device,
                       batch_size: int = 16) -> np.ndarray:
@@ -389,7 +409,7 @@ class ClassificationAdapter:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
                 x = torch.stack([self.tensor(it) for it in items[start:start + batch_size]]).to(device)
-                out.append(torch.softmax(model(x), dim=1).float().cpu().numpy())
+                out.append(torch.softmax(fused_logits(model(x)), dim=1).float().cpu().numpy())
         model.train(was_training)
         return np.concatenate(out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -11,6 +12,17 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from oncolabel.client import OncoLabelClient
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the process that started it dies (no orphaned test servers)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,7 +48,8 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent)
+        atexit.register(self.stop)
         self.client = OncoLabelClient(self.url)
         try:
             self.client.wait_until_ready(startup_timeout, process=self.process)
@@ -49,6 +62,8 @@ class ServerProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server and any training subprocess it started (its whole process group)."""
+        if self._log.closed:
+            return
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGINT)

@@ -1,0 +1,126 @@
+"""Image operations shared by the classifiers: maximum-intensity projections and their inverse for heat maps.
+
+Views (patient coordinates, LPS as SimpleITK uses them; the volume is first reoriented to LPS axes)::
+
+    frontal  (coronal MIP)  : max along the anterior-posterior axis; rows head -> feet, columns patient right -> left
+    lateral  (sagittal MIP) : max along the right-left axis;          rows head -> feet, columns anterior -> posterior
+    axial                   : max along the head-feet axis;           rows anterior -> posterior, columns right -> left
+
+Rows run from head to feet (the way MIPs are displayed), i.e. the superior end of the volume is row 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from oncolabel.errors import InvalidInputError
+
+__all__ = ["VIEWS", "Projection", "mip", "to_lps", "backproject"]
+
+#: view name -> numpy axis of an LPS ``(z, y, x)`` array that is collapsed
+VIEWS = {"frontal": 1, "coronal": 1, "lateral": 2, "sagittal": 2, "axial": 0}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A 2D maximum-intensity projection.
+
+    Attributes:
+        array: ``(rows, columns)`` float32, in display orientation (see the module docstring).
+        spacing: ``(row_mm, column_mm)``.
+        view: ``frontal``, ``lateral`` or ``axial``.
+        depth_index: for each pixel, the index along the collapsed axis of the voxel that gave the maximum
+            (on the LPS-reoriented volume; the same orientation as ``array``).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float]
+    view: str
+    depth_index: np.ndarray
+
+
+def to_lps(image: sitk.Image) -> sitk.Image:
+    """``image`` resampled without interpolation onto LPS-ordered axes (a permutation / flip of its voxels).
+
+    Raises:
+        InvalidInputError: not a 3D image, or an oblique direction matrix (not a permutation of the axes).
+    """
+    if image.GetDimension() != 3:
+        raise InvalidInputError(f"a 3D volume is required, got a {image.GetDimension()}D image of size {image.GetSize()}")
+    d = np.asarray(image.GetDirection()).reshape(3, 3)
+    if not np.allclose(np.abs(d), np.round(np.abs(d)), atol=1e-3):
+        raise InvalidInputError(f"oblique image orientation {np.round(d, 3).tolist()}: reslice the volume to the "
+                                "patient axes first")
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def _canonical_view(view: str) -> str:
+    key = view.lower()
+    if key not in VIEWS:
+        raise InvalidInputError(f"unknown MIP view {view!r}; use one of {', '.join(sorted(set(VIEWS)))}")
+    return {"coronal": "frontal", "sagittal": "lateral"}.get(key, key)
+
+
+def mip(volume: sitk.Image | np.ndarray, view: str = "frontal", *,
+        spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Projection:
+    """Maximum-intensity projection of a 3D volume.
+
+    Args:
+        volume: a SimpleITK image (any axis-aligned orientation; reoriented to LPS), or a numpy ``(z, y, x)`` array
+            already in LPS order (z increasing towards the head), with ``spacing_zyx``.
+        view: ``frontal`` (``coronal``), ``lateral`` (``sagittal``) or ``axial``.
+
+    Returns:
+        The projection in display orientation (head at the top for frontal and lateral views).
+    """
+    name = _canonical_view(view)
+    if isinstance(volume, sitk.Image):
+        img = to_lps(volume)
+        arr = sitk.GetArrayViewFromImage(img)
+        sx, sy, sz = img.GetSpacing()
+        spacing_zyx = (sz, sy, sx)
+    else:
+        arr = np.asarray(volume)
+        if arr.ndim != 3:
+            raise InvalidInputError(f"a 3D (z, y, x) array is required, got shape {arr.shape}")
+    axis = VIEWS[name]
+    proj = arr.max(axis=axis).astype(np.float32)
+    depth = arr.argmax(axis=axis).astype(np.int32)
+    kept = [k for k in range(3) if k != axis]
+    spacing = (float(spacing_zyx[kept[0]]), float(spacing_zyx[kept[1]]))
+    if name != "axial":  # LPS z grows towards the head: flip so that the head is row 0
+        proj, depth = proj[::-1], depth[::-1]
+    return Projection(array=np.ascontiguousarray(proj), spacing=spacing, view=name,
+                      depth_index=np.ascontiguousarray(depth))
+
+
+def backproject(maps: dict[str, np.ndarray], reference: sitk.Image) -> sitk.Image:
+    """A 3D heat map on ``reference``'s grid from 2D maps of its frontal / lateral / axial views.
+
+    Each map (display orientation, the projection's shape) is smeared along its projection rays; several views are
+    combined by their geometric mean, so a voxel is hot only where every view's ray through it is hot (the 3D
+    location consistent with all views). Values stay in the maps' range.
+    """
+    lps = to_lps(reference)
+    nz, ny, nx = sitk.GetArrayViewFromImage(lps).shape
+    out = np.ones((nz, ny, nx), dtype=np.float64)
+    if not maps:
+        raise InvalidInputError("no projection maps to back-project")
+    for view, m in maps.items():
+        name = _canonical_view(view)
+        axis = VIEWS[name]
+        m = np.asarray(m, dtype=np.float64)
+        if name != "axial":
+            m = m[::-1]
+        expected = tuple(s for k, s in enumerate((nz, ny, nx)) if k != axis)
+        if m.shape != expected:
+            raise InvalidInputError(f"{name} map shape {m.shape} does not match the volume's projection {expected}")
+        out *= np.expand_dims(np.clip(m, 0, None), axis)
+    out = out ** (1.0 / len(maps))
+    img = sitk.GetImageFromArray(out.astype(np.float32))
+    img.CopyInformation(lps)
+    # back onto the reference's own axis order (identity when it already was LPS)
+    return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
