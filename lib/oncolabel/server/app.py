@@ -111,7 +111,7 @@ def install_error_handlers(app: Any) -> None:
             detail = str(exc)
         return JSONResponse({"detail": detail, "error": type(exc).__name__}, status_code=status)
 
-    for exc_type in (OncoLabelError, MONAILabelException, json.JSONDecodeError, FileNotFoundError):
+    for exc_type in (OncoLabelError, MONAILabelException, json.JSONDecodeError, FileNotFoundError, Exception):
         app.add_exception_handler(exc_type, handler)
 
 

@@ -1,0 +1,701 @@
+"""Image classifiers shared by the classification tasks: calibrated prediction, explanation, cross-validation.
+
+Pieces (each task supplies only its spec and its preprocessing object):
+
+* :class:`ClassifierPreprocessing`: the contract a task's preprocessing fulfils (read the inputs, make the network
+  tensor, map a heat map back onto an input image's grid). Training (:class:`oncolabel.training.Trainer` through its
+  ``ClassificationAdapter``), inference and evaluation call the same ``prepare``.
+* :class:`LogisticHead`: how network outputs (logit margins, per-branch margins, deep features) and optional
+  clinical covariates become a calibrated probability, ``P(y = 1) = sigmoid(b + w . (z - mean) / scale)``:
+  temperature scaling (Guo et al., ICML 2017), Platt scaling (Platt 1999), logistic stacking of branches, or a
+  logistic regression on deep features. Heads are fitted on *out-of-fold* predictions and stored in the checkpoint
+  (``training["heads"]``), so a model file carries its calibration.
+* :class:`ClassifierPredictor`: checkpoint + spec -> :class:`ClassificationResult` (probabilities summing to 1,
+  prediction, Grad-CAM heat maps on the inputs' grids, provenance, "research use only").
+* :func:`cross_validate`: patient-level stratified k-fold CV (:class:`oncolabel.stats.PatientStratifiedKFold`) with
+  the generic trainer; out-of-fold margins / features for calibration and for comparing models (DeLong).
+* :func:`fit_classifier`: CV, heads, then the final model on all cases, with metrics for the model card.
+
+Binary tasks only (class index 1 is the positive class of every probability and AUC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from oncolabel import RESEARCH_USE_ONLY
+from oncolabel.checkpoint import Checkpoint, load_checkpoint
+from oncolabel.errors import CheckpointError, InvalidInputError
+from oncolabel.provenance import package_versions
+from oncolabel.tasks import TaskSpec, get_task
+from oncolabel.tasks.base import build_network
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ClassificationPostprocessing", "ClassifierPreprocessing", "Prepared", "LogisticHead", "fit_temperature",
+    "fit_logistic", "select_head", "network_outputs", "ClassifierPredictor", "ClassificationResult",
+    "CachedPreprocessing", "CVResult", "cross_validate", "fit_classifier", "FitResult", "binary_entropy",
+    "model_card",
+]
+
+
+# --- task-side contract ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassificationPostprocessing:
+    """How a classification task turns network outputs into its reported probability.
+
+    Attributes:
+        head: ``temperature`` (fused logit margin / T), ``stacking`` (logistic regression over the branches'
+            margins, one model per subset of branches so that missing inputs have a documented fallback) or
+            ``deep_features`` (logistic regression on the pooled penultimate features, then Platt scaling).
+        covariates: clinical covariates a user may add at inference (e.g. ``("age", "sex_male", "size_mm")``); a
+            head using them is chosen only when all are given.
+    """
+
+    head: str = "temperature"
+    covariates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.head not in ("temperature", "stacking", "deep_features"):
+            raise InvalidInputError(f"head {self.head!r}: use 'temperature', 'stacking' or 'deep_features'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": type(self).__name__, "head": self.head, "covariates": list(self.covariates)}
+
+
+@dataclass
+class Prepared:
+    """Network input of one case and what is needed to map results back.
+
+    Attributes:
+        tensor: ``(channels, *spatial)`` float32.
+        images: the input images by name (the grids heat maps are returned on).
+        context: preprocessing-specific bookkeeping (crop boxes, projections, ...).
+        missing: branch names whose input was absent (filled with zeros; their outputs are not used).
+    """
+
+    tensor: torch.Tensor
+    images: dict[str, sitk.Image]
+    context: dict[str, Any] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+
+class ClassifierPreprocessing:
+    """Base of the classification tasks' preprocessing objects (frozen dataclasses in ``oncolabel.tasks``).
+
+    Subclasses implement :meth:`read` (item -> images), :meth:`prepare` (images -> :class:`Prepared`) and
+    :meth:`heatmap` (a network-input-shaped map -> one image per input, on that input's grid), and may override
+    :meth:`augment`. :meth:`load` is what the trainer calls; inference calls ``prepare(read(...))`` too, so the two
+    are identical by construction.
+
+    Attributes (class level):
+        inputs: names of the input images (``("image",)``, the four CT phases, ``("image", "mask")``).
+        branch_names: names of the network's branches (e.g. phases), or ``()`` for a single-output network.
+        primary_input: the input whose grid the main heat map is written on.
+    """
+
+    inputs: tuple[str, ...] = ("image",)
+    branch_names: tuple[str, ...] = ()
+    primary_input: str = "image"
+
+    def read(self, item: Mapping[str, Any]) -> dict[str, sitk.Image]:
+        raise NotImplementedError
+
+    def prepare(self, images: Mapping[str, sitk.Image], *, allow_missing: bool = False) -> Prepared:
+        raise NotImplementedError
+
+    def heatmap(self, cam: np.ndarray, prepared: Prepared) -> dict[str, sitk.Image]:
+        raise NotImplementedError
+
+    def load(self, item: Mapping[str, Any]) -> torch.Tensor:
+        """The network input of a training / evaluation item (file paths in ``item``)."""
+        return self.prepare(self.read(item)).tensor
+
+    def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+
+class CachedPreprocessing:
+    """A preprocessing object whose :meth:`load` results are kept in ``cache`` (shared by the folds of a CV run).
+
+    Everything else, including ``to_dict`` (hence checkpoints), is the wrapped object's.
+    """
+
+    def __init__(self, inner: Any, cache: dict[str, torch.Tensor] | None = None) -> None:
+        self.inner = inner
+        self.cache = cache if cache is not None else {}
+
+    def load(self, item: Mapping[str, Any]) -> torch.Tensor:
+        key = repr(sorted((k, str(v)) for k, v in item.items() if k != "label"))
+        if key not in self.cache:
+            self.cache[key] = self.inner.load(item)
+        return self.cache[key]
+
+    def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        fn = getattr(self.inner, "augment", None)
+        return fn(x, rng) if fn is not None else x
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.inner.to_dict()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+# --- heads: calibration and stacking ----------------------------------------------------------------------------
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+@dataclass
+class LogisticHead:
+    """``P(y=1 | z) = sigmoid(intercept + coef . (z - mean) / scale)`` over the named inputs ``z``.
+
+    Attributes:
+        inputs: names of the scores used, in order (a name may stand for a vector, e.g. ``features``).
+        coef, mean, scale: one value per (expanded) input dimension.
+        intercept: the constant.
+        method: ``temperature``, ``platt``, ``stacking``, ``deep_features`` or ``multivariable``.
+        info: how it was fitted (n, folds, AUC, temperature, regularisation).
+    """
+
+    inputs: tuple[str, ...]
+    coef: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    scale: np.ndarray
+    method: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def design(self, scores: Mapping[str, Any]) -> np.ndarray:
+        """``(n, dims)`` matrix of the inputs, standardised."""
+        missing = [k for k in self.inputs if k not in scores]
+        if missing:
+            raise InvalidInputError(f"the {self.method} head needs {', '.join(missing)}")
+        cols = [np.asarray(scores[k], dtype=np.float64) for k in self.inputs]
+        n = max(np.atleast_1d(c).shape[0] for c in cols)
+        x = np.column_stack([c.reshape(n, -1) for c in cols])
+        if x.shape[1] != self.coef.size:
+            raise InvalidInputError(f"the {self.method} head expects {self.coef.size} input values, got {x.shape[1]}")
+        return (x - self.mean) / self.scale
+
+    def logit(self, scores: Mapping[str, Any]) -> np.ndarray:
+        return self.design(scores) @ self.coef + self.intercept
+
+    def predict(self, scores: Mapping[str, Any]) -> np.ndarray:
+        """Calibrated ``P(y = 1)`` for each case."""
+        return _sigmoid(self.logit(scores))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": list(self.inputs), "coef": self.coef.tolist(), "intercept": float(self.intercept),
+                "mean": self.mean.tolist(), "scale": self.scale.tolist(), "method": self.method, "info": self.info}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LogisticHead":
+        try:
+            return cls(inputs=tuple(d["inputs"]), coef=np.asarray(d["coef"], dtype=np.float64),
+                       intercept=float(d["intercept"]), mean=np.asarray(d["mean"], dtype=np.float64),
+                       scale=np.asarray(d["scale"], dtype=np.float64), method=str(d["method"]),
+                       info=dict(d.get("info", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"a classifier head in the checkpoint is malformed: {exc}") from exc
+
+
+def _check_binary(y: Any) -> np.ndarray:
+    y = np.asarray(y).astype(int)
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise InvalidInputError(f"calibration needs labels of both classes 0 and 1, got {np.unique(y).tolist()}")
+    return y
+
+
+def fit_temperature(margin: Any, y: Any, **info: Any) -> LogisticHead:
+    """Temperature scaling: ``p = sigmoid(margin / T)``, ``T`` minimising the log loss (Guo et al. 2017)."""
+    from scipy.optimize import minimize_scalar
+
+    m = np.asarray(margin, dtype=np.float64)
+    y = _check_binary(y)
+
+    def nll(log_t: float) -> float:
+        z = m / math.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    res = minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded")
+    t = math.exp(float(res.x))
+    return LogisticHead(("margin",), np.array([1.0 / t]), 0.0, np.zeros(1), np.ones(1), "temperature",
+                        {"temperature": t, "n": int(m.size), **info})
+
+
+def fit_logistic(scores: Mapping[str, Any], y: Any, inputs: Sequence[str], *, method: str, c: float = 1e4,
+                 standardise: bool = True, **info: Any) -> LogisticHead:
+    """Logistic regression of ``y`` on the named scores (L2 penalty ``1 / c``; ``c = 1e4`` is practically none).
+
+    Platt scaling is this with one input (a margin); stacking with several; ``deep_features`` with a vector input
+    and a chosen ``c``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = _check_binary(y)
+    probe = LogisticHead(tuple(inputs), np.zeros(1), 0.0, np.zeros(1), np.ones(1), method)
+    cols = [np.asarray(scores[k], dtype=np.float64).reshape(y.size, -1) for k in probe.inputs]
+    x = np.column_stack(cols)
+    mean = x.mean(0) if standardise else np.zeros(x.shape[1])
+    scale = x.std(0) if standardise else np.ones(x.shape[1])
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    lr = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
+    return LogisticHead(tuple(inputs), lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), mean, scale, method,
+                        {"n": int(y.size), "C": c, **info})
+
+
+def compose_platt(head: LogisticHead, platt: LogisticHead) -> LogisticHead:
+    """``head``'s logit recalibrated by a Platt head fitted on it (inputs ``("margin",)``): one logistic head."""
+    a = float(platt.coef[0] / platt.scale[0])
+    b = float(platt.intercept - platt.coef[0] * platt.mean[0] / platt.scale[0])
+    return dataclasses.replace(head, coef=head.coef * a, intercept=head.intercept * a + b,
+                               info={**head.info, "platt": {"a": a, "b": b}})
+
+
+def select_head(heads: Sequence[LogisticHead], available: set[str]) -> LogisticHead:
+    """The head using the most of the ``available`` inputs (the first such head on ties).
+
+    Raises:
+        InvalidInputError: no head can be computed from what is available.
+    """
+    usable = [h for h in heads if set(h.inputs) <= available]
+    if not usable:
+        raise InvalidInputError(f"no calibrated model can be computed from {sorted(available)}; the model's heads "
+                                f"need {[list(h.inputs) for h in heads]}")
+    return max(usable, key=lambda h: (len(h.inputs), -heads.index(h)))
+
+
+def network_outputs(model: nn.Module, x: torch.Tensor, branch_names: Sequence[str] = (), *,
+                    features: bool = False, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Scores of a batch of inputs ``(n, channels, *spatial)`` in eval mode, without gradients.
+
+    Keys: ``margin`` (logit of class 1 minus logit of class 0; a multi-branch network's margins averaged),
+    ``margin_<branch>`` per branch, and ``features`` ``(n, n_features)`` when asked for.
+    """
+    was = model.training
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {}
+    try:
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], batch_size):
+                xb = x[start:start + batch_size].float()
+                logits = model(xb)
+                if logits.ndim == 3:
+                    margins = (logits[..., 1] - logits[..., 0]).double().numpy()
+                    names = list(branch_names) or [str(k) for k in range(margins.shape[1])]
+                    for k, name in enumerate(names):
+                        out.setdefault(f"margin_{name}", []).append(margins[:, k])
+                    out.setdefault("margin", []).append(margins.mean(1))
+                else:
+                    out.setdefault("margin", []).append((logits[:, 1] - logits[:, 0]).double().numpy())
+                if features:
+                    out.setdefault("features", []).append(model.features(xb).double().numpy())
+    finally:
+        model.train(was)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def binary_entropy(p: Any) -> np.ndarray:
+    """Entropy in bits of a Bernoulli(p): 1 at p = 0.5, 0 at p in {0, 1}."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+# --- prediction --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassificationResult:
+    """Output of :meth:`ClassifierPredictor.predict`.
+
+    Attributes:
+        probabilities: class name -> calibrated probability (sums to 1).
+        prediction: the most probable class.
+        head: the calibrated model used (its method and inputs).
+        branch_probabilities: branch name -> calibrated probability of class 1 from that branch alone.
+        heatmaps: input name -> Grad-CAM heat map (float32, [0, 1]) on that input's grid.
+        provenance: model version, settings, software, notice.
+    """
+
+    probabilities: dict[str, float]
+    prediction: str
+    head: dict[str, Any]
+    branch_probabilities: dict[str, float] = field(default_factory=dict)
+    heatmaps: dict[str, sitk.Image] = field(default_factory=dict)
+    missing_inputs: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        probs = ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items())
+        return (f"{self.prediction} ({probs}; model {self.provenance.get('model_version', '?')}; "
+                f"{RESEARCH_USE_ONLY})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"notice": RESEARCH_USE_ONLY, "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "prediction": self.prediction, "calibrated": True, "head": self.head,
+                "branch_probabilities": {k: round(v, 6) for k, v in self.branch_probabilities.items()},
+                "missing_inputs": list(self.missing_inputs), "heatmap_inputs": sorted(self.heatmaps),
+                "model_version": self.provenance.get("model_version"), "provenance": self.provenance}
+
+
+def checkpoint_heads(ckpt: Checkpoint) -> list[LogisticHead]:
+    """The calibrated heads stored in a classification checkpoint."""
+    raw = (ckpt.training or {}).get("heads")
+    if not raw:
+        raise CheckpointError(f"checkpoint {ckpt.path}: no calibrated classifier heads (training['heads']); "
+                              "train it with oncolabel.classification.fit_classifier")
+    return [LogisticHead.from_dict(h) for h in raw]
+
+
+class ClassifierPredictor:
+    """Calibrated classification with a task's checkpoint.
+
+    Args:
+        checkpoint: path or loaded :class:`Checkpoint` (``None``: the task's shipped model).
+        task: task name or spec (``kind="classification"``).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, checkpoint: str | Path | Checkpoint | None = None, *, task: str | TaskSpec,
+                 device: str | torch.device | None = "cpu") -> None:
+        from oncolabel.inference import build_model, default_checkpoint_path, resolve_device
+
+        self.spec = get_task(task) if isinstance(task, str) else task
+        if self.spec.kind != "classification":
+            raise InvalidInputError(f"task {self.spec.name!r} is a {self.spec.kind} task, not classification")
+        if checkpoint is None:
+            checkpoint = default_checkpoint_path(self.spec)
+        self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint)
+                           else load_checkpoint(checkpoint, task=self.spec.name))
+        self.device = resolve_device(device)
+        self.model = build_model(self.checkpoint, self.spec).to(self.device)
+        self.heads = checkpoint_heads(self.checkpoint)
+        self.classes = sorted(self.spec.labels, key=lambda k: self.spec.labels[k])
+        if len(self.classes) != 2:
+            raise InvalidInputError(f"task {self.spec.name!r} has {len(self.classes)} classes; only binary "
+                                    "classifiers are supported")
+
+    @property
+    def version(self) -> str:
+        return self.checkpoint.version
+
+    @property
+    def preprocessing(self) -> Any:
+        return self.spec.preprocessing
+
+    def needs_features(self) -> bool:
+        return any("features" in h.inputs for h in self.heads)
+
+    def scores(self, prepared: Prepared) -> dict[str, float]:
+        """Network scores of one prepared case (missing branches and everything fused from them dropped)."""
+        out = network_outputs(self.model, prepared.tensor[None].to(self.device),
+                              self.preprocessing.branch_names, features=self.needs_features())
+        if prepared.missing:
+            drop = {"margin", "features"} | {f"margin_{b}" for b in prepared.missing}
+            out = {k: v for k, v in out.items() if k not in drop}
+        return {k: (v[0] if v.ndim > 1 else float(v[0])) for k, v in out.items()}
+
+    def predict_prepared(self, prepared: Prepared, *, covariates: Mapping[str, float] | None = None,
+                         heatmaps: bool = True) -> ClassificationResult:
+        scores: dict[str, Any] = dict(self.scores(prepared))
+        cov = {k: float(v) for k, v in (covariates or {}).items() if v is not None}
+        unknown = sorted(set(cov) - set(self.spec.postprocessing.covariates))
+        if unknown:
+            raise InvalidInputError(f"unknown covariate(s) {unknown} for task {self.spec.name!r} "
+                                    f"(known: {list(self.spec.postprocessing.covariates)})")
+        scores.update(cov)
+        head = select_head(self.heads, set(scores))
+        p1 = float(np.clip(head.predict(scores)[0], 0.0, 1.0))
+        probs = {self.classes[0]: 1.0 - p1, self.classes[1]: p1}
+        branch = {}
+        for b in self.preprocessing.branch_names:
+            single = [h for h in self.heads if h.inputs == (f"margin_{b}",)]
+            if single and f"margin_{b}" in scores:
+                branch[b] = float(single[0].predict(scores)[0])
+        maps = self.explain(prepared, head) if heatmaps else {}
+        return ClassificationResult(probabilities=probs, prediction=max(probs, key=probs.get),
+                                    head={"method": head.method, "inputs": list(head.inputs)},
+                                    branch_probabilities=branch, heatmaps=maps, missing_inputs=prepared.missing,
+                                    provenance=self.provenance())
+
+    def predict(self, images: Mapping[str, sitk.Image], *, covariates: Mapping[str, float] | None = None,
+                allow_missing: bool = False, heatmaps: bool = True) -> ClassificationResult:
+        """Classify one case given its input images by name (see the task's ``preprocessing.inputs``)."""
+        prepared = self.preprocessing.prepare(images, allow_missing=allow_missing)
+        return self.predict_prepared(prepared, covariates=covariates, heatmaps=heatmaps)
+
+    def explain(self, prepared: Prepared, head: LogisticHead | None = None) -> dict[str, sitk.Image]:
+        """Grad-CAM maps on the inputs' grids; with branches, the maps of the used branches weighted by the
+        absolute stacking coefficients of ``head`` (equal weights otherwise)."""
+        from oncolabel.explain import grad_cam
+
+        x = prepared.tensor[None].to(self.device)
+        names = self.preprocessing.branch_names
+        if not names:
+            return self.preprocessing.heatmap(grad_cam(self.model, x, target_class=1), prepared)
+        weights = {}
+        for k, b in enumerate(names):
+            if b in prepared.missing:
+                continue
+            w = 1.0
+            if head is not None and f"margin_{b}" in head.inputs:
+                w = abs(float(head.coef[list(head.inputs).index(f"margin_{b}")]))
+            weights[k] = w
+        total = sum(weights.values()) or 1.0
+        cam = sum(w / total * grad_cam(self.model, x, target_class=1, branch=k) for k, w in weights.items())
+        return self.preprocessing.heatmap(np.asarray(cam, dtype=np.float32), prepared)
+
+    def uncertainty(self, images: Mapping[str, sitk.Image], *, measure: str = "entropy") -> dict[str, float]:
+        """Active-learning uncertainty of one case: ``entropy`` (bits) or ``margin`` (1 - |2p - 1|)."""
+        res = self.predict(images, heatmaps=False, allow_missing=False)
+        p = res.probabilities[self.classes[1]]
+        ent, mar = float(binary_entropy(p)), float(1.0 - abs(2.0 * p - 1.0))
+        if measure not in ("entropy", "margin"):
+            raise InvalidInputError(f"uncertainty measure {measure!r}: use 'entropy' or 'margin'")
+        return {"uncertainty": ent if measure == "entropy" else mar, "entropy": ent, "margin": mar,
+                "probability": p, "measure": measure}
+
+    def provenance(self) -> dict[str, Any]:
+        ck = self.checkpoint
+        return {"notice": RESEARCH_USE_ONLY, "task": self.spec.name, "model_version": ck.version,
+                "model_sha256": ck.sha256, "model_path": str(ck.path) if ck.path else None,
+                "model_created_utc": ck.created_utc, "model_metrics": ck.metrics,
+                "settings": self.spec.settings(), "device": str(self.device), "software": package_versions()}
+
+
+# --- cross-validation and fitting --------------------------------------------------------------------------------
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold results of :func:`cross_validate`.
+
+    Attributes:
+        y: class index per item. groups: patient id per item. fold: test fold of each item.
+        scores: out-of-fold network scores (``margin``, ``margin_<branch>``, and ``feature_margin`` when a deep-
+            feature classifier was fitted inside each fold).
+        fold_auc: AUC of ``margin`` in each test fold.
+        seconds: wall time. settings: what was run.
+    """
+
+    y: np.ndarray
+    groups: np.ndarray
+    fold: np.ndarray
+    scores: dict[str, np.ndarray]
+    fold_auc: list[float]
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_from(ckpt: Checkpoint) -> nn.Module:
+    model = build_network(ckpt.network["name"], ckpt.network["kwargs"])
+    model.load_state_dict(ckpt.state_dict)
+    return model.eval()
+
+
+def _stack(prep: Any, items: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+    return torch.stack([prep.load(it) for it in items])
+
+
+def _feature_head(train_feats: np.ndarray, y: np.ndarray, c: float, **info: Any) -> LogisticHead:
+    return fit_logistic({"features": train_feats}, y, ("features",), method="deep_features", c=c, **info)
+
+
+def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups: Sequence[Any] | None = None,
+                   n_splits: int = 5, seed: int = 0, iterations: int | None = None, batch_size: int | None = None,
+                   learning_rate: float | None = None, feature_c: float | None = None, device: str = "cpu",
+                   cache: dict[str, torch.Tensor] | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> CVResult:
+    """Patient-level stratified k-fold cross-validation with the generic trainer.
+
+    Each fold trains the task's network from scratch on the other folds (``iterations`` steps, seed
+    ``seed + fold``, no early stopping on the test fold) and scores its test fold. With ``feature_c`` a logistic
+    regression (L2 penalty ``1/feature_c``) on the fold model's deep features of its *training* cases is fitted and
+    applied to its test cases (``scores["feature_margin"]``).
+
+    Args:
+        items: dicts with the inputs (file paths) and ``label``.
+        groups: patient id per item (default: each item its own patient).
+        cache: preprocessed tensors, shared with other runs on the same items (filled here).
+    """
+    from oncolabel.stats import PatientStratifiedKFold, roc_auc
+    from oncolabel.training import Trainer
+
+    start = time.time()
+    y = np.asarray([int(it["label"]) for it in items])
+    g = np.asarray(groups if groups is not None else [f"item{i}" for i in range(len(items))])
+    prep = CachedPreprocessing(spec.preprocessing, cache)
+    cspec = dataclasses.replace(spec, preprocessing=prep)
+    fold = np.full(len(items), -1)
+    scores: dict[str, np.ndarray] = {}
+    fold_auc = []
+    splits = PatientStratifiedKFold(n_splits, random_state=seed).split(None, y, groups=g)
+    for k, (train, test) in enumerate(splits):
+        result = Trainer(cspec, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
+                         device=device, seed=seed + k).fit([items[i] for i in train])
+        model = _model_from(result.checkpoint)
+        x_test = _stack(prep, [items[i] for i in test])
+        out = network_outputs(model, x_test, spec.preprocessing.branch_names, features=feature_c is not None)
+        if feature_c is not None:
+            x_train = _stack(prep, [items[i] for i in train])
+            train_feats = network_outputs(model, x_train, features=True)["features"]
+            head = _feature_head(train_feats, y[train], feature_c)
+            out["feature_margin"] = head.logit({"features": out.pop("features")})
+        for name, v in out.items():
+            scores.setdefault(name, np.zeros(len(items)))[test] = v
+        fold[test] = k
+        auc = float(roc_auc(y[test], out["margin"])) if len(set(y[test].tolist())) == 2 else float("nan")
+        fold_auc.append(auc)
+        rec = {"fold": k, "auc": round(auc, 4), "n_train": int(len(train)), "n_test": int(len(test)),
+               "seconds": round(time.time() - start, 1)}
+        logger.info("cv %s: %s", spec.name, rec)
+        if progress is not None:
+            progress(rec)
+    settings = {"n_splits": n_splits, "seed": seed, "iterations": iterations or spec.training.max_iterations,
+                "batch_size": batch_size or spec.training.batch_size,
+                "learning_rate": learning_rate or spec.training.learning_rate, "feature_c": feature_c,
+                "n": len(items), "patients": int(np.unique(g).size)}
+    return CVResult(y=y, groups=g, fold=fold, scores=scores, fold_auc=fold_auc, seconds=time.time() - start,
+                    settings=settings)
+
+
+def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarray] | None = None
+              ) -> list[LogisticHead]:
+    """Calibrated heads from out-of-fold scores (the deep-feature head is completed by :func:`fit_classifier`).
+
+    * ``temperature``: temperature scaling of the fused margin.
+    * ``stacking``: one logistic model per non-empty subset of branches (all branches first), plus, with
+      ``covariates``, the multivariable model on all branches and the covariates.
+    * ``deep_features``: the Platt scaling of the out-of-fold ``feature_margin`` (composed with the final model's
+      feature regression later), plus temperature scaling of the margin as a fallback.
+    """
+    post = spec.postprocessing
+    y, s = cv.y, cv.scores
+    info = {"fitted_on": f"out-of-fold predictions, {cv.settings.get('n_splits')}-fold patient-level CV",
+            "n": int(y.size)}
+    heads: list[LogisticHead] = []
+    if post.head == "stacking":
+        names = list(spec.preprocessing.branch_names)
+        if covariates:
+            cov_names = list(post.covariates)
+            data = {**s, **{k: np.asarray(covariates[k], dtype=np.float64) for k in cov_names}}
+            heads.append(fit_logistic(data, y, [f"margin_{b}" for b in names] + cov_names, method="multivariable",
+                                      **info))
+        for r in range(len(names), 0, -1):
+            for subset in itertools.combinations(names, r):
+                method = "stacking" if r > 1 else "platt"
+                heads.append(fit_logistic(s, y, [f"margin_{b}" for b in subset], method=method, **info))
+    elif post.head == "deep_features":
+        if "feature_margin" not in s:
+            raise InvalidInputError("the deep_features head needs a CV run with feature_c set")
+        heads.append(fit_logistic({"margin": s["feature_margin"]}, y, ("margin",), method="platt", **info))
+        heads.append(fit_temperature(s["margin"], y, **info))
+    else:
+        heads.append(fit_temperature(s["margin"], y, **info))
+    return heads
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_classifier` produced: the final checkpoint (heads and metrics inside) and the CV run."""
+
+    checkpoint: Checkpoint
+    cv: CVResult
+    calibrated_oof: np.ndarray
+    metrics: dict[str, Any]
+
+
+def calibrated_oof(spec: TaskSpec, cv: CVResult, heads: Sequence[LogisticHead],
+                   covariates: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Out-of-fold calibrated probabilities of the task's main head (image inputs only)."""
+    if spec.postprocessing.head == "deep_features":
+        return heads[0].predict({"margin": cv.scores["feature_margin"]})
+    image_heads = [h for h in heads if h.method != "multivariable"]
+    return select_head(image_heads, set(cv.scores)).predict(cv.scores)
+
+
+def fit_classifier(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups: Sequence[Any] | None = None,
+                   n_splits: int = 5, seed: int = 0, iterations: int | None = None, batch_size: int | None = None,
+                   learning_rate: float | None = None, feature_c: float = 0.05,
+                   covariates: Mapping[str, np.ndarray] | None = None, device: str = "cpu",
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """Cross-validate, fit the calibrated heads on out-of-fold scores, train the final model on every item.
+
+    The final checkpoint's ``training["heads"]`` holds the heads, ``metrics`` the CV AUC (DeLong 95% CI),
+    calibration (Brier, slope, intercept of the out-of-fold calibrated probabilities) and per-branch AUCs.
+    """
+    from oncolabel.stats import calibration, roc_auc_ci
+    from oncolabel.training import Trainer
+
+    use_features = spec.postprocessing.head == "deep_features"
+    cache: dict[str, torch.Tensor] = {}
+    cv = cross_validate(spec, items, groups=groups, n_splits=n_splits, seed=seed, iterations=iterations,
+                        batch_size=batch_size, learning_rate=learning_rate,
+                        feature_c=feature_c if use_features else None, device=device, cache=cache,
+                        progress=progress)
+    heads = fit_heads(spec, cv, covariates=covariates)
+    p_oof = calibrated_oof(spec, cv, heads, covariates)
+    prep = CachedPreprocessing(spec.preprocessing, cache)
+    final = Trainer(dataclasses.replace(spec, preprocessing=prep), iterations=iterations, batch_size=batch_size,
+                    learning_rate=learning_rate, device=device, seed=seed + n_splits).fit(list(items))
+    ckpt = final.checkpoint
+    if use_features:
+        model = _model_from(ckpt)
+        feats = network_outputs(model, _stack(prep, items), features=True)["features"]
+        heads[0] = compose_platt(_feature_head(feats, cv.y, feature_c, fitted_on="final model, all cases"), heads[0])
+    metrics = cv_metrics(cv, p_oof)
+    ckpt.metrics.update(metrics)
+    ckpt.training["heads"] = [h.to_dict() for h in heads]
+    ckpt.training["cv"] = cv.settings
+    return FitResult(checkpoint=ckpt, cv=cv, calibrated_oof=p_oof, metrics=metrics)
+
+
+def cv_metrics(cv: CVResult, p_calibrated: np.ndarray) -> dict[str, Any]:
+    """CV AUC with DeLong CI, per-branch AUCs, calibration of the calibrated out-of-fold probabilities."""
+    from oncolabel.stats import calibration, roc_auc, roc_auc_ci
+
+    ci = roc_auc_ci(cv.y, p_calibrated)
+    cal = calibration(cv.y, p_calibrated)
+    out: dict[str, Any] = {"cv_auc": round(float(ci.auc), 4), "cv_auc_ci95": [round(float(ci.ci_low), 4),
+                                                                              round(float(ci.ci_high), 4)],
+                           "cv_accuracy": round(float(np.mean((p_calibrated >= 0.5) == cv.y)), 4),
+                           "cv_brier": round(cal.brier, 4), "cv_calibration_slope": round(cal.slope, 3),
+                           "cv_calibration_intercept": round(cal.intercept, 3), "cv_n": int(cv.y.size),
+                           "cv_fold_auc": [round(a, 4) for a in cv.fold_auc]}
+    for name, v in cv.scores.items():
+        if name.startswith("margin_") or name == "feature_margin":
+            out[f"cv_auc_{name}"] = round(float(roc_auc(cv.y, v)), 4)
+    return out
+
+
+def model_card(ckpt: Checkpoint, *, command: str, seed: int, cohort: Mapping[str, Any],
+               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON card shipped next to a model file (what, how made, how good; research use only)."""
+    return {"notice": RESEARCH_USE_ONLY, "task": ckpt.task, "model_version": ckpt.version, "sha256": ckpt.sha256,
+            "command": command, "seed": seed, "cohort": dict(cohort), "metrics": ckpt.metrics,
+            "network": dict(ckpt.network), "preprocessing": dict(ckpt.preprocessing),
+            "heads": [{"method": h["method"], "inputs": h["inputs"]} for h in ckpt.training.get("heads", [])],
+            "training": {k: v for k, v in ckpt.training.items() if k not in ("heads", "history_tail")},
+            "created_utc": ckpt.created_utc, "software": ckpt.software, **(extra or {})}
