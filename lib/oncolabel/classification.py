@@ -39,8 +39,7 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.provenance import package_versions
-from oncolabel.tasks import TaskSpec, get_task
-from oncolabel.tasks.base import build_network
+from oncolabel.tasks.base import TaskSpec, build_network, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -646,7 +645,6 @@ def fit_classifier(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     The final checkpoint's ``training["heads"]`` holds the heads, ``metrics`` the CV AUC (DeLong 95% CI),
     calibration (Brier, slope, intercept of the out-of-fold calibrated probabilities) and per-branch AUCs.
     """
-    from oncolabel.stats import calibration, roc_auc_ci
     from oncolabel.training import Trainer
 
     use_features = spec.postprocessing.head == "deep_features"

@@ -70,6 +70,15 @@ def _ratio(a: int, b: int) -> float | None:
     return None if b == 0 else a / b
 
 
+def slice_table(pred: np.ndarray, truth: np.ndarray, *, spacing: Sequence[float],
+                min_area_mm2: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-slice ``(truth_positive, predicted_positive, overlap)`` booleans of ``(z, y, x)`` masks (module rules)."""
+    p, t = pred.astype(bool), truth.astype(bool)
+    px_mm2 = float(spacing[0]) * float(spacing[1])
+    min_px = max(1, int(np.ceil(min_area_mm2 / px_mm2))) if min_area_mm2 > 0 else 1
+    return t.sum((1, 2)) >= min_px, p.sum((1, 2)) >= min_px, (p & t).any(axis=(1, 2))
+
+
 def case_counts(pred: np.ndarray, truth: np.ndarray, *, spacing: Sequence[float], case_id: str = "",
                 min_area_mm2: float = 10.0, min_overlap: float = 0.1, large_mm: float = 10.0) -> CaseCounts:
     """Counts for one case from ``(z, y, x)`` binary arrays and the voxel ``spacing`` (x, y, z) in mm."""
@@ -78,11 +87,9 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, *, spacing: Sequence[float]
     if pred.ndim != 3:
         raise InvalidInputError(f"case {case_id}: expected 3D masks, got shape {pred.shape}")
     p, t = pred.astype(bool), truth.astype(bool)
-    px_mm2 = float(spacing[0]) * float(spacing[1])
-    min_px = max(1, int(np.ceil(min_area_mm2 / px_mm2))) if min_area_mm2 > 0 else 1
     inter = p & t
-    t_area, p_area, i_area = t.sum((1, 2)), p.sum((1, 2)), inter.sum((1, 2))
-    t_pos, p_pos = t_area >= min_px, p_area >= min_px
+    t_pos, p_pos, overlap = slice_table(p, t, spacing=spacing, min_area_mm2=min_area_mm2)
+    i_area = overlap.astype(int)
     detected_slices = int(np.sum(t_pos & p_pos & (i_area > 0)))
     true_pred_slices = int(np.sum(p_pos & (i_area > 0)))
 

@@ -12,13 +12,14 @@ Rows run from head to feet (the way MIPs are displayed), i.e. the superior end o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError
 
-__all__ = ["VIEWS", "Projection", "mip", "to_lps", "backproject"]
+__all__ = ["VIEWS", "Projection", "mip", "to_lps", "backproject", "centred_grid", "resample_onto", "map_to_image"]
 
 #: view name -> numpy axis of an LPS ``(z, y, x)`` array that is collapsed
 VIEWS = {"frontal": 1, "coronal": 1, "lateral": 2, "sagittal": 2, "axial": 0}
@@ -124,3 +125,33 @@ def backproject(maps: dict[str, np.ndarray], reference: sitk.Image) -> sitk.Imag
     img.CopyInformation(lps)
     # back onto the reference's own axis order (identity when it already was LPS)
     return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
+
+
+# --- working grids: a fixed physical box around a point, and the way back ---------------------------------------
+
+
+def centred_grid(reference: sitk.Image, centre: Sequence[float], size: Sequence[int],
+                 spacing: Sequence[float]) -> sitk.Image:
+    """An empty float32 grid of ``size`` voxels and ``spacing`` mm (both x, y, z) centred on the physical point
+    ``centre``, with ``reference``'s direction (so its axes follow the input's rows, columns and slices)."""
+    grid = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
+    grid.SetSpacing([float(v) for v in spacing])
+    grid.SetDirection(reference.GetDirection())
+    d = np.asarray(reference.GetDirection()).reshape(3, 3)
+    half = (np.asarray(size, dtype=float) - 1.0) / 2.0 * np.asarray(spacing, dtype=float)
+    grid.SetOrigin(tuple((np.asarray(centre, dtype=float) - d @ half).tolist()))
+    return grid
+
+
+def resample_onto(image: sitk.Image, grid: sitk.Image, *, interpolator: int = sitk.sitkLinear,
+                  default: float = 0.0) -> np.ndarray:
+    """``image`` sampled on ``grid`` (physical coordinates), as a float32 ``(z, y, x)`` array."""
+    out = sitk.Resample(image, grid, sitk.Transform(), interpolator, float(default), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def map_to_image(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A ``(z, y, x)`` array living on ``grid`` resampled (linear) onto ``reference``'s grid; 0 outside ``grid``."""
+    src = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+    src.CopyInformation(grid)
+    return sitk.Resample(src, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)

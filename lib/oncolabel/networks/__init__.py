@@ -12,7 +12,9 @@ from torch import nn
 
 from oncolabel.networks.classifier import CNNClassifier
 from oncolabel.networks.deeplab import DeepLabV3Plus
+from oncolabel.networks.inception import InceptionV3
 
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"DeepLabV3Plus": DeepLabV3Plus, "CNNClassifier": CNNClassifier}
+NETWORKS: dict[str, Callable[..., nn.Module]] = {"DeepLabV3Plus": DeepLabV3Plus, "CNNClassifier": CNNClassifier,
+                                                 "InceptionV3": InceptionV3}
 
-__all__ = ["CNNClassifier", "DeepLabV3Plus", "NETWORKS"]
+__all__ = ["CNNClassifier", "DeepLabV3Plus", "InceptionV3", "NETWORKS"]

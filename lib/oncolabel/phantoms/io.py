@@ -160,3 +160,94 @@ def verify_cohort(out_dir: str | Path) -> list[str]:
             if not p.is_file() or file_sha256(p) != info["sha256"]:
                 bad.append(info["path"])
     return bad
+
+
+# --- classification cohorts ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassificationCase:
+    """One synthetic case of a classification task.
+
+    Attributes
+    ----------
+    case_id : identifier, only ``[A-Za-z0-9_-]``.
+    images : file stem -> image (the model inputs and any extra images, e.g. a mask or a follow-up scan).
+    label : class index (1 = the positive class).
+    label_name : class name.
+    posterior : ``P(label = 1 | latent traits drawn for this case)``, the Bayes-optimal score: its AUC over a cohort
+        is the ceiling no image model can beat.
+    traits : the latent traits drawn (JSON-ready).
+    meta : geometry, acquisition, seed.
+    """
+
+    case_id: str
+    images: dict[str, sitk.Image]
+    label: int
+    label_name: str
+    posterior: float
+    traits: dict[str, Any]
+    meta: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "label": self.label, "label_name": self.label_name,
+                "posterior": self.posterior, "traits": self.traits, "meta": self.meta}
+
+
+def write_classification_cohort(out_dir: str | Path, cases: Iterator[tuple[int, ClassificationCase]], *,
+                                generator: str, version: str, seed: int, n: int, settings: Mapping[str, Any],
+                                summarise: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+                                ) -> list[dict[str, Any]]:
+    """Write a classification cohort; returns the manifest's case entries.
+
+    Layout::
+
+        cases/<case_id>/<stem>.nii.gz   every image of the case
+        cases/<case_id>/case.json       label, posterior, latent traits, metadata
+        manifest.json                   generator, settings, seed, cases (label, posterior, files + SHA-256) and a
+                                        summary with the cohort's ceiling AUC (AUC of the posteriors)
+    """
+    from oncolabel.stats import roc_auc
+
+    out = Path(out_dir)
+    entries: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    for index, case in cases:
+        cid = check_case_id(case.case_id)
+        folder = out / "cases" / cid
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {stem: atomic_write_image(img, folder / f"{stem}.nii.gz") for stem, img in case.images.items()}
+        files["case"] = atomic_write_json(case.record(), folder / "case.json")
+        entries.append({"case_id": cid, "index": index, "label": int(case.label), "label_name": case.label_name,
+                        "posterior": float(case.posterior),
+                        "files": {k: {"path": p.relative_to(out).as_posix(), "sha256": file_sha256(p)}
+                                  for k, p in files.items()}})
+        records.append(case.record())
+    labels = [e["label"] for e in entries]
+    summary: dict[str, Any] = {"cases": len(entries), "positives": int(sum(labels))}
+    if len(set(labels)) == 2:
+        summary["ceiling_auc"] = round(float(roc_auc(labels, [e["posterior"] for e in entries])), 4)
+    if summarise is not None:
+        summary.update(summarise(records))
+    manifest = provenance(settings=dict(settings), generator={"name": generator, "version": version},
+                          seed=int(seed), n=int(n), cases=entries, summary=summary)
+    atomic_write_json(manifest, out / "manifest.json")
+    return entries
+
+
+def read_classification_cohort(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Cases of a classification cohort as training items: absolute file paths by stem, ``label``, ``case_id``,
+    ``posterior`` (and the case record under ``record``)."""
+    out = Path(out_dir)
+    manifest = read_manifest(out)
+    items = []
+    for e in manifest.get("cases", []):
+        item: dict[str, Any] = {stem: str(out / f["path"]) for stem, f in e["files"].items() if stem != "case"}
+        item.update({"label": int(e["label"]), "case_id": e["case_id"], "posterior": float(e["posterior"])})
+        case_json = out / e["files"]["case"]["path"]
+        with open(case_json, encoding="utf-8") as fh:
+            item["record"] = json.load(fh)
+        items.append(item)
+    if not items:
+        raise InvalidInputError(f"{out}: the manifest lists no cases")
+    return items

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from scipy import ndimage
 from scipy.special import expit
 
 from oncolabel import RESEARCH_USE_ONLY
@@ -351,7 +352,7 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
             a = (xs_c[i], ys_c[i], zs_c[i])
             b = (xs_c[i + 1], ys_c[i + 1], zs_c[i + 1])
             sdf = np.minimum(sdf, np.broadcast_to(sdf_capsule(pb, a, b, an.radius, scale=(1.0, 1.0, 1.3)), shape))
-        sdf = sdf + 1.5 * plane_wave_field(pb, rng, 9.0, 6)
+        sdf = sdf + 0.8 * plane_wave_field(pb, rng, 14.0, 6)
         occ = occupancy(np.ascontiguousarray(sdf), grid.spacing_zyx)
         texture = an.hu["pancreas"] + 7.0 * plane_wave_field(pb, rng, 4.0, 6)
         canvas.blend(box, occ, texture, PancreasTissue.PANCREAS)
@@ -383,6 +384,15 @@ def _paint_key_vessels(canvas: Canvas, an: _Anatomy, rng: np.random.Generator, z
 
 
 # ----------------------------------------------------------------------------------------------- tumour, nodes
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of ``mask`` (all False when empty)."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum_labels(mask, lab, index=np.arange(1, n + 1))
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
 def _paint_tumour(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any],
                   rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     """The tumour at the origin; returns its label (voxel centres inside) and a record."""
@@ -397,9 +407,10 @@ def _paint_tumour(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any],
     shape = tuple(s.stop - s.start for s in box)
     sdf = np.broadcast_to(sdf_ellipsoid(p, (0.0, 0.0, 0.0), radii, rot), shape).astype(np.float32)
     # margin irregularity: lobulation (wavelength ~ radius) plus spiculation (short wavelength)
-    sdf = sdf + (0.03 + 0.30 * m) * a * plane_wave_field(p, rng, max(4.0, 0.9 * a), 6) \
-        + 0.12 * m * a * plane_wave_field(p, rng, max(2.5, 0.35 * a), 6)
-    sdf = np.ascontiguousarray(sdf)
+    lobes = np.clip(plane_wave_field(p, rng, max(4.0, 0.9 * a), 6), -1.5, 1.5)
+    spikes = np.clip(plane_wave_field(p, rng, max(2.5, 0.35 * a), 6), -1.5, 1.5)
+    sdf = np.ascontiguousarray(sdf + (0.03 + 0.30 * m) * a * lobes + 0.12 * m * a * spikes)
+    inside = _largest_component(sdf < 0)
     ratio = {1: rng.uniform(1.25, 1.6), 2: rng.uniform(1.05, 1.35), 3: rng.uniform(0.75, 1.05)}[grade]
     base = 40.0 + float(ratio) * (an.hu["pancreas"] - 40.0)
     texture_sd = 8.0 + 55.0 * h
@@ -410,10 +421,10 @@ def _paint_tumour(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any],
     if necrosis:  # hypo-attenuating necrotic / cystic core
         core = np.clip((-sdf - 0.45 * a) / 3.0, 0.0, 1.0)
         hu = hu + core * (float(rng.uniform(25.0, 45.0)) - hu)
-    occ = occupancy(sdf, grid.spacing_zyx)
+    occ = occupancy(sdf, grid.spacing_zyx) * ndimage.binary_dilation(inside, iterations=2)
     canvas.blend(box, occ, hu.astype(np.float32), PancreasTissue.TUMOUR)
     label = np.zeros(grid.shape, np.uint8)
-    label[box] = (sdf < 0).astype(np.uint8)
+    label[box] = inside
     if not label.any():  # sub-voxel tumour on thick slices: keep the voxel holding the centre
         label[tuple(reversed(grid.index_of((0.0, 0.0, 0.0))))] = 1
     rec = {"type": "pannet", "labelled": True, "diameter_mm": round(2 * a, 2), "radii_mm": [round(r, 2) for r in radii],

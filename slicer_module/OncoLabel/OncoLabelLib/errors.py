@@ -58,7 +58,8 @@ class UserMessage:
     details: str
 
 
-_TEMP_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s:\"']*:\s*")
+_PATH_PREFIX = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s:\"']+:\s*")
+_PATH_ASIDE = re.compile(r"\s*\([^()]*[\\/][^()]*\)")
 _MODEL = re.compile(r"model '([^']+)'")
 _STRATEGY = re.compile(r"strategy '([^']+)'")
 
@@ -79,7 +80,7 @@ def clean_detail(detail: object) -> str:
     text = str(detail or "").strip()
     text = re.sub(r"\s*\(HTTP \d{3}\)$", "", text)
     text = text.split("sitk::ERROR")[0]
-    text = _TEMP_PATH.sub("", text, count=1) if _TEMP_PATH.match(text) else text
+    text = _PATH_ASIDE.sub("", _PATH_PREFIX.sub("", text))  # server-side file paths mean nothing to the user
     return text.strip(" :;,.")
 
 
@@ -109,7 +110,7 @@ def _server_request_text(exc: BaseException, url: str) -> str:
     if status == 503:
         return f"the server's model is not available: {detail}"
     if status is not None and status >= 500:
-        return f"the server failed with an internal error (HTTP {status}): see the server log"
+        return "the server failed with an internal error: see the server log (the details name the request)"
     return f"the server could not use the input: {detail}"
 
 
