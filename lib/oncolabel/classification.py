@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,7 +39,9 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.provenance import package_versions
-from oncolabel.tasks.base import TaskSpec, build_network, get_task
+
+if TYPE_CHECKING:  # the task specs import this module (their preprocessing contract): no import cycle at run time
+    from oncolabel.tasks.base import TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +193,8 @@ class LogisticHead:
         missing = [k for k in self.inputs if k not in scores]
         if missing:
             raise InvalidInputError(f"the {self.method} head needs {', '.join(missing)}")
-        cols = [np.asarray(scores[k], dtype=np.float64) for k in self.inputs]
-        n = max(np.atleast_1d(c).shape[0] for c in cols)
+        cols = [np.atleast_1d(np.asarray(scores[k], dtype=np.float64)) for k in self.inputs]
+        n = cols[0].shape[0]  # every input has the cases on its first axis (a vector input: (n, dims))
         x = np.column_stack([c.reshape(n, -1) for c in cols])
         if x.shape[1] != self.coef.size:
             raise InvalidInputError(f"the {self.method} head expects {self.coef.size} input values, got {x.shape[1]}")
@@ -380,6 +382,7 @@ class ClassifierPredictor:
     def __init__(self, checkpoint: str | Path | Checkpoint | None = None, *, task: str | TaskSpec,
                  device: str | torch.device | None = "cpu") -> None:
         from oncolabel.inference import build_model, default_checkpoint_path, resolve_device
+        from oncolabel.tasks import get_task
 
         self.spec = get_task(task) if isinstance(task, str) else task
         if self.spec.kind != "classification":
@@ -407,19 +410,20 @@ class ClassifierPredictor:
     def needs_features(self) -> bool:
         return any("features" in h.inputs for h in self.heads)
 
-    def scores(self, prepared: Prepared) -> dict[str, float]:
-        """Network scores of one prepared case (missing branches and everything fused from them dropped)."""
+    def scores(self, prepared: Prepared) -> dict[str, np.ndarray]:
+        """Network scores of one prepared case, each with a leading axis of length 1 (missing branches and
+        everything fused from them dropped)."""
         out = network_outputs(self.model, prepared.tensor[None].to(self.device),
                               self.preprocessing.branch_names, features=self.needs_features())
         if prepared.missing:
             drop = {"margin", "features"} | {f"margin_{b}" for b in prepared.missing}
             out = {k: v for k, v in out.items() if k not in drop}
-        return {k: (v[0] if v.ndim > 1 else float(v[0])) for k, v in out.items()}
+        return out
 
     def predict_prepared(self, prepared: Prepared, *, covariates: Mapping[str, float] | None = None,
                          heatmaps: bool = True) -> ClassificationResult:
         scores: dict[str, Any] = dict(self.scores(prepared))
-        cov = {k: float(v) for k, v in (covariates or {}).items() if v is not None}
+        cov = {k: np.array([float(v)]) for k, v in (covariates or {}).items() if v is not None}
         unknown = sorted(set(cov) - set(self.spec.postprocessing.covariates))
         if unknown:
             raise InvalidInputError(f"unknown covariate(s) {unknown} for task {self.spec.name!r} "
@@ -509,9 +513,9 @@ class CVResult:
 
 
 def _model_from(ckpt: Checkpoint) -> nn.Module:
-    model = build_network(ckpt.network["name"], ckpt.network["kwargs"])
-    model.load_state_dict(ckpt.state_dict)
-    return model.eval()
+    from oncolabel.features.deep import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt)
 
 
 def _stack(prep: Any, items: Sequence[Mapping[str, Any]]) -> torch.Tensor:
@@ -675,13 +679,16 @@ def cv_metrics(cv: CVResult, p_calibrated: np.ndarray) -> dict[str, Any]:
     from oncolabel.stats import calibration, roc_auc, roc_auc_ci
 
     ci = roc_auc_ci(cv.y, p_calibrated)
-    cal = calibration(cv.y, p_calibrated)
     out: dict[str, Any] = {"cv_auc": round(float(ci.auc), 4), "cv_auc_ci95": [round(float(ci.ci_low), 4),
                                                                               round(float(ci.ci_high), 4)],
                            "cv_accuracy": round(float(np.mean((p_calibrated >= 0.5) == cv.y)), 4),
-                           "cv_brier": round(cal.brier, 4), "cv_calibration_slope": round(cal.slope, 3),
-                           "cv_calibration_intercept": round(cal.intercept, 3), "cv_n": int(cv.y.size),
+                           "cv_brier": round(float(np.mean((p_calibrated - cv.y) ** 2)), 4), "cv_n": int(cv.y.size),
                            "cv_fold_auc": [round(a, 4) for a in cv.fold_auc]}
+    try:
+        cal = calibration(cv.y, p_calibrated)
+        out.update({"cv_calibration_slope": round(cal.slope, 3), "cv_calibration_intercept": round(cal.intercept, 3)})
+    except InvalidInputError as exc:  # e.g. perfectly separated tiny cohorts: say so instead of failing the fit
+        out["cv_calibration"] = f"undefined: {exc}"
     for name, v in cv.scores.items():
         if name.startswith("margin_") or name == "feature_margin":
             out[f"cv_auc_{name}"] = round(float(roc_auc(cv.y, v)), 4)

@@ -13,6 +13,8 @@ input's size and scaled to [0, 1]; each task's preprocessing maps it back onto t
 
 The target layer is ``model.cam_target(branch)`` when the network defines it (:class:`oncolabel.networks.inception
 .InceptionV3`), else ``model.encoder`` (the last convolutional stage of :class:`oncolabel.networks.CNNClassifier`).
+A network with independent branches may offer ``split_branch(x, k)`` (its branch module and input share) so that
+only the explained branch runs.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, *, target_class: int = 1, branch
     if x.ndim < 4 or x.shape[0] != 1:
         raise InvalidInputError(f"grad_cam explains one input (1, channels, *spatial); got {tuple(x.shape)}")
     layer = layer if layer is not None else cam_target(model, branch)
+    if branch is not None and hasattr(model, "split_branch"):  # independent branches: run only the one explained
+        model, x = model.split_branch(x, branch)
+        branch = None
     store: dict[str, Any] = {}
 
     def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:

@@ -44,7 +44,7 @@ import SimpleITK as sitk
 from oncolabel.errors import ImageReadError, InvalidInputError
 
 __all__ = ["SuvUnavailableError", "SuvFactor", "PetSeries", "suv_scale_factor", "headers_from_dataset",
-           "read_pet_dicom", "SUV_UNITS_TAG"]
+           "read_pet_dicom", "SUV_UNITS_TAG", "mark_suv", "declares_suv", "read_suv"]
 
 #: metadata key/value OncoLabel writes into NIfTI ``descrip`` / NRRD key-value pairs of images holding SUVbw
 SUV_UNITS_TAG = "units=SUVbw"
@@ -313,3 +313,63 @@ def read_pet_dicom(folder: str | Path) -> PetSeries:
     img.SetDirection(tuple(np.column_stack([orient[0], orient[1], normal]).ravel().tolist()))
     return PetSeries(image=img, headers=[headers_from_dataset(ds) for ds in slices],
                      photometric=str(slices[0].get("PhotometricInterpretation", "")))
+
+
+# --- images that already hold SUV ----------------------------------------------------------------------------------
+
+
+def mark_suv(image: sitk.Image) -> sitk.Image:
+    """Tag ``image`` as holding SUVbw: NIfTI ``descrip`` (via ITK_FileNotes) and an NRRD ``units`` field."""
+    image.SetMetaData("ITK_FileNotes", SUV_UNITS_TAG)
+    image.SetMetaData("units", "SUVbw")
+    return image
+
+
+def declares_suv(image: sitk.Image) -> bool:
+    """True when the file's metadata declares SUVbw values (see :func:`mark_suv`)."""
+    for key in ("descrip", "ITK_FileNotes", "units"):
+        if image.HasMetaDataKey(key) and "suvbw" in image.GetMetaData(key).strip().lower().replace(" ", ""):
+            return True
+    return False
+
+
+def read_suv(path: str | Path, *, suv_scale: float | None = None) -> tuple[sitk.Image, dict[str, Any]]:
+    """A PET volume in SUVbw, and how its values were obtained.
+
+    * a DICOM folder: read with :func:`read_pet_dicom`; SUV factor from the headers (:func:`suv_scale_factor`), or
+      ``suv_scale`` when given (it then overrides the headers);
+    * a NIfTI / NRRD file declaring SUVbw (:func:`declares_suv`): used as is (``suv_scale`` must not be given);
+    * any other file: ``suv_scale`` (stored value x factor = SUV) is required.
+
+    Raises:
+        SuvUnavailableError: SUV cannot be established; the message says to pass ``--suv-scale``.
+    """
+    from oncolabel.io import read_image
+
+    p = Path(path)
+    if suv_scale is not None and not (math.isfinite(suv_scale) and suv_scale > 0):
+        raise InvalidInputError(f"suv scale {suv_scale!r}: must be a positive number (stored value x factor = SUV)")
+    if p.is_dir():
+        series = read_pet_dicom(p)
+        if suv_scale is None:
+            try:
+                factor = series.suv_factor()
+            except SuvUnavailableError as exc:
+                raise SuvUnavailableError(f"{p}: {exc}; pass --suv-scale FACTOR (stored value x FACTOR = SUV) "
+                                          "if you know it") from exc
+            info = {"source": "DICOM headers", "photometric": series.photometric, **factor.to_dict()}
+            scale = factor.factor
+        else:
+            info, scale = {"source": "user-given scale factor", "factor": suv_scale}, suv_scale
+        return mark_suv(sitk.Cast(series.image * scale, sitk.sitkFloat32)), info
+    raw = read_image(p)
+    image = sitk.Cast(raw, sitk.sitkFloat32)  # (a cast drops the metadata: ask the file's image)
+    if declares_suv(raw):
+        if suv_scale is not None:
+            raise InvalidInputError(f"{p} already holds SUVbw (its metadata says so); do not pass a scale factor")
+        return mark_suv(image), {"source": "file declares SUVbw", "factor": 1.0}
+    if suv_scale is None:
+        raise SuvUnavailableError(f"{p}: the file does not say its values are SUV and has no DICOM headers to compute "
+                                  "SUV from; pass --suv-scale FACTOR (stored value x FACTOR = SUV), e.g. 1 if it "
+                                  "already holds SUVbw")
+    return mark_suv(image * suv_scale), {"source": "user-given scale factor", "factor": suv_scale}

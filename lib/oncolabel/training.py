@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-from oncolabel.checkpoint import Checkpoint
+from oncolabel.checkpoint import Checkpoint, save_checkpoint
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, read_image
 from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
@@ -84,6 +85,8 @@ class Trainer:
         seed: seeds numpy and torch for this run.
         stop_event: set it from another thread to cancel; :meth:`fit` then raises :class:`TrainingCancelled`.
         progress: called with a dict after every logged step (``iteration``, ``loss``, and validation metrics).
+        save_best_to: if given, the best checkpoint so far is written there (atomically) after every validation
+            that improves, so an interrupted run still leaves its best model.
     """
 
     def __init__(self, spec: TaskSpec, *, iterations: int | None = None, batch_size: int | None = None,
@@ -91,7 +94,8 @@ class Trainer:
                  validate_every: int | None = None, init: Checkpoint | None = None,
                  device: str | torch.device = "cpu", seed: int | None = None,
                  stop_event: threading.Event | None = None,
-                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 progress: Callable[[dict[str, Any]], None] | None = None,
+                 save_best_to: str | Path | None = None) -> None:
         t = spec.training
         self.spec = spec
         self.iterations = int(iterations if iterations is not None else t.max_iterations)
@@ -104,6 +108,7 @@ class Trainer:
         self.device = torch.device(device)
         self.stop_event = stop_event
         self.progress = progress
+        self.save_best_to = Path(save_best_to) if save_best_to else None
         if self.iterations < 1:
             raise InvalidInputError(f"iterations={self.iterations}: must be >= 1")
         if spec.kind not in _ADAPTERS:
@@ -123,6 +128,17 @@ class Trainer:
                 raise InvalidInputError("the warm-start checkpoint was trained with other preprocessing than the task spec")
             model.load_state_dict(self.init.state_dict)
         return model.to(self.device)
+
+    def _checkpoint(self, state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any], best_it: int, n_train: int,
+                    n_val: int, history: list[dict[str, Any]]) -> Checkpoint:
+        return Checkpoint(task=self.spec.name,
+                          network=self.init.network if self.init else self.spec.network.to_dict(),
+                          preprocessing=self.spec.preprocessing.to_dict(), state_dict=state,
+                          metrics={f"val_{k}": v for k, v in metrics.items()},
+                          training={**self.settings(), "n_train": n_train, "n_val": n_val, "best_iteration": best_it,
+                                    "history_tail": history[-5:]},
+                          parent_sha256=self.init.sha256 if self.init else None,
+                          software=package_versions(("torch", "monai", "numpy")))
 
     def _report(self, record: dict[str, Any]) -> None:
         if self.progress is not None:
@@ -173,20 +189,15 @@ class Trainer:
                     if metrics["score"] > best_score:
                         best_score, best_it, best_metrics = metrics["score"], it, metrics
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        if self.save_best_to is not None:
+                            save_checkpoint(self._checkpoint(best_state, best_metrics, best_it, len(train_items),
+                                                             len(val_items), history), self.save_best_to)
                 history.append(rec)
                 logger.info("train %s: %s", self.spec.name, rec)
                 self._report(rec)
         if best_state is None:  # no validation: keep the final weights
             best_state, best_it = model.state_dict(), self.iterations
-        ckpt = Checkpoint(task=self.spec.name,
-                          network=self.init.network if self.init else self.spec.network.to_dict(),
-                          preprocessing=self.spec.preprocessing.to_dict(), state_dict=best_state,
-                          metrics={f"val_{k}": v for k, v in best_metrics.items()},
-                          training={**self.settings(), "n_train": len(train_items),
-                                    "n_val": len(val_items or []), "best_iteration": best_it,
-                                    "history_tail": history[-5:]},
-                          parent_sha256=self.init.sha256 if self.init else None,
-                          software=package_versions(("torch", "monai", "numpy")))
+        ckpt = self._checkpoint(best_state, best_metrics, best_it, len(train_items), len(val_items or []), history)
         return TrainResult(checkpoint=ckpt, history=history, best_iteration=best_it, seconds=time.time() - start)
 
 

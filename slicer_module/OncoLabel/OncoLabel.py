@@ -29,7 +29,8 @@ from slicer.util import VTKObservationMixin
 from OncoLabelLib import mrml, tables
 from OncoLabelLib.errors import MissingInputError, ModuleError, describe
 from OncoLabelLib.jobs import CANCELLED, DONE, Job, JobContext
-from OncoLabelLib.protocol import CLASSIFICATION, RENAL_PHASES, SCORE, SEGMENTATION, ServerInfo
+from OncoLabelLib.protocol import (CLASSIFICATION, MASK_INPUT, RENAL_PHASES, SCORE, SEGMENTATION, ServerInfo,
+                                   TaskDescription)
 from OncoLabelLib.service import OncoLabelService, safe_image_id
 from OncoLabelLib.settings import ModuleSettings
 
@@ -85,6 +86,7 @@ class OncoLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job: Optional[Job] = None
         self._onJobDone: Optional[Callable[[Any], None]] = None
         self._errorDetails = ""
+        self._overlayState: tuple = ()
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
         self._timer.connect("timeout()", self._pollJob)
@@ -100,17 +102,18 @@ class OncoLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.serverUrlComboBox.addItem(url)
         self.ui.serverUrlComboBox.setCurrentText(self.logic.settings.last_url)
         self.ui.renalPhasesGroupBox.setVisible(False)
-        buttons = {
-            self.ui.connectButton: self.onConnect, self.ui.loginButton: self.onLogin,
-            self.ui.forgetConsentButton: self.onForgetConsent, self.ui.nextCaseButton: self.onNextCase,
-            self.ui.segmentButton: self.onSegment, self.ui.editSegmentationButton: self.onEditSegmentation,
-            self.ui.submitLabelButton: self.onSubmit, self.ui.trainButton: self.onTrain,
-            self.ui.classifyButton: self.onClassify, self.ui.scoreButton: self.onScore,
-            self.ui.cancelButton: self.onCancel, self.ui.detailsButton: self.onDetails,
-        }
-        for button, slot in buttons.items():
+        self.ui.classificationTumourSelector.setVisible(False)
+        buttons = (
+            (self.ui.connectButton, self.onConnect), (self.ui.loginButton, self.onLogin),
+            (self.ui.forgetConsentButton, self.onForgetConsent), (self.ui.nextCaseButton, self.onNextCase),
+            (self.ui.segmentButton, self.onSegment), (self.ui.editSegmentationButton, self.onEditSegmentation),
+            (self.ui.submitLabelButton, self.onSubmit), (self.ui.trainButton, self.onTrain),
+            (self.ui.classifyButton, self.onClassify), (self.ui.scoreButton, self.onScore),
+            (self.ui.cancelButton, self.onCancel), (self.ui.detailsButton, self.onDetails),
+        )
+        for button, slot in buttons:
             button.connect("clicked(bool)", lambda checked=False, s=slot: s())
-        self.ui.classificationModelComboBox.connect("currentIndexChanged(int)", self._updatePhaseSelectors)
+        self.ui.classificationModelComboBox.connect("currentIndexChanged(int)", self._updateClassificationInputs)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -153,8 +156,13 @@ class OncoLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def _onParameterNodeModified(self, caller: Any = None, event: Any = None) -> None:
+        """Opacity slider and hide toggle: re-apply the overlay only when one of them (or the heat map) changed."""
         p = self._parameterNode
-        if p is not None and p.heatmapVolume is not None:
+        if p is None or p.heatmapVolume is None:
+            return
+        state = (p.heatmapVolume.GetID(), p.heatmapOpacity, p.showHeatmap)
+        if state != self._overlayState:
+            self._overlayState = state
             self.logic.setHeatmapDisplay(p.heatmapVolume, p.classificationVolume, p.heatmapOpacity, p.showHeatmap)
 
     # --- jobs ------------------------------------------------------------------------------------------------------
@@ -246,7 +254,7 @@ class OncoLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.serverStatusLabel.text = _("Connected: OncoLabel {version} at {url} ({counts}).").format(
             version=info.version, url=info.url, counts=counts)
         self.ui.statusLabel.text = ""
-        self._updatePhaseSelectors()
+        self._updateClassificationInputs()
 
     def onLogin(self) -> None:
         username = qt.QInputDialog.getText(slicer.util.mainWindow(), _("OncoLabel login"), _("User name:"))
@@ -305,26 +313,35 @@ class OncoLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelVersionLabel.text = _("Served model: {version}.").format(version=progress.model_version)
 
     # --- classification -----------------------------------------------------------------------------------------
-    def _updatePhaseSelectors(self, index: int = -1) -> None:
+    def _updateClassificationInputs(self, index: int = -1) -> None:
+        """Phase selectors for multi-phase classifiers, a tumour selector for those that need the outline."""
         model = self.ui.classificationModelComboBox.currentData
-        multi = bool(model) and len(self.logic.inputNames(model)) > 1
-        self.ui.renalPhasesGroupBox.setVisible(multi)
-        self.ui.classificationVolumeSelector.setEnabled(not multi)
+        try:
+            task = self.logic.task(model) if model else TaskDescription("", CLASSIFICATION, "")
+        except ModuleError:  # not connected (any more): show the single-volume inputs
+            task = TaskDescription("", CLASSIFICATION, "")
+        phases = len(task.image_inputs) > 1
+        self.ui.renalPhasesGroupBox.setVisible(phases)
+        self.ui.classificationVolumeSelector.setEnabled(not phases)
+        self.ui.classificationTumourSelector.setVisible(MASK_INPUT in task.inputs)
+        self.ui.classificationTumourLabel.setVisible(MASK_INPUT in task.inputs)
 
     def onClassify(self) -> None:
         model = self.ui.classificationModelComboBox.currentData
-        self._run(lambda: self.logic.classifyJob(model, self._classificationInputs(model)), self._onClassified,
-                  upload=True)
+        tumour = self.ui.classificationTumourSelector
+        self._run(lambda: self.logic.classifyJob(model, self._classificationInputs(model), tumour.currentNode(),
+                                                 tumour.currentSegmentID()), self._onClassified, upload=True)
 
     def _classificationInputs(self, model: str) -> List[Any]:
-        names = self.logic.inputNames(model)
+        names = self.logic.task(model).image_inputs
         if len(names) == 1:
             return [self._parameterNode.classificationVolume]
         return [getattr(self._parameterNode, PHASE_PARAMETERS[name]) for name in names]
 
     def _onClassified(self, result: Any) -> None:
         p = self._parameterNode
-        background = self._classificationInputs(result.task)[0]
+        inputs = dict(zip(self.logic.task(result.task).image_inputs, self._classificationInputs(result.task)))
+        background = inputs.get(result.heatmap_grid_of) or next(iter(inputs.values()))
         p.heatmapVolume = self.logic.showHeatmap(result, background, p.heatmapOpacity, p.showHeatmap)
         self._showTable(tables.classification_table(result))
         self.ui.classificationResultLabel.text = self._summaryText(result)
@@ -425,8 +442,9 @@ class OncoLabelLogic(ScriptedLoadableModuleLogic):
             self.settings.revoke_consent(self.service.url)
             self.settings.save()
 
-    def inputNames(self, model: str) -> tuple:
-        return self._connected().model(model).task.volumes
+    def task(self, model: str) -> TaskDescription:
+        """How the connected server's ``model`` takes its inputs."""
+        return self._connected().model(model).task
 
     # --- segmentation -------------------------------------------------------------------------------------------
     def imageIdOnServer(self, volume: Any) -> Optional[str]:
@@ -500,19 +518,28 @@ class OncoLabelLogic(ScriptedLoadableModuleLogic):
                          lambda ctx: service.train(model, max_iterations=iterations, ctx=ctx))
 
     # --- classification and scoring -------------------------------------------------------------------------------
-    def classifyJob(self, model: str, volumes: Sequence[Any]) -> Job:
+    def classifyJob(self, model: str, volumes: Sequence[Any], segmentation: Any = None, segmentId: str = "") -> Job:
+        """Single-volume classifiers get an upload; multi-input ones get their inputs stored in the datastore."""
         service = self._connected()
         service.require_consent()
         task = service.model(model, CLASSIFICATION).task
-        if any(v is None for v in volumes):
-            raise MissingInputError(_("select the input volume(s): {names}").format(names=", ".join(task.volumes)))
-        path = self._tempPath(volumes[0].GetName(), ".nrrd")
-        if len(task.volumes) > 1:
-            mrml.stacked_phases_file(volumes, task.volumes, path)
-        else:
-            mrml.write_volume(volumes[0], path)
-        return self._job(_("Running {model}").format(model=model),
-                         lambda ctx: service.infer(model, file=path, ctx=ctx), [path])
+        if len(volumes) != len(task.image_inputs) or any(v is None for v in volumes):
+            raise MissingInputError(_("select the input volume(s): {names}").format(names=", ".join(task.image_inputs)))
+        if MASK_INPUT in task.inputs and segmentation is None:
+            raise MissingInputError(_("select the tumour segment"))
+        files = {name: mrml.write_volume(v, self._tempPath(v.GetName(), ".nrrd"))
+                 for name, v in zip(task.image_inputs, volumes)}
+        if MASK_INPUT in task.inputs:
+            files[MASK_INPUT] = mrml.segment_mask_file(segmentation, segmentId, volumes[0],
+                                                       self._tempPath("mask", ".nii.gz"))
+        case = volumes[0].GetName()
+
+        def run(ctx: JobContext) -> Any:
+            if task.uses_datastore:
+                return service.infer_case(model, files, case=case, ctx=ctx)
+            return service.infer(model, file=files[task.image_inputs[0]], ctx=ctx)
+
+        return self._job(_("Running {model}").format(model=model), run, list(files.values()))
 
     def showHeatmap(self, result: Any, background: Any, opacity: float, visible: bool) -> Optional[Any]:
         if result.heatmap_path is None:
@@ -574,6 +601,20 @@ class OncoLabelTest(ScriptedLoadableModuleTest):
         self.assertTrue(files, f"no sample data in {folder}: set ONCOLABEL_SAMPLE_DATA")
         return slicer.util.loadVolume(files[0])
 
+    @staticmethod
+    def _sphereSegment(volume: Any) -> tuple:
+        """A 10 mm sphere in the middle of ``volume``, as a tumour segment."""
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour")
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        bounds = [0.0] * 6
+        volume.GetRASBounds(bounds)
+        sphere = vtk.vtkSphereSource()
+        sphere.SetCenter((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
+        sphere.SetRadius(10.0)
+        sphere.Update()
+        return segmentation, segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "tumour")
+
     def test_OfflineGlue(self) -> None:
         self.delayDisplay("Offline checks")
         logic = self._logic()
@@ -605,9 +646,11 @@ class OncoLabelTest(ScriptedLoadableModuleTest):
             self.assertEqual(segmentation.GetAttribute("OncoLabel.ModelVersion"), result.model_version)
             answer = self._finish(logic.submitJob(segmentation, volume))
             self.assertEqual(answer.get("image"), volume.GetName())
+        tumour, tumourId = self._sphereSegment(volume)
         for model in info.models_of(CLASSIFICATION):
             self.delayDisplay(f"Classification: {model.name}")
-            result = self._finish(logic.classifyJob(model.name, [volume] * len(model.task.volumes)))
+            inputs = [volume] * len(model.task.image_inputs)
+            result = self._finish(logic.classifyJob(model.name, inputs, tumour, tumourId))
             self.assertAlmostEqual(sum(result.probabilities.values()), 1.0, places=2)
             heatmap = logic.showHeatmap(result, volume, 0.5, True)
             table = logic.showTable(tables.classification_table(result))
@@ -616,17 +659,7 @@ class OncoLabelTest(ScriptedLoadableModuleTest):
                 self.assertIsNotNone(heatmap.GetImageData())
         for model in info.models_of(SCORE):
             self.delayDisplay(f"Score: {model.name}")
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            sphere = vtk.vtkSphereSource()
-            bounds = [0.0] * 6
-            volume.GetRASBounds(bounds)
-            sphere.SetCenter((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
-            sphere.SetRadius(10.0)
-            sphere.Update()
-            segmentId = segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "tumour")
-            result = self._finish(logic.scoreJob(model.name, volume, segmentation, segmentId))
+            result = self._finish(logic.scoreJob(model.name, volume, tumour, tumourId))
             self.assertTrue(result.recommendation and result.risk_group)
             self.assertIn("research use only", result.notice.lower())
         self.delayDisplay("Server test passed")

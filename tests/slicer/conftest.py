@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import types
+import unittest
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,36 @@ def one_sentence(text: str) -> None:
     assert text.endswith((".", "…")), text
     for raw in ("Traceback", "{\"detail\"", "sitk::ERROR", "/tmp/tmp", "HTTP 500"):
         assert raw not in text, text
+
+
+@pytest.fixture
+def module_under_test(mrml_scene, tmp_path, monkeypatch):
+    """OncoLabel.py itself: real MRML (slicer-core) and ``slicer.util``; stand-ins only for Slicer's GUI-side Python
+    that slicer-core lacks (``qt``, the ScriptedLoadableModule base classes, ``slicer.i18n``,
+    ``slicer.parameterNodeWrapper``, ``slicer.app``). Its Logic class then runs for real; its Widget needs Qt."""
+    slicer = slicer_core()
+
+    class Base:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+    stand_ins = {
+        "qt": types.ModuleType("qt"),
+        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text),
+        "slicer.parameterNodeWrapper": types.SimpleNamespace(parameterNodeWrapper=lambda cls: cls,
+                                                             Choice=lambda *a: None, WithinRange=lambda *a: None),
+        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
+            ScriptedLoadableModule=type("ScriptedLoadableModule", (Base,), {}),
+            ScriptedLoadableModuleWidget=type("ScriptedLoadableModuleWidget", (Base,), {}),
+            ScriptedLoadableModuleLogic=type("ScriptedLoadableModuleLogic", (Base,), {}),
+            ScriptedLoadableModuleTest=unittest.TestCase),
+    }
+    for name, module in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(slicer, "mrmlScene", mrml_scene, raising=False)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(slicerUserSettingsFilePath=str(tmp_path / "Slicer.ini")),
+                        raising=False)
+    spec = importlib.util.spec_from_file_location("OncoLabel_under_test", MODULE_DIR / "OncoLabel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

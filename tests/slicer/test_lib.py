@@ -32,7 +32,9 @@ from tests.slicer.conftest import MODULE_DIR, REPO, one_sentence
 INFO = {"name": "OncoLabel", "version": "0.1.0", "labels": ["metastasis"],
         "models": {"bone_metastasis": {"type": "segmentation", "labels": {"metastasis": 1}, "model_version": "aa33"},
                    "renal_mass": {"type": "classification", "labels": ["benign", "malignant"], "model_version": "r1"},
-                   "pannet_ln": {"type": "others", "model_version": "p1"},
+                   "hn_response": {"type": "classification", "inputs": ["ct", "mask"], "model_version": "h1"},
+                   "pannet_ln": {"type": "classification", "model_version": "p1",
+                                 "inputs": {"image": "contrast CT", "label": "tumour mask"}},
                    "lung_future": {"type": "classification", "model_version": "x"}},
         "trainers": {"bone_metastasis": {}}, "strategies": {"uncertainty": {}, "random": {}}}
 RENAL = {"probabilities": {"clear_cell": 0.62, "papillary": 0.2, "chromophobe": 0.1, "oncocytoma": 0.08},
@@ -41,6 +43,13 @@ PANNET = {"score": 0.71, "risk_group": "high", "recommendation": "tumour > 2 cm:
           "top_features": [{"name": "glcm_contrast", "contribution": 0.21, "value": 3.5},
                            {"feature": "diameter_mm", "weight": -0.4}, ["shape_sphericity", 0.05]],
           "model_version": "p1"}
+#: the score as lib/oncolabel/scoring/rdp.py writes it
+RDP = {"task": "pannet_ln", "notice": "research use only: not for clinical diagnosis or treatment decisions",
+       "score": 0.42, "score_name": "RDP score", "risk_group": "low", "threshold": 0.5, "size_cm": 1.6,
+       "size_source": "mask", "size_group": "<= 2 cm", "recommendation": "<= 2 cm and low risk: surveillance",
+       "top_contributions": [{"feature": "original_glcm_Idm", "value": 0.8, "z": 1.2, "contribution_log_odds": -0.3},
+                             {"feature": "cnn_0", "value": 1.0, "z": 0.1, "contribution_log_odds": 0.9}],
+       "model_version": "p2", "provenance": {}}
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------------
@@ -158,25 +167,35 @@ def test_no_client_call_without_consent(settings, tmp_path):
             raise AssertionError(f"client used before consent ({name})")
 
     service = OncoLabelService("127.0.0.1:9", settings, client_module=NoClient())
+    phases = {name: "phase.nrrd" for name in protocol.RENAL_PHASES}
     for call in (lambda: service.infer("bone_metastasis", file=str(tmp_path / "x.nrrd")),
                  lambda: service.infer("pannet_ln", file="ct.nrrd", mask_file="mask.nii.gz"),
+                 lambda: service.infer_case("renal_mass", phases, case="c1"),
                  lambda: service.submit_label("case00", "label.nii.gz")):
         with pytest.raises(ConsentRequiredError) as caught:
             call()
         one_sentence(describe(caught.value).text)
     with pytest.raises(MissingInputError, match="tumour segment"):
         service.infer("pannet_ln", file="ct.nrrd")
+    with pytest.raises(MissingInputError, match="select nephrographic, excretory"):
+        service.infer_case("renal_mass", {"unenhanced": "a", "corticomedullary": "b"}, case="c1")
 
 
 # --- protocol: server info and result shapes --------------------------------------------------------------------
 def test_server_info_kinds_and_models():
     info = protocol.ServerInfo.from_info("http://h:1", INFO)
     assert [m.name for m in info.models_of(protocol.SEGMENTATION)] == ["bone_metastasis"]
-    assert [m.name for m in info.models_of(protocol.CLASSIFICATION)] == ["lung_future", "renal_mass"]
-    assert [m.name for m in info.models_of(protocol.SCORE)] == ["pannet_ln"]  # known by name
+    assert [m.name for m in info.models_of(protocol.CLASSIFICATION)] == ["hn_response", "lung_future", "renal_mass"]
+    assert [m.name for m in info.models_of(protocol.SCORE)] == ["pannet_ln"]  # known by name, whatever the type
     assert info.model("renal_mass").labels == {"benign": 1, "malignant": 2}
-    assert info.model("renal_mass").task.infer_params() == {"phases": list(protocol.RENAL_PHASES)}
-    assert info.model("bone_metastasis").task.infer_params() == {}
+    renal, hn, pannet = (info.model(n).task for n in ("renal_mass", "hn_response", "pannet_ln"))
+    assert renal.uses_datastore and renal.image_inputs == protocol.RENAL_PHASES
+    assert renal.datastore_layout("c7")["excretory"] == ("c7_excretory", None)
+    assert renal.primary_image_id("c7") == "c7_unenhanced"
+    assert hn.inputs == ("ct", "mask")  # as /info/ reports them
+    assert hn.datastore_layout("c8") == {"ct": ("c8", None), "mask": ("c8", "tumour")}
+    assert pannet.needs_mask and not pannet.uses_datastore and pannet.inputs == ("image",)  # dict: request parts
+    assert not info.model("bone_metastasis").task.uses_datastore
     with pytest.raises(UnknownModelError, match="offers: bone_metastasis"):
         info.model("renal_mass", protocol.SEGMENTATION)
 
@@ -198,6 +217,10 @@ def test_classification_result_from_documented_shape(tmp_path):
     heat.write_bytes(b"x")
     res = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", str(heat), RENAL)
     assert res.prediction == "clear_cell" and res.heatmap_path == str(heat) and res.model_version == "r1"
+    assert res.heatmap_grid_of is None
+    as_served = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", str(heat),
+                                      {**RENAL, "calibrated": True, "heatmap": {"grid_of": "nephrographic"}})
+    assert as_served.heatmap_grid_of == "nephrographic"
     assert [c for c, _ in res.ranked] == ["clear_cell", "papillary", "chromophobe", "oncocytoma"]
     no_heat = protocol.parse_result(protocol.CLASSIFICATION, "hn_response", None, {**RENAL, "notice": ""})
     assert no_heat.heatmap_path is None and no_heat.notice.startswith("research use only")
@@ -223,6 +246,10 @@ def test_score_result_accepts_every_documented_feature_form():
     assert (res.score, res.risk_group, res.notice) == (0.71, "high", protocol.RESEARCH_USE_ONLY)
     assert [f.name for f in res.top_features] == ["diameter_mm", "glcm_contrast", "shape_sphericity"]
     assert res.top_features[1].value == 3.5
+    served = protocol.parse_result(protocol.SCORE, "pannet_ln", None, RDP)
+    assert [(f.name, f.contribution, f.value) for f in served.top_features] == [("cnn_0", 0.9, 1.0),
+                                                                              ("original_glcm_Idm", -0.3, 0.8)]
+    assert (served.size_cm, served.size_group, served.model_version) == (1.6, "<= 2 cm", "p2")
     as_dict = protocol.parse_result(protocol.SCORE, "pannet_ln", None, {**PANNET, "top_features": {"a": 1, "b": -2}})
     assert [(f.name, f.contribution) for f in as_dict.top_features] == [("b", -2.0), ("a", 1.0)]
     for bad in ({**PANNET, "score": float("nan")}, {k: v for k, v in PANNET.items() if k != "risk_group"},
@@ -285,13 +312,8 @@ def test_tables_rank_and_mark_and_end_with_the_notice():
 
 
 def test_array_helpers():
-    a, b = np.zeros((2, 3, 4)), np.ones((2, 3, 4))
-    stacked = arrays.stack_channels([a, b])
-    assert stacked.shape == (2, 3, 4, 2) and stacked[..., 1].all() and stacked.dtype == np.float32
-    with pytest.raises(MissingInputError, match="unenhanced: \\(2, 3, 4\\), excretory: \\(1, 3, 4\\)"):
-        arrays.stack_channels([a, b[:1]], ["unenhanced", "excretory"])
     with pytest.raises(MissingInputError, match="empty"):
-        arrays.binary_mask(a)
+        arrays.binary_mask(np.zeros((2, 3, 4)))
     assert arrays.binary_mask(np.array([0, 3, 0])).tolist() == [0, 1, 0]
     assert arrays.display_window(np.array([0.1, 0.7])) == (0.0, 1.0)
     assert arrays.display_window(np.array([-2.0, 5.0, np.nan])) == (-2.0, 5.0)

@@ -54,6 +54,16 @@ def segment_names(node):
     return [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())]
 
 
+def ct_with_segmentation(scene, tmp_path, names):
+    """A CT of :func:`labels_array`'s shape and the segmentation node made from that label map."""
+    lab = labels_array()
+    ct_path, image = write(tmp_path, "ct.nii.gz", np.zeros(lab.shape, np.int16))
+    label_path, _ = write(tmp_path, "label.nii.gz", lab)
+    ct = mrml.load_volume(scene, ct_path, "ct")
+    seg = mrml.segmentation_from_label_file(scene, label_path, names, name="s", reference_volume=ct)
+    return ct, seg, lab, image, label_path
+
+
 def test_volume_geometry_is_the_files_lps_geometry_in_ras(mrml_scene, tmp_path):
     slicer = slicer_core()
     data = np.arange(6 * 20 * 24, dtype=np.int16).reshape(6, 20, 24)
@@ -102,12 +112,7 @@ def test_label_map_becomes_named_coloured_segments_and_round_trips(mrml_scene, t
 
 
 def test_segments_the_server_does_not_know_are_refused(mrml_scene, tmp_path):
-    lab = labels_array()
-    ct_path, _ = write(tmp_path, "ct.nii.gz", np.zeros(lab.shape, np.int16))
-    label_path, _ = write(tmp_path, "label.nii.gz", lab)
-    ct = mrml.load_volume(mrml_scene, ct_path, "ct")
-    seg = mrml.segmentation_from_label_file(mrml_scene, label_path, {"metastasis": 1, "other": 2}, name="s",
-                                            reference_volume=ct)
+    ct, seg, _, _, label_path = ct_with_segmentation(mrml_scene, tmp_path, {"metastasis": 1, "other": 2})
     with pytest.raises(MissingInputError, match="segment 'other' is not a label the server knows"):
         mrml.segmentation_to_label_file(seg, ct, {"metastasis": 1}, str(tmp_path / "x.nii.gz"))
     with pytest.raises(ResultFormatError, match=r"values \[2\]"):
@@ -117,12 +122,7 @@ def test_segments_the_server_does_not_know_are_refused(mrml_scene, tmp_path):
 
 
 def test_tumour_segment_becomes_a_binary_mask_on_the_ct_grid(mrml_scene, tmp_path):
-    lab = labels_array()
-    ct_path, ct_image = write(tmp_path, "ct.nii.gz", np.zeros(lab.shape, np.int16))
-    label_path, _ = write(tmp_path, "label.nii.gz", lab)
-    ct = mrml.load_volume(mrml_scene, ct_path, "ct")
-    seg = mrml.segmentation_from_label_file(mrml_scene, label_path, {"tumour": 1, "node": 2, "cyst": 3}, name="s",
-                                            reference_volume=ct)
+    ct, seg, lab, ct_image, _ = ct_with_segmentation(mrml_scene, tmp_path, {"tumour": 1, "node": 2, "cyst": 3})
     ids = {seg.GetSegmentation().GetNthSegment(i).GetName(): seg.GetSegmentation().GetNthSegmentID(i)
            for i in range(3)}
     mask = sitk.ReadImage(mrml.segment_mask_file(seg, ids["node"], ct, str(tmp_path / "mask.nii.gz")))
@@ -137,12 +137,7 @@ def test_tumour_segment_becomes_a_binary_mask_on_the_ct_grid(mrml_scene, tmp_pat
 def test_segment_volume_matches_the_voxel_count(mrml_scene, tmp_path):
     """What Segment Statistics would measure: the segment's voxels on the reference grid times the voxel volume."""
     slicer = slicer_core()
-    lab = labels_array()
-    ct_path, image = write(tmp_path, "ct.nii.gz", np.zeros(lab.shape, np.int16))
-    label_path, _ = write(tmp_path, "label.nii.gz", lab)
-    ct = mrml.load_volume(mrml_scene, ct_path, "ct")
-    seg = mrml.segmentation_from_label_file(mrml_scene, label_path, {"metastasis": 1, "other": 2}, name="s",
-                                            reference_volume=ct)
+    ct, seg, lab, image, _ = ct_with_segmentation(mrml_scene, tmp_path, {"metastasis": 1, "other": 2})
     segment_id = seg.GetSegmentation().GetSegmentIdBySegmentName("metastasis")
     mask_path = mrml.segment_mask_file(seg, segment_id, ct, str(tmp_path / "m.nii.gz"))
     voxels = int(sitk.GetArrayFromImage(sitk.ReadImage(mask_path)).sum())
@@ -212,28 +207,3 @@ def test_result_tables_become_typed_table_nodes(mrml_scene):
     again = mrml.table_node(mrml_scene, tables.lesion_table(lesions), "OncoLabel results", node)
     assert again is node and node.GetNumberOfColumns() == 5 and node.GetCellText(0, 4) == "7"
     assert node.GetTable().GetColumn(0).GetClassName() == "vtkIntArray"
-
-
-def test_four_phases_are_stacked_on_the_first_phase_grid(mrml_scene, tmp_path):
-    shape = (6, 20, 24)
-    phases = []
-    for i, name in enumerate(protocol.RENAL_PHASES):
-        if name == "nephrographic":  # acquired on another grid: half the in-plane resolution, same extent
-            path, _ = write(tmp_path, f"{name}.nii.gz", np.full((6, 10, 12), 10.0 * (i + 1), np.float32),
-                            spacing=(1.6, 1.8, 2.5))
-        else:
-            path, _ = write(tmp_path, f"{name}.nii.gz", np.full(shape, 10.0 * (i + 1), np.float32))
-        phases.append(mrml.load_volume(mrml_scene, path, name))
-    n_before = mrml_scene.GetNumberOfNodes()
-    out = mrml.stacked_phases_file(phases, protocol.RENAL_PHASES, str(tmp_path / "renal.nrrd"))
-    assert mrml_scene.GetNumberOfNodes() == n_before  # no temporary node left behind
-    stacked = sitk.ReadImage(out)
-    assert stacked.GetNumberOfComponentsPerPixel() == 4 and stacked.GetSize() == (24, 20, 6)
-    arr = sitk.GetArrayFromImage(stacked)
-    interior = arr[:, 2:-2, 2:-2, :]  # away from the resampled phase's border
-    assert np.allclose(interior.reshape(-1, 4).mean(axis=0), [10, 20, 30, 40], atol=1e-3)
-    reference = sitk.ReadImage(str(tmp_path / "unenhanced.nii.gz"))
-    assert np.allclose(stacked.GetOrigin(), reference.GetOrigin(), atol=1e-4)
-    assert np.allclose(stacked.GetDirection(), reference.GetDirection(), atol=1e-6)
-    with pytest.raises(MissingInputError, match="missing: excretory"):
-        mrml.stacked_phases_file(phases[:3] + [None], protocol.RENAL_PHASES, str(tmp_path / "x.nrrd"))

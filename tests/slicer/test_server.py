@@ -4,6 +4,7 @@ background job polled like the QTimer does; results go into a real MRML scene wh
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
@@ -14,9 +15,10 @@ import SimpleITK as sitk
 from oncolabel.client import OncoLabelClient, ServerRequestError, ServerUnavailableError
 from oncolabel.server.process import ServerProcess, free_port
 from OncoLabelLib import mrml, tables
-from OncoLabelLib.errors import UnknownModelError, describe
+from OncoLabelLib.errors import ConsentRequiredError, UnknownModelError, describe
 from OncoLabelLib.jobs import CANCELLED, DONE, FAILED, Job, JobStatus
-from OncoLabelLib.protocol import CLASSIFICATION, SCORE, SEGMENTATION, ClassificationResult, ScoreResult
+from OncoLabelLib.protocol import (CLASSIFICATION, MASK_INPUT, SCORE, SEGMENTATION, ClassificationResult,
+                                   ScoreResult)
 from OncoLabelLib.service import OncoLabelService
 from OncoLabelLib.settings import ModuleSettings
 from tests.conftest import toy_ct
@@ -92,7 +94,7 @@ def test_connect_lists_the_segmentation_task(server, tmp_path):
     info = job.result()
     assert (info.name, info.version, service.url) == ("OncoLabel", "0.1.0", server.url)
     model = info.model(MODEL, SEGMENTATION)
-    assert model.labels == {"metastasis": 1} and model.model_version and model.task.volumes == ("ct",)
+    assert model.labels == {"metastasis": 1} and model.model_version and not model.task.uses_datastore
     assert {"uncertainty", "random"} <= set(info.strategies) and MODEL in info.trainers
 
 
@@ -267,25 +269,116 @@ def test_monailabel_client_segments_on_our_server(server, tmp_path):
 
 
 # --- classification and scoring: against the server when it offers them -------------------------------------------
+def test_inputs_the_server_reads_from_its_datastore(service, server, tmp_path):
+    """The plumbing of multi-input tasks (phases as ``<case>_<phase>``, an image with its ``tumour`` label), run here
+    with the segmentation model standing in for a classifier: real uploads, real label tags, one inference."""
+    image, label = toy_ct(600, lesion=True)
+    files = {"unenhanced": str(tmp_path / "u.nii.gz"), "excretory": str(tmp_path / "e.nii.gz"),
+             "ct": str(tmp_path / "u.nii.gz"), "mask": str(tmp_path / "m.nii.gz")}
+    sitk.WriteImage(image, files["unenhanced"])
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32) + 10.0, files["excretory"])
+    sitk.WriteImage(label, files["mask"])
+    model = service.info.models[MODEL]
+    client = OncoLabelClient(server.url)
+    for inputs in (("unenhanced", "excretory"), ("ct", "mask")):
+        service.info.models[MODEL] = replace(model, task=replace(model.task, inputs=inputs))
+        first = done(lambda ctx: service.infer_case(MODEL, {k: files[k] for k in inputs}, case="Renal case", ctx=ctx))
+        again = done(lambda ctx: service.infer_case(MODEL, {k: files[k] for k in inputs}, case="Renal case", ctx=ctx))
+        assert first.model_version == again.model_version  # the second run reused the stored inputs (409)
+        stored = sorted(i for i in client.datastore()["objects"] if i.startswith("Renal_case_"))
+        assert stored, client.datastore()
+    service.info.models[MODEL] = model
+    case_ids = {i.rsplit("_", 1)[0] for i in stored if i.endswith(("_unenhanced", "_excretory"))}
+    assert len(case_ids) == 1, stored
+    case_id = case_ids.pop()
+    assert {f"{case_id}_unenhanced", f"{case_id}_excretory"} <= set(stored)
+    with_mask = [i for i in stored if not i.endswith(("_unenhanced", "_excretory"))]
+    assert len(with_mask) == 1
+    mask = client.download_label(with_mask[0], str(tmp_path / "back.nii.gz"), tag="tumour")
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(mask)), sitk.GetArrayFromImage(label))
+
+
 def test_classification_and_scoring_tasks_the_server_offers(service, tmp_path):
     models = service.info.models_of(CLASSIFICATION) + service.info.models_of(SCORE)
     if not models:
         pytest.skip(f"the server offers no classification or scoring task yet ({', '.join(service.info.models)}); "
                     "their Lib logic is tested on the documented result shapes in test_lib.py")
     image, label = toy_ct(400, lesion=True)
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32), str(tmp_path / "image.nrrd"))
+    sitk.WriteImage(label, str(tmp_path / "mask.nii.gz"))
+    image_path, mask_path = str(tmp_path / "image.nrrd"), str(tmp_path / "mask.nii.gz")
     for model in models:
-        volumes = [sitk.Cast(image, sitk.sitkFloat32)] * len(model.task.volumes)
-        path = tmp_path / f"{model.name}.nrrd"
-        sitk.WriteImage(volumes[0] if len(volumes) == 1 else sitk.Compose(volumes), str(path))
-        mask = None
-        if model.task.needs_mask:
-            mask = tmp_path / "mask.nii.gz"
-            sitk.WriteImage(label, str(mask))
-        result = done(lambda ctx: service.infer(model.name, file=str(path), mask_file=str(mask) if mask else None,
-                                                ctx=ctx))
+        task = model.task
+        if task.uses_datastore:
+            files = {name: mask_path if name == MASK_INPUT else image_path for name in task.inputs}
+            result = done(lambda ctx: service.infer_case(model.name, files, case="selftest", ctx=ctx))
+        else:
+            result = done(lambda ctx: service.infer(model.name, file=image_path,
+                                                    mask_file=mask_path if task.needs_mask else None, ctx=ctx))
         assert result.model_version and "research use only" in result.notice.lower()
         if isinstance(result, ClassificationResult):
             assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=0.01)
             assert tables.classification_table(result).column("Class")[0] == result.prediction
         else:
             assert isinstance(result, ScoreResult) and result.recommendation and result.risk_group
+
+
+# --- the module's own Logic (OncoLabel.py) on a real scene against the real server ---------------------------------
+@pytest.mark.slicer
+def test_module_logic_runs_the_radiologists_loop(module_under_test, server, mrml_scene, tmp_path):
+    logic = module_under_test.OncoLabelLogic(settingsPath=str(tmp_path / "settings.json"))
+    assert logic.defaultSettingsPath() == str(tmp_path / "OncoLabel.json")
+    failed_connect = failed(logic.connectJob("http://0.0.0.0:8000").fn)
+    assert "use http://127.0.0.1:8000" in describe(failed_connect).text
+    info = done(logic.connectJob(server.url.replace("http://", ""), token="").fn)
+    assert logic.settings.url_history[0] == server.url and MODEL in info.models
+    assert logic.task(MODEL).image_inputs == ("image",)
+
+    # a CT loaded from disk: consent first, then upload, segment, correct (here: as found) and submit
+    image, _ = toy_ct(500, lesion=True)
+    sitk.WriteImage(image, str(tmp_path / "Local CT.nii.gz"))
+    ct = mrml.load_volume(mrml_scene, str(tmp_path / "Local CT.nii.gz"), "Local CT")
+    assert logic.needsUpload(ct)
+    with pytest.raises(ConsentRequiredError):
+        logic.segmentJob(MODEL, ct)
+    logic.grantConsent()
+    assert module_under_test.ModuleSettings(logic.settings.path).has_consent(server.url)
+    job = logic.segmentJob(MODEL, ct)
+    result = done(job.fn)
+    assert not list(Path(logic.workDir).glob("*.nrrd")), "the upload copy outlived its job"
+    seg = logic.showSegmentation(result, ct)
+    assert seg.GetName() == "Local CT bone_metastasis" and not Path(result.label_path).exists()
+    assert seg.GetAttribute("OncoLabel.ModelVersion") == result.model_version
+    answer = done(logic.submitJob(seg, ct).fn)
+    assert answer["image"] == "Local_CT" and not logic.needsUpload(ct)
+
+    # the next case comes from the server: no upload, so no consent needed for segmenting it
+    fresh, _ = toy_ct(501, lesion=False)
+    sitk.WriteImage(fresh, str(tmp_path / "fresh.nii.gz"))
+    OncoLabelClient(server.url).upload_image(str(tmp_path / "fresh.nii.gz"), image_id="logic_case")
+    logic.forgetConsent()
+    case_volume = logic.loadCase(*done(logic.nextCaseJob("random").fn))
+    assert case_volume.GetAttribute("OncoLabel.Server") == server.url and not logic.needsUpload(case_volume)
+    assert case_volume.GetAttribute("OncoLabel.ImageId") == case_volume.GetName()
+    result = done(logic.segmentJob(MODEL, case_volume).fn)
+    assert result.model_version == logic.service.info.models[MODEL].model_version
+
+    # classification and score results (shapes of the tasks to come) into nodes; unknown tasks are refused
+    logic.grantConsent()
+    with pytest.raises(UnknownModelError, match="no classification model 'no_such_classifier'"):
+        logic.classifyJob("no_such_classifier", [ct])
+    heat_path = tmp_path / "heat.nii.gz"
+    heat = sitk.Cast(image, sitk.sitkFloat32) * 0 + 0.25
+    sitk.WriteImage(heat, str(heat_path))
+    classification = ClassificationResult("hn_response", {"responder": 0.8, "non_responder": 0.2}, "responder", "h1",
+                                          str(heat_path), "research use only")
+    composite = slicer_core().vtkMRMLSliceCompositeNode()
+    mrml_scene.AddNode(composite)
+    heatmap = logic.showHeatmap(classification, ct, 0.4, True)
+    assert mrml.same_geometry(heatmap, ct) and composite.GetForegroundVolumeID() == heatmap.GetID()
+    logic.setHeatmapDisplay(heatmap, ct, 0.4, False)
+    assert composite.GetForegroundOpacity() == 0.0
+    table = logic.showTable(tables.classification_table(classification))
+    assert table.GetCellText(0, 0) == "responder"
+    assert logic.showTable(tables.score_table(ScoreResult("pannet_ln", 0.4, "low", "observe", [], "p", "n")),
+                           table) is table

@@ -5,6 +5,7 @@ compatibility (grammar, stdlib, real interpreters where present), and one copy o
 from __future__ import annotations
 
 import ast
+import builtins
 import glob
 import os
 import re
@@ -13,7 +14,6 @@ import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -106,7 +106,7 @@ def test_parameter_node_annotations_evaluate_on_python_39():
     for name, field in parameter_fields().items():
         for node in ast.walk(field.annotation):
             assert not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)), name
-            if isinstance(node, ast.Name) and node.id not in dir(__builtins__):
+            if isinstance(node, ast.Name) and node.id not in dir(builtins):
                 assert node.id in imported, f"{name}: {node.id} is not imported at module level"
 
 
@@ -294,7 +294,7 @@ res = protocol.parse_result("classification", "renal_mass", None, {"probabilitie
 job = jobs.Job(lambda ctx: tables.classification_table(res).column("Class"), title="t").start()
 assert job.wait(10).state == "done", job.error
 s = settings.ModuleSettings(sys.argv[1]); s.grant_consent("h:1"); s.save()
-print(json.dumps([info.models_of("classification")[0].task.volumes, job.result(),
+print(json.dumps([info.models_of("classification")[0].task.inputs, job.result(),
                   errors.describe(errors.ModuleError("x")).text, settings.ModuleSettings(sys.argv[1]).has_consent("h:1")]))
 """
 

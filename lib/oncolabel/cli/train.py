@@ -56,7 +56,7 @@ def run_segmentation(args: argparse.Namespace) -> int:
 
     trainer = Trainer(spec, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       validate_every=args.validate_every, init=init, device=args.device, seed=args.seed,
-                      progress=progress)
+                      progress=progress, save_best_to=args.out if val_items else None)
     result = trainer.fit(train_items, val_items)
     result.checkpoint.training.update({"command": " ".join(sys.argv), "train_data": args.data, "val_data": args.val})
     out = save_checkpoint(result.checkpoint, args.out)

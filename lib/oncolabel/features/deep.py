@@ -66,7 +66,7 @@ def deep_features(model: torch.nn.Module, spec: TaskSpec, items: Sequence[Mappin
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-class DeepFeatures(TransformerMixin, BaseEstimator):
+class DeepFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """CNN deep features of the tumour region, trained on the rows passed to ``fit``.
 
     Parameters

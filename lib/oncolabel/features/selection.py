@@ -40,7 +40,7 @@ def icc_1_1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     For ``n`` subjects measured twice (``a`` and ``b``, shape ``(n, p)``, one column per feature)::
 
-        MSR = 2 * var_rows(subject means) * ... = k * sum((m_i - m)^2) / (n - 1)     (k = 2)
+        MSR = k * sum_i (m_i - m)^2 / (n - 1)          (k = 2 measurements, m_i subject means, m grand mean)
         MSW = sum_i sum_j (x_ij - m_i)^2 / (n (k - 1))
         ICC(1,1) = (MSR - MSW) / (MSR + (k - 1) MSW)
 
@@ -67,8 +67,15 @@ def _frame(X: Any) -> pd.DataFrame:  # noqa: N803
     return X
 
 
-class _Selector(TransformerMixin, BaseEstimator):
-    """Shared transform: keep ``self.keep_`` (columns named at fit time) in their input order."""
+class _Selector(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Shared transform: keep ``self.keep_`` (columns named at fit time) in their input order.
+
+    The output is always a DataFrame, so scikit-learn's output wrapping is switched off and ``set_output`` is a
+    no-op (pipelines may still call it).
+    """
+
+    def set_output(self, *, transform: str | None = None) -> "_Selector":
+        return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
         check_is_fitted(self, "keep_")
@@ -99,6 +106,15 @@ class ColumnSubset(_Selector):
         if not self.keep_:
             raise InvalidInputError(f"no column starts with {list(self.prefixes)}")
         return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        """The kept columns; perturbed replicates are optional (only the stability filter's ``fit`` uses them)."""
+        check_is_fitted(self, "keep_")
+        X = _frame(X)
+        missing = [c for c in self.keep_ if c not in X.columns and not str(c).startswith(REPLICATE_PREFIX)]
+        if missing:
+            raise InvalidInputError(f"ColumnSubset: input lacks fitted column(s) {missing[:5]}")
+        return X[[c for c in self.keep_ if c in X.columns]]
 
 
 class StabilityFilter(_Selector):

@@ -80,7 +80,8 @@ class InceptionV3(nn.Module):
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 2, width: float = 1.0,
-                 branches: int = 1, dropout: float = 0.5, cam_layer: str = "Mixed_6e") -> None:
+                 branches: int = 1, dropout: float = 0.5, cam_layer: str = "Mixed_6e", init: str = "torchvision"
+                 ) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"spatial_dims={spatial_dims}: Inception-v3 is a 2D network")
@@ -92,6 +93,12 @@ class InceptionV3(nn.Module):
         self.width, self.branches = float(width), int(branches)
         self.trunks = nn.ModuleList([_trunk(in_channels // branches, out_channels, self.width, dropout)
                                      for _ in range(branches)])
+        if init == "kaiming":  # He et al. 2015 fan-in initialisation of every convolution (instead of N(0, 0.1))
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        elif init != "torchvision":
+            raise ValueError(f"init={init!r}: use 'torchvision' or 'kaiming'")
         if not hasattr(self.trunks[0], cam_layer):
             raise ValueError(f"cam_layer={cam_layer!r} is not a block of Inception-v3 (e.g. 'Mixed_6e', 'Mixed_5d')")
         self.cam_layer = cam_layer
@@ -111,6 +118,10 @@ class InceptionV3(nn.Module):
     def _chunks(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self._check(x)
         return torch.chunk(x, self.branches, dim=1) if self.branches > 1 else (x,)
+
+    def split_branch(self, x: torch.Tensor, branch: int) -> tuple[nn.Module, torch.Tensor]:
+        """The trunk of ``branch`` and its share of the input channels (to explain one branch alone)."""
+        return self.trunks[branch], self._chunks(x)[branch]
 
     def cam_target(self, branch: int = 0) -> nn.Module:
         """The module Grad-CAM hooks for ``branch``."""

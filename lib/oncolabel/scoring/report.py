@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from oncolabel import RESEARCH_USE_ONLY
+from oncolabel.errors import InvalidInputError
 from oncolabel.provenance import provenance
 from oncolabel.report import PredictionTable, Report, ReportSettings, Section, SurvivalTable, Table, build_report
 from oncolabel.report import write_report as _write
@@ -32,7 +33,8 @@ def _design_sections(result: StudyResult) -> list[Section]:
                  for k, v in result.cohorts.items())
     goal = tuple((k, result.auc[k]["combined"]["auc"], result.auc[k]["combined"]["ci_low"],
                   result.auc[k]["combined"]["ci_high"], v["ceiling_auc"],
-                  None if v["ceiling_auc"] is None else v["ceiling_auc"] - result.auc[k]["combined"]["auc"])
+                  None if v["ceiling_auc"] is None or result.auc[k]["combined"]["auc"] is None
+                  else v["ceiling_auc"] - result.auc[k]["combined"]["auc"])
                  for k, v in result.cohorts.items())
     cohorts = Table("cohorts", "Analysed sets", ("set", "cohort", "patients", "LN+", "tumours <= 2 cm",
                                                  "ceiling AUC"), rows,
@@ -58,7 +60,7 @@ def _design_sections(result: StudyResult) -> list[Section]:
 
 def _model_sections(result: StudyResult) -> list[Section]:
     comp = tuple((r["method"], r["features"], r["description"], r["cv_auc"], r["ci_low"], r["ci_high"])
-                 for r in sorted(result.comparison, key=lambda r: -r["cv_auc"]))
+                 for r in sorted(result.comparison, key=lambda r: -(r["cv_auc"] or 0.0)))
     head = result.model.head
     feats = tuple((f["feature"], f["coef_log_odds_per_sd"], f["cv_selection_frequency"]) for f in result.selected)
     n_rad = sum(1 for f in head.features if f.startswith("rad:"))
@@ -101,7 +103,11 @@ def study_report(result: StudyResult, sets: Mapping[str, tuple[Cohort, Any]]) ->
         risk = np.where(sc["combined"].to_numpy() >= thr, "high RDP risk", "low RDP risk")
         surv = SurvivalTable.from_arrays(clin["dfs_months"].to_numpy(float), clin["dfs_event"].to_numpy(int), risk,
                                          patient_id=np.asarray(ids))
-        rep = build_report(preds, surv, title=key, settings=cfg)
+        try:
+            rep = build_report(preds, surv, title=key, settings=cfg)
+        except InvalidInputError as exc:  # a set too small for some statistic
+            sections.append(Section(key, _SET_TITLES[key], notes=(f"Not analysed: {exc}",)))
+            continue
         sections += [_prefixed(s, key, _SET_TITLES[key]) for s in rep.sections]
     prov = provenance(settings={"study": {k: (list(v) if isinstance(v, tuple) else v)
                                           for k, v in vars(result.settings).items()},

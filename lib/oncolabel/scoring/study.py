@@ -40,7 +40,7 @@ from oncolabel.scoring.models import (FEATURE_SETS, METHODS, cross_validate_mode
 from oncolabel.scoring.rdp import RdpHead, RdpModel
 from oncolabel.stats import PatientStratifiedKFold, delong_test, roc_auc_ci, youden_threshold
 
-__all__ = ["Cohort", "StudySettings", "StudyResult", "load_cohort", "run_study", "platt"]
+__all__ = ["Cohort", "RdpFit", "StudySettings", "StudyResult", "fit_rdp", "load_cohort", "run_study", "platt"]
 
 CHOSEN = "glmboost"
 
@@ -150,7 +150,7 @@ def _ceiling(cohort: Cohort, ids: Any) -> float | None:
     if cohort.posterior is None:
         return None
     y = cohort.clinical.loc[ids, "ln_metastasis"].to_numpy(int)
-    if len(set(y.tolist())) < 2:
+    if min(int(y.sum()), int(y.size - y.sum())) < 2:
         return None
     return float(roc_auc_ci(y, cohort.posterior.loc[ids].to_numpy()).auc)
 
@@ -193,51 +193,149 @@ class StudyResult:
 
 
 def _split_internal(cohort: Cohort, settings: StudySettings) -> tuple[pd.Index, pd.Index]:
-    """Patient-level stratified hold-out: ``round(10 * fraction)`` of ten stratified folds are internal."""
+    """Patient-level stratified hold-out: ``fraction`` of ``K`` stratified folds (``K = 10``, fewer when a class
+    has fewer than 10 patients) form the internal validation set."""
     ids = cohort.clinical.index
     y = cohort.clinical["ln_metastasis"].to_numpy(int)
-    k = int(round(10 * settings.internal_fraction))
-    folds = list(PatientStratifiedKFold(10, random_state=settings.seed).split(None, y, groups=np.asarray(ids)))
+    n_folds = int(min(10, np.bincount(y, minlength=2).min()))
+    if n_folds < 3:
+        raise InvalidInputError(f"{cohort.name}: too few patients of one class ({np.bincount(y, minlength=2).tolist()}) "
+                                "to hold out an internal validation set")
+    k = max(1, int(round(n_folds * settings.internal_fraction)))
+    folds = list(PatientStratifiedKFold(n_folds, random_state=settings.seed).split(None, y, groups=np.asarray(ids)))
     internal = np.concatenate([te for _, te in folds[:k]])
     mask = np.zeros(len(ids), bool)
     mask[internal] = True
     return ids[~mask], ids[mask]
 
 
+def _cache_key(params: Mapping[str, Any], cases: list[tuple[str, str, str]], perturb: bool, seed: int) -> str:
+    """Content key of a radiomics table: parameters, case ids, file hashes, perturbation and seed."""
+    import hashlib
+
+    from oncolabel.provenance import file_sha256
+
+    h = hashlib.sha256(json.dumps([params, perturb, seed, package_versions(("pyradiomics",))], sort_keys=True,
+                                  default=str).encode())
+    for cid, img, msk in cases:
+        h.update(f"{cid}:{file_sha256(img)}:{file_sha256(msk)};".encode())
+    return h.hexdigest()[:20]
+
+
 def _features(cohorts: Mapping[str, tuple[Cohort, pd.Index, bool]], settings: StudySettings,
-              log: Callable[[str], None]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Radiomics tables of every analysed set (perturbed replicate where asked) joined to the path columns."""
+              log: Callable[[str], None], cache: Path | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Radiomics tables of every analysed set (perturbed replicate where asked) joined to the path columns.
+
+    With ``cache`` a table is read from / written to ``cache/radiomics-<content key>.csv`` (the key covers the
+    parameters, the files' hashes, the perturbation and the seed), so a re-run skips extraction.
+    """
+    from oncolabel.io import atomic_path
     from oncolabel.tasks import get_task
 
     params = get_task("pannet_ln").preprocessing.radiomics()
-    out, prov = {}, {}
+    out, prov = {}, {"cache": str(cache) if cache else None}
     for name, (cohort, ids, perturb) in cohorts.items():
         t = time.perf_counter()
         cases = [(cid, cohort.clinical.at[cid, "image"], cohort.clinical.at[cid, "mask"]) for cid in ids]
-        table, prov = radiomics_table(cases, params, perturb=perturb, n_jobs=settings.n_jobs, seed=settings.seed)
+        path = cache / f"radiomics-{_cache_key(params, cases, perturb, settings.seed)}.csv" if cache else None
+        if path is not None and path.is_file() and path.with_suffix(".json").is_file():
+            table = pd.read_csv(path, index_col=0)
+            table.index = table.index.astype(str)
+            prov.update(json.loads(path.with_suffix(".json").read_text()))
+            out[name] = pd.concat([cohort.clinical.loc[ids, ["image", "mask"]], table.loc[list(ids)]], axis=1)
+            log(f"radiomics {name}: {len(ids)} cases from cache {path.name}")
+            continue
+        table, p = radiomics_table(cases, params, perturb=perturb, n_jobs=settings.n_jobs, seed=settings.seed)
+        prov.update(p)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp)
+            with atomic_path(path.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps(p, default=str))
         out[name] = pd.concat([cohort.clinical.loc[ids, ["image", "mask"]], table], axis=1)
         log(f"radiomics {name}: {len(ids)} cases{' (+ perturbed replicate)' if perturb else ''} in "
             f"{time.perf_counter() - t:.0f} s")
     return out, prov
 
 
-def _models(settings: StudySettings) -> dict[str, Any]:
+def _auc_row(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    """AUC with DeLong CI, or ``auc: None`` with the reason when the set is too small."""
+    try:
+        r = roc_auc_ci(y, s)
+    except InvalidInputError as exc:
+        return {"auc": None, "ci_low": None, "ci_high": None, "note": str(exc)}
+    return {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "n_pos": r.n_pos, "n_neg": r.n_neg}
+
+
+@dataclass
+class RdpFit:
+    """A fitted RDP model and what was learned on the way (see :func:`fit_rdp`)."""
+
+    model: RdpModel
+    cv: Any
+    stage: DeepFeatures
+    fitted: dict[str, Any]
+    calib: dict[str, tuple[float, float]]
+    oof_scores: pd.DataFrame
+    threshold: float
+    models: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def calibrated_scores(self, Z: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        """Calibrated scores of every fitted feature set for deep-feature-stage output ``Z``."""
+        return pd.DataFrame({fs: _expit(a + b * np.asarray(self.fitted[fs].decision_function(Z)))
+                             for fs, (a, b) in self.calib.items()}, index=Z.index)
+
+
+def fit_rdp(X: pd.DataFrame, y: Any, groups: Any, settings: StudySettings, *,  # noqa: N803
+            methods: tuple[str, ...] = (CHOSEN,), feature_sets: tuple[str, ...] = tuple(FEATURE_SETS),
+            progress: Callable[[str], None] | None = None) -> RdpFit:
+    """Cross-validate, refit, recalibrate and freeze the RDP model on one training set.
+
+    ``X`` holds the ``image``/``mask`` path columns and the radiomics (``rad:``; ``radp:`` replicates for the
+    stability filter); ``y`` the 0/1 outcome; ``groups`` the patient ids. The glmBoost pipelines of
+    ``feature_sets`` and the ``methods`` (on combined features) are cross-validated on the same patient-level
+    folds (each fold trains its own CNN). The chosen combined glmBoost is then refitted on all rows,
+    recalibrated by Platt scaling of its out-of-fold log-odds and given the Youden threshold of its out-of-fold
+    calibrated scores.
+    """
+    log = progress or (lambda _msg: None)
+    yy = np.asarray(y).astype(int)
     kw = {"seed": settings.seed, "max_features": settings.max_features,
           "stability_threshold": settings.stability_threshold, "redundancy_threshold": settings.redundancy_threshold}
-    models = {m: model_pipeline(m, features="combined", **kw) for m in settings.methods}
-    for fs in ("radiomics", "deep"):
-        models[f"{CHOSEN}:{fs}"] = model_pipeline(CHOSEN, features=fs, **kw)
-    return models
-
-
-def _auc_row(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    r = roc_auc_ci(y, s)
-    return {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "n_pos": r.n_pos, "n_neg": r.n_neg}
+    names = {"combined": CHOSEN, "radiomics": f"{CHOSEN}:radiomics", "deep": f"{CHOSEN}:deep"}
+    models = {m: model_pipeline(m, features="combined", **kw) for m in methods}
+    models.update({names[fs]: model_pipeline(CHOSEN, features=fs, **kw) for fs in feature_sets})
+    secs: dict[str, float] = {}
+    t = time.perf_counter()
+    cv = cross_validate_models(X, yy, groups, feature_stage=DeepFeatures(iterations=settings.cnn_iterations,
+                                                                          seed=settings.seed),
+                               models=models, cv=PatientStratifiedKFold(settings.n_folds, random_state=settings.seed),
+                               progress=log)
+    secs["cross_validation"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stage = DeepFeatures(iterations=settings.cnn_iterations, seed=settings.seed).fit(X, yy)
+    z = stage.transform(X)
+    fitted = {fs: clone(models[names[fs]]).fit(z, yy) for fs in feature_sets}
+    secs["final_fit"] = time.perf_counter() - t
+    calib = {fs: platt(cv.oof[names[fs]], yy) for fs in feature_sets}
+    oof = pd.DataFrame({fs: _expit(calib[fs][0] + calib[fs][1] * cv.oof[names[fs]]) for fs in feature_sets})
+    threshold = float(np.clip(youden_threshold(yy, oof["combined"].to_numpy()).threshold, 1e-6, 1 - 1e-6))
+    head = RdpHead.from_pipeline(fitted["combined"], calib_intercept=calib["combined"][0],
+                                 calib_slope=calib["combined"][1], threshold=threshold)
+    model = RdpModel.build(stage.checkpoint_, head,
+                           metrics={"auc_training_cv": float(roc_auc_ci(yy, oof["combined"].to_numpy()).auc),
+                                    "n_training": int(yy.size), "threshold": threshold},
+                           training={"study_settings": _settings_dict(settings)})
+    log(f"RDP model fitted: {len(head.features)} features, threshold {threshold:.3f}")
+    return RdpFit(model=model, cv=cv, stage=stage, fitted=fitted, calib=calib, oof_scores=oof, threshold=threshold,
+                  models=models, seconds=secs)
 
 
 def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: StudySettings | None = None,
               report: str | Path | None = None, export_model: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> StudyResult:
+              progress: Callable[[str], None] | None = None, cache: str | Path | None = None) -> StudyResult:
     """Run the whole study; write the HTML report and the frozen model when asked.
 
     Parameters
@@ -248,6 +346,7 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
     report : path of the one HTML report.
     export_model : path of the frozen RDP model file (``.pt``; a JSON model card is written next to it).
     progress : called with one line per step.
+    cache : folder for radiomics tables (re-runs skip extraction; see :func:`_features`).
     """
     cfg = settings or StudySettings()
     log = progress or (lambda _msg: None)
@@ -258,7 +357,7 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
     sets = {"training": (a, train_ids, True), "internal": (a, internal_ids, False),
             "external": (b, b.clinical.index, False)}
     t = time.perf_counter()
-    X, rad_prov = _features(sets, cfg, log)
+    X, rad_prov = _features(sets, cfg, log, Path(cache) if cache else None)
     secs["radiomics"] = time.perf_counter() - t
     y = {k: sets[k][0].clinical.loc[sets[k][1], "ln_metastasis"].to_numpy(int) for k in sets}
     for k, v in y.items():
@@ -266,35 +365,14 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
             raise InvalidInputError(f"the {k} set has {int(v.sum())} LN+ and {int((1 - v).sum())} LN- patients; "
                                     f"each class needs at least {cfg.n_folds}")
 
-    # 3. ten learners (+ radiomics-only / deep-only glmBoost) under one patient-level CV
-    stage = DeepFeatures(iterations=cfg.cnn_iterations, seed=cfg.seed)
-    models = _models(cfg)
-    t = time.perf_counter()
-    cv = cross_validate_models(X["training"], y["training"], np.asarray(train_ids), feature_stage=stage,
-                               models=models, cv=PatientStratifiedKFold(cfg.n_folds, random_state=cfg.seed),
-                               progress=log)
-    secs["cross_validation"] = time.perf_counter() - t
-
-    # 4. refit the chosen learner and the single-source variants on the whole training set; freeze
-    t = time.perf_counter()
-    final_stage = DeepFeatures(iterations=cfg.cnn_iterations, seed=cfg.seed).fit(X["training"], y["training"])
-    Z = {k: final_stage.transform(X[k]) for k in sets}  # noqa: N806
-    finals = {fs: models[CHOSEN if fs == "combined" else f"{CHOSEN}:{fs}"] for fs in FEATURE_SETS}
-    fitted = {fs: clone(m).fit(Z["training"], y["training"]) for fs, m in finals.items()}
-    secs["final_fit"] = time.perf_counter() - t
-    oof_key = {"combined": CHOSEN, "radiomics": f"{CHOSEN}:radiomics", "deep": f"{CHOSEN}:deep"}
-    calib = {fs: platt(cv.oof[oof_key[fs]], y["training"]) for fs in FEATURE_SETS}
-    scores: dict[str, pd.DataFrame] = {}
-    for k in sets:
-        cols = {}
-        for fs in FEATURE_SETS:
-            lp = cv.oof[oof_key[fs]] if k == "training" else fitted[fs].decision_function(Z[k])
-            cols[fs] = _expit(calib[fs][0] + calib[fs][1] * np.asarray(lp))
-        scores[k] = pd.DataFrame(cols, index=sets[k][1])
-    thr = youden_threshold(y["training"], scores["training"]["combined"].to_numpy()).threshold
-    threshold = float(np.clip(thr, 1e-6, 1 - 1e-6))
-    head = RdpHead.from_pipeline(fitted["combined"], calib_intercept=calib["combined"][0],
-                                 calib_slope=calib["combined"][1], threshold=threshold)
+    # 3-4. ten learners (+ radiomics-only / deep-only glmBoost) under one patient-level CV; refit, calibrate, freeze
+    fit = fit_rdp(X["training"], y["training"], np.asarray(train_ids), cfg, methods=cfg.methods, progress=log)
+    secs.update(fit.seconds)
+    Z = {k: fit.stage.transform(X[k]) for k in ("internal", "external")}  # noqa: N806
+    scores = {"training": fit.oof_scores.set_axis(train_ids)}
+    scores.update({k: fit.calibrated_scores(Z[k]) for k in ("internal", "external")})
+    cv, head, threshold = fit.cv, fit.model.head, fit.threshold
+    models = fit.models
 
     # 5. evaluation
     cohorts_info: dict[str, dict[str, Any]] = {}
@@ -309,22 +387,26 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
         auc[k] = {fs: _auc_row(yy, sc[fs].to_numpy()) for fs in FEATURE_SETS}
         delong[k] = []
         for fa, fb in (("combined", "radiomics"), ("combined", "deep"), ("radiomics", "deep")):
-            r = delong_test(yy, sc[fa].to_numpy(), sc[fb].to_numpy())
+            try:
+                r = delong_test(yy, sc[fa].to_numpy(), sc[fb].to_numpy())
+            except InvalidInputError as exc:
+                delong[k].append({"a": fa, "b": fb, "auc_a": None, "auc_b": None, "diff": None, "z": None,
+                                  "p": None, "note": str(exc)})
+                continue
             delong[k].append({"a": fa, "b": fb, "auc_a": r.auc_a, "auc_b": r.auc_b, "diff": r.diff,
                               "z": r.statistic, "p": r.p_value})
         subgroups[k] = {}
         for label, sel in (("<= 2 cm", size <= 2.0), ("> 2 cm", size > 2.0)):
-            ok = sel.sum() >= 4 and 2 <= yy[sel].sum() <= sel.sum() - 2
             subgroups[k][label] = {"n": int(sel.sum()), "ln_positive": int(yy[sel].sum()),
                                    "ceiling_auc": _ceiling(cohort, ids[sel]) if sel.any() else None,
-                                   **(_auc_row(yy[sel], sc["combined"].to_numpy()[sel]) if ok else
-                                      {"auc": None, "note": "too few patients of one class"})}
+                                   **(_auc_row(yy[sel], sc["combined"].to_numpy()[sel]) if sel.any() else
+                                      {"auc": None, "note": "no patient"})}
     comparison = []
     for name in models:
-        r = roc_auc_ci(y["training"], cv.oof[name])
         comparison.append({"method": name, "description": METHODS.get(name.split(":")[0], ""),
-                           "features": name.split(":")[1] if ":" in name else "combined", "cv_auc": r.auc,
-                           "ci_low": r.ci_low, "ci_high": r.ci_high})
+                           "features": name.split(":")[1] if ":" in name else "combined",
+                           **{("cv_" + k if k == "auc" else k): v
+                              for k, v in _auc_row(y["training"], cv.oof[name]).items()}})
     freq = selection_frequency(cv.fitted[CHOSEN])
     selected = [{"feature": f, "coef_log_odds_per_sd": c, "cv_selection_frequency": freq.get(f, 0.0)}
                 for f, c in zip(head.features, head.coef)]
@@ -334,7 +416,7 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
                "auc_external": auc["external"]["combined"]["auc"],
                "ceiling_auc_external": cohorts_info["external"]["ceiling_auc"],
                "threshold": threshold, "n_training": int(y["training"].size)}
-    model = RdpModel.build(final_stage.checkpoint_, head, metrics=metrics,
+    model = RdpModel.build(fit.stage.checkpoint_, head, metrics=metrics,
                            training={"study_settings": _settings_dict(cfg), "radiomics": rad_prov,
                                      "cohorts": cohorts_info})
     result = StudyResult(settings=cfg, cohorts=cohorts_info, comparison=comparison, auc=auc, delong=delong,

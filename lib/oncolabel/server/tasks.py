@@ -141,8 +141,12 @@ class SegmentationTrain(TrainTask):
         return out
 
 
-def _unlabeled(datastore: Datastore) -> list[str]:
-    return sorted(datastore.get_unlabeled_images())
+def _unlabeled(datastore: Datastore, task: str | None = None) -> list[str]:
+    """Unlabelled images; with ``task``, only those not reserved for another task (image info ``task``)."""
+    images = sorted(datastore.get_unlabeled_images())
+    if task is None:
+        return images
+    return [i for i in images if datastore.get_image_info(i).get("task", task) == task]
 
 
 class UncertaintyScoring(ScoringMethod):
@@ -162,7 +166,8 @@ class UncertaintyScoring(ScoringMethod):
         return float(res["uncertainty"])
 
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
-        return {"scores": {i: self.score_image(datastore, i) for i in _unlabeled(datastore)},
+        task = self.predictors.spec.name
+        return {"scores": {i: self.score_image(datastore, i) for i in _unlabeled(datastore, task)},
                 "model_version": self.predictors.get().version}
 
 
@@ -174,7 +179,7 @@ class UncertaintyStrategy(Strategy):
         self.scoring, self.max_compute = scoring, max_compute
 
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
-        images = _unlabeled(datastore)
+        images = _unlabeled(datastore, self.scoring.predictors.spec.name)
         if not images:
             return {}
         version = self.scoring.predictors.get().version

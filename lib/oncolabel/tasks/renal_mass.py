@@ -17,8 +17,10 @@ on exactly the available phases is then used (documented fallback, recorded in t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,7 +37,59 @@ PHASES = ("unenhanced", "corticomedullary", "nephrographic", "excretory")
 PHASE_ALIASES = {"unenhanced": ("unenhanced", "ue", "nc", "noncontrast", "native", "plain"),
                  "corticomedullary": ("corticomedullary", "cm", "arterial", "art"),
                  "nephrographic": ("nephrographic", "ng", "nephro", "portal", "pv", "venous"),
-                 "excretory": ("excretory", "ex", "ex", "delayed", "urographic")}
+                 "excretory": ("excretory", "ex", "delayed", "urographic")}
+
+
+def phase_of(path: str | Path) -> str | None:
+    """The phase a file or folder name refers to (by the words in its name, see :data:`PHASE_ALIASES`), or None."""
+    from oncolabel.io import case_id_of
+
+    words = set(re.split(r"[^a-z0-9]+", case_id_of(path).lower()))
+    hits = {phase for phase, aliases in PHASE_ALIASES.items() if words & set(aliases)}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
+    """Phase -> input path from one folder of phase files / DICOM folders, or from up to four paths.
+
+    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``); in a
+    folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four inputs none of whose
+    names says its phase are taken in the order unenhanced, corticomedullary, nephrographic, excretory. Phases not
+    found are absent from the result (the caller decides whether that is an error).
+
+    Raises:
+        InvalidInputError: a path does not exist, two inputs claim one phase, or unnamed inputs cannot be ordered.
+    """
+    from oncolabel.io import image_suffix
+
+    items = [Path(p) for p in paths]
+    for p in items:
+        if not p.exists():
+            raise InvalidInputError(f"{p}: no such file or folder")
+    if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None:
+        folder = items[0]
+        items = sorted(c for c in folder.iterdir() if not c.name.startswith(".")
+                       and ((c.is_file() and image_suffix(c)) or c.is_dir()))
+        if not items:
+            raise InvalidInputError(f"{folder}: holds no image files or DICOM folders for the four phases")
+        if any(phase_of(p) for p in items):  # other files in the folder (a mask, notes) are ignored
+            items = [p for p in items if phase_of(p)]
+    named = {p: phase_of(p) for p in items}
+    if not any(named.values()):
+        if len(items) != len(PHASES):
+            raise InvalidInputError(f"cannot tell the phases of {[p.name for p in items]}: name the files after their "
+                                    f"phase ({', '.join(PHASES)}, or UE/CM/NG/EX) or give exactly four in that order")
+        return dict(zip(PHASES, items))
+    unnamed = [p.name for p, ph in named.items() if ph is None]
+    if unnamed:
+        raise InvalidInputError(f"cannot tell the phase of {unnamed}; name every input after its phase "
+                                f"({', '.join(PHASES)}, or UE/CM/NG/EX)")
+    out: dict[str, Path] = {}
+    for p, ph in named.items():
+        if ph in out:
+            raise InvalidInputError(f"two inputs for the {ph} phase: {out[ph].name} and {p.name}")
+        out[ph] = p
+    return out
 
 
 @dataclass(frozen=True)

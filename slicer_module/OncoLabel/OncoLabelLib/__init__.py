@@ -8,7 +8,7 @@ Modules:
     service:      the workflow calls (connect, next case, infer, submit, train) for background jobs.
     jobs:         background jobs with progress and cancel, polled by the GUI.
     tables:       result tables and summaries as plain data.
-    arrays:       numpy conversions (phase stacking, masks, heat-map windows, segment colours).
+    arrays:       numpy conversions (masks, heat-map windows, label checks, segment colours).
     mrml:         file <-> MRML node conversions (imports ``slicer``/``vtk`` inside its functions).
 
 Nothing here imports ``slicer``, ``qt``, ``ctk`` or ``vtk`` at import time, and the syntax stays within

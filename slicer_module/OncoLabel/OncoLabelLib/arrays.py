@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, Tuple
 
 import numpy as np
 
 from OncoLabelLib.errors import MissingInputError, ResultFormatError
 
-__all__ = ["stack_channels", "binary_mask", "display_window", "check_label_values", "segment_colors"]
+__all__ = ["binary_mask", "display_window", "check_label_values", "segment_colors"]
 
 #: fixed colours of known labels (RGB in [0, 1]); others take the palette below, in label order
 KNOWN_COLORS: Dict[str, Tuple[float, float, float]] = {
@@ -18,17 +18,6 @@ KNOWN_COLORS: Dict[str, Tuple[float, float, float]] = {
 PALETTE: Tuple[Tuple[float, float, float], ...] = (
     (0.12, 0.47, 0.71), (0.17, 0.63, 0.17), (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76),
     (0.50, 0.50, 0.50), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81))
-
-
-def stack_channels(arrays: Sequence[np.ndarray], names: Sequence[str] = ()) -> np.ndarray:
-    """Stack same-shape ``(z, y, x)`` volumes into ``(z, y, x, c)`` float32 (phase order = input order)."""
-    if not arrays:
-        raise MissingInputError("no input volume given")
-    shapes = {tuple(a.shape) for a in arrays}
-    if len(shapes) != 1:
-        labelled = ", ".join(f"{n}: {a.shape}" for n, a in zip(names or range(len(arrays)), arrays))
-        raise MissingInputError(f"the input volumes do not share one grid ({labelled}): resample them first")
-    return np.stack([np.asarray(a, dtype=np.float32) for a in arrays], axis=-1)
 
 
 def binary_mask(array: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ explicitly; in Slicer that is ``slicer.mrmlScene``. Call these on the GUI thread
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from OncoLabelLib import arrays
 from OncoLabelLib.errors import MissingInputError, ResultFormatError
@@ -17,7 +17,7 @@ from OncoLabelLib.tables import DOUBLE, INT, Table
 
 __all__ = ["load_volume", "write_volume", "same_geometry", "segmentation_from_label_file",
            "segmentation_to_label_file", "segment_mask_file", "heatmap_volume", "show_overlay", "table_node",
-           "stacked_phases_file", "ATTRIBUTE_PREFIX"]
+           "ATTRIBUTE_PREFIX"]
 
 ATTRIBUTE_PREFIX = "OncoLabel."
 HEATMAP_COLORS = ("Inferno", "ColdToHotRainbow", "Rainbow")
@@ -277,35 +277,3 @@ def table_node(scene: Any, table: Table, name: str, node: Any = None) -> Any:
     node.SetUseColumnNameAsColumnHeader(True)
     node.SetAttribute(ATTRIBUTE_PREFIX + "Title", table.title)
     return node
-
-
-# --- multi-phase input ---------------------------------------------------------------------------------------------
-def stacked_phases_file(volumes: Sequence[Any], names: Sequence[str], path: str) -> str:
-    """Write the phase volumes as one multi-component NRRD on the first phase's grid (phase order kept).
-
-    Phases on another grid are resampled (linear interpolation, physical space) to the first phase's grid.
-    """
-    slicer = _slicer()
-    missing = [n for n, v in zip(names, volumes) if v is None]
-    if missing or len(volumes) != len(names):
-        raise MissingInputError(f"select a volume for every phase (missing: {', '.join(missing) or 'some'})")
-    reference = volumes[0]
-    scene = reference.GetScene()
-    channels = []
-    for volume in volumes:
-        if same_geometry(volume, reference):
-            channels.append(slicer.util.arrayFromVolume(volume))
-            continue
-        resampled = slicer.vtkSlicerVolumesLogic.ResampleVolumeToReferenceVolume(volume, reference)
-        try:
-            channels.append(slicer.util.arrayFromVolume(resampled).copy())
-        finally:
-            _remove(scene, resampled)
-    stacked = slicer.vtkMRMLVectorVolumeNode()
-    scene.AddNode(stacked)
-    try:
-        slicer.util.updateVolumeFromArray(stacked, arrays.stack_channels(channels, names))
-        stacked.CopyOrientation(reference)
-        return write_volume(stacked, path)
-    finally:
-        _remove(scene, stacked)

@@ -7,11 +7,13 @@ Server facts used by the module (all parsing of server JSON happens here):
 * Segmentation (``bone_metastasis``): ``POST /infer/<task>`` returns a label image on the input grid and JSON with
   ``label_names`` {name: value}, ``lesions``, ``lesion_count``, ``total_volume_ml``, ``model_version``, ``notice``.
 * Classification (``renal_mass``, ``pet_lymphoma``, ``hn_response``): JSON ``probabilities`` {class: p},
-  ``prediction``, ``model_version`` and a heat-map image. Multi-phase input (renal mass) is sent as one
-  multi-component volume, the phases resampled to the first phase's grid, in :data:`RENAL_PHASES` order, with
-  ``params = {"phases": [...]}``.
+  ``prediction``, ``model_version``, ``heatmap`` {``grid_of``: input name} and a heat-map image on that input's
+  grid. ``/info/`` lists each model's ``inputs``. A single-image task takes an uploaded file; a task with several
+  inputs reads them from the datastore: phases as images ``<case>_<phase>`` (renal mass), an image with its tumour
+  mask as the label tag ``tumour`` (``hn_response``); the model then runs on the case's first input.
 * Scoring (``pannet_ln``): the CT as ``file`` plus the tumour mask as ``label``; JSON ``score``, ``risk_group``,
-  ``recommendation`` (the 2 cm rule), ``top_features``, ``model_version``.
+  ``recommendation`` (the 2 cm rule), ``top_contributions`` (or ``top_features``), ``size_cm``, ``size_group``,
+  ``model_version``.
 * Training: ``GET /train/`` status ``{id, status, request, details: [log lines]}``; our trainer logs
   ``{'iteration': i, 'loss': x, ...}`` lines and a final ``Result: {json}`` line.
 """
@@ -23,7 +25,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from OncoLabelLib.errors import NotOncoLabelServerError, ResultFormatError, UnknownModelError, VersionMismatchError
@@ -40,8 +42,10 @@ SERVER_NAME = "OncoLabel"
 SUPPORTED_SERVER_VERSIONS = ("0.1",)
 #: shown with every result even if a server forgets its own notice
 RESEARCH_USE_ONLY = "research use only: not for clinical diagnosis or treatment decisions"
-#: renal-mass CT phases, in the order the server stacks them
+#: renal-mass CT phases (datastore ids ``<case>_<phase>``)
 RENAL_PHASES = ("unenhanced", "corticomedullary", "nephrographic", "excretory")
+#: the input name of a tumour mask, and the label tag it is stored under in the datastore
+MASK_INPUT, TUMOUR_TAG = "mask", "tumour"
 _INFO_TYPES = {"segmentation": SEGMENTATION, "classification": CLASSIFICATION, "score": SCORE, "scoring": SCORE}
 
 
@@ -53,27 +57,43 @@ class TaskDescription:
         name: server model name.
         kind: :data:`SEGMENTATION`, :data:`CLASSIFICATION` or :data:`SCORE`.
         title: shown in the task list.
-        volumes: the input volumes, in the order they are stacked (one name: a single volume).
-        needs_mask: the task takes a tumour mask, uploaded as the request's ``label``.
+        inputs: the server's input names (``/info/`` reports them; these are the defaults).
+        needs_mask: the tumour mask travels with the request as its ``label`` part (scoring).
     """
 
     name: str
     kind: str
     title: str
-    volumes: Tuple[str, ...] = ("image",)
+    inputs: Tuple[str, ...] = ("image",)
     needs_mask: bool = False
 
-    def infer_params(self) -> Dict[str, Any]:
-        """Request parameters that describe the inputs (the phase order of a multi-phase task)."""
-        return {"phases": list(self.volumes)} if len(self.volumes) > 1 else {}
+    @property
+    def image_inputs(self) -> Tuple[str, ...]:
+        """The inputs that are volumes (not the tumour mask)."""
+        return tuple(i for i in self.inputs if i != MASK_INPUT)
+
+    @property
+    def uses_datastore(self) -> bool:
+        """The server reads the inputs from its datastore (several volumes, or a volume and its mask)."""
+        return not self.needs_mask and len(self.inputs) > 1
+
+    def datastore_layout(self, case: str) -> Dict[str, Tuple[str, Optional[str]]]:
+        """Input name -> (datastore image id, label tag; None for the image itself), in upload order."""
+        if len(self.image_inputs) == 1:
+            return {name: (case, TUMOUR_TAG if name == MASK_INPUT else None) for name in self.inputs}
+        return {name: (f"{case}_{name}", None) for name in self.inputs}
+
+    def primary_image_id(self, case: str) -> str:
+        """The datastore image the model runs on (its heat map lies on this input's grid)."""
+        return self.datastore_layout(case)[self.image_inputs[0]][0]
 
 
 KNOWN_TASKS: Dict[str, TaskDescription] = {t.name: t for t in (
-    TaskDescription("bone_metastasis", SEGMENTATION, "Bone metastasis segmentation (CT)", ("ct",)),
+    TaskDescription("bone_metastasis", SEGMENTATION, "Bone metastasis segmentation (CT)"),
     TaskDescription("renal_mass", CLASSIFICATION, "Renal mass classification (4-phase CT)", RENAL_PHASES),
-    TaskDescription("pet_lymphoma", CLASSIFICATION, "Lymphoma classification (PET)", ("pet",)),
-    TaskDescription("hn_response", CLASSIFICATION, "Head & neck treatment response", ("image",)),
-    TaskDescription("pannet_ln", SCORE, "PanNET lymph-node metastasis risk (RDP score)", ("ct",), needs_mask=True),
+    TaskDescription("pet_lymphoma", CLASSIFICATION, "Lymphoma classification (PET, SUV)"),
+    TaskDescription("hn_response", CLASSIFICATION, "Head & neck treatment response", ("image", MASK_INPUT)),
+    TaskDescription("pannet_ln", SCORE, "PanNET lymph-node metastasis risk (RDP score)", needs_mask=True),
 )}
 
 
@@ -112,6 +132,9 @@ class ModelInfo:
         known = KNOWN_TASKS.get(name)
         kind = known.kind if known else _INFO_TYPES.get(str(entry.get("type", "")).lower())
         task = known or TaskDescription(name, kind or "other", name.replace("_", " "))
+        inputs = entry.get("inputs")
+        if isinstance(inputs, list) and inputs and all(isinstance(i, str) for i in inputs):
+            task = replace(task, inputs=tuple(inputs))  # a dict only describes request parts (scoring)
         labels = entry.get("labels") or {}
         if isinstance(labels, list):  # MONAI Label also allows a plain list of names
             labels = {str(n): i + 1 for i, n in enumerate(labels)}
@@ -240,6 +263,7 @@ class ClassificationResult:
     model_version: str
     heatmap_path: Optional[str]
     notice: str
+    heatmap_grid_of: Optional[str] = None
 
     @property
     def ranked(self) -> List[Tuple[str, float]]:
@@ -263,9 +287,11 @@ class ClassificationResult:
             raise ResultFormatError(f"the server's {task} prediction '{prediction}' is not one of its classes "
                                     f"({', '.join(probs)})")
         heatmap = file_path if file_path and os.path.isfile(file_path) else None
+        grid_of = (params.get("heatmap") or {}).get("grid_of") if isinstance(params.get("heatmap"), dict) else None
         return cls(task=task, probabilities=probs, prediction=prediction,
                    model_version=str(_require(params, "model_version", task)), heatmap_path=heatmap,
-                   notice=str(params.get("notice") or RESEARCH_USE_ONLY))
+                   notice=str(params.get("notice") or RESEARCH_USE_ONLY),
+                   heatmap_grid_of=str(grid_of) if grid_of else None)
 
 
 @dataclass(frozen=True)
@@ -278,7 +304,8 @@ class FeatureContribution:
 
 
 def _features(raw: Any, task: str) -> List[FeatureContribution]:
-    """``top_features`` as a list: accepts {name: c}, [{name|feature, contribution|weight, value}], [[name, c]]."""
+    """Feature contributions as a list: accepts {name: c}, [[name, c]] and
+    [{name|feature, contribution|contribution_log_odds|weight, value}]."""
     items: List[FeatureContribution] = []
     if isinstance(raw, dict):
         raw = [{"name": k, "contribution": v} for k, v in raw.items()]
@@ -290,7 +317,8 @@ def _features(raw: Any, task: str) -> List[FeatureContribution]:
         if not isinstance(entry, dict):
             raise ResultFormatError(f"the server's {task} result has an unreadable feature entry {entry!r}")
         name = entry.get("name", entry.get("feature"))
-        contribution = entry.get("contribution", entry.get("weight"))
+        contribution = next((entry[k] for k in ("contribution", "contribution_log_odds", "weight") if k in entry),
+                            None)
         if name is None or contribution is None:
             raise ResultFormatError(f"the server's {task} feature entry {entry!r} lacks a name or contribution")
         value = entry.get("value")
@@ -310,15 +338,20 @@ class ScoreResult:
     top_features: List[FeatureContribution]
     model_version: str
     notice: str
+    size_cm: Optional[float] = None
+    size_group: str = ""
 
     @classmethod
     def from_response(cls, task: str, file_path: Optional[str], params: Mapping[str, Any]) -> "ScoreResult":
+        size = params.get("size_cm")
         return cls(task=task, score=_number(_require(params, "score", task), "score", task),
                    risk_group=str(_require(params, "risk_group", task)),
                    recommendation=str(_require(params, "recommendation", task)),
-                   top_features=_features(params.get("top_features", []), task),
+                   top_features=_features(params.get("top_contributions", params.get("top_features", [])), task),
                    model_version=str(_require(params, "model_version", task)),
-                   notice=str(params.get("notice") or RESEARCH_USE_ONLY))
+                   notice=str(params.get("notice") or RESEARCH_USE_ONLY),
+                   size_cm=_number(size, "size_cm", task) if size is not None else None,
+                   size_group=str(params.get("size_group") or ""))
 
 
 def parse_result(kind: str, task: str, file_path: Optional[str], params: Mapping[str, Any],

@@ -11,11 +11,12 @@ the machine unless the user agreed for this server (:class:`OncoLabelLib.setting
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 from types import ModuleType
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from OncoLabelLib.clientloader import load_client_module
 from OncoLabelLib.errors import ConsentRequiredError, MissingInputError, ModuleError, NotOncoLabelServerError
@@ -37,6 +38,16 @@ def safe_image_id(name: str) -> str:
     if not cleaned:
         raise MissingInputError(f"the volume name {name!r} gives no usable image id: rename the volume")
     return cleaned[:120]
+
+
+def _digest(paths: Iterable[str], length: int = 10) -> str:
+    """Short content digest of files (SHA-1 over their bytes, in order)."""
+    sha = hashlib.sha1()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+    return sha.hexdigest()[:length]
 
 
 def _ctx(ctx: Optional[JobContext]) -> JobContext:
@@ -140,10 +151,38 @@ class OncoLabelService:
         if file is not None or mask_file is not None:
             self.require_consent()
         ctx.progress(None, f"Running {model}" + (f" on {image_id}" if image_id else ""))
-        label_path, params = self.client().infer(model, image_id, file=file, params=info.task.infer_params(),
-                                                 label_file=mask_file)
+        label_path, params = self.client().infer(model, image_id, file=file, label_file=mask_file)
         ctx.check()
         return parse_result(info.kind or "", model, label_path, params, info)
+
+    def infer_case(self, model: str, files: Dict[str, str], *, case: str, ctx: Optional[JobContext] = None) -> Any:
+        """A task that reads several inputs from the datastore (phases; an image and its tumour mask).
+
+        Each input file is stored where the server looks for it (:meth:`TaskDescription.datastore_layout`) under a
+        case id made of ``case`` and a digest of the files (the same volumes map to the same id, so sending them
+        again reuses what the server holds); then the model runs on the case.
+        """
+        ctx = _ctx(ctx)
+        task = self.model(model).task
+        missing = [name for name in task.inputs if name not in files]
+        if missing:
+            raise MissingInputError(f"'{model}' needs {', '.join(task.inputs)}: select {', '.join(missing)}")
+        self.require_consent()
+        case_id = f"{safe_image_id(case)[:80]}_{_digest(files[name] for name in task.inputs)}"
+        client = self.client()
+        for name, (image_id, tag) in task.datastore_layout(case_id).items():
+            ctx.check()
+            ctx.progress(None, f"Sending {name} as {image_id}" + (f" ({tag})" if tag else ""))
+            params = {"task": model, "client": CLIENT_NAME}
+            if tag is not None:
+                client.save_label(image_id, files[name], tag=tag, params=params)
+                continue
+            try:
+                client.upload_image(files[name], image_id, params=params)
+            except self.client_module.ServerRequestError as exc:
+                if exc.status != 409:  # 409: the server holds these very volumes (the id carries their digest)
+                    raise
+        return self.infer(model, image_id=task.primary_image_id(case_id), ctx=ctx)
 
     def submit_label(self, image_id: str, label_path: str, *, image_path: Optional[str] = None,
                      annotator: Optional[str] = None, ctx: Optional[JobContext] = None) -> Dict[str, Any]:

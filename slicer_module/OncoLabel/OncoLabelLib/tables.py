@@ -86,8 +86,10 @@ def summary(result: Any) -> List[Tuple[str, str]]:
     """(label, text) lines shown above the table; the research-use notice is always last."""
     lines: List[Tuple[str, str]] = []
     if isinstance(result, ScoreResult):
-        lines += [("Score", f"{result.score:.3f}"), ("Risk group", result.risk_group),
-                  ("Recommendation", result.recommendation)]
+        lines += [("Score", f"{result.score:.3f}"), ("Risk group", result.risk_group)]
+        if result.size_cm is not None:
+            lines += [("Tumour size", f"{result.size_cm:.1f} cm ({result.size_group or 'size group not reported'})")]
+        lines += [("Recommendation", result.recommendation)]
     elif isinstance(result, ClassificationResult):
         lines += [("Prediction", f"{result.prediction} ({result.probabilities[result.prediction]:.0%})")]
     elif isinstance(result, SegmentationResult):

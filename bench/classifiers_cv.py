@@ -1,0 +1,252 @@
+"""Experiment: patient-level 5-fold CV of a classification task on a phantom cohort, against the cohort's ceiling.
+
+For ``renal_mass``, ``pet_lymphoma`` or ``hn_response``: generates (or reuses) a phantom cohort, cross-validates the
+task's network with the generic trainer, fits the calibrated heads on the out-of-fold predictions, and prints the
+cross-validated AUC next to the ceiling AUC (the AUC of the generator's own posterior), with DeLong comparisons and
+the study's task-specific analyses:
+
+* renal_mass: AUC per phase with DeLong tests between phases, the stacked four-phase model, and the multivariable
+  logistic regression (CNN output, age, sex, size) with Wald tests, against the image-only and the full ceilings;
+* pet_lymphoma: accuracy / sensitivity / specificity at 0.5 and the regional-uptake table with Fisher's exact test;
+* hn_response: deep features vs hand-crafted radiomics (pyradiomics first-order + shape) vs clinical model.
+
+With ``--ship PATH`` the final model (trained on every case, heads inside) is written to PATH with a JSON card next
+to it (command, seed, metrics). With ``--report FILE`` an HTML report (ROC, DeLong, calibration / reliability) is
+written.
+
+    python bench/classifiers_cv.py --task renal_mass --cohort /tmp/rm300 --generate 300 --cohort-seed 11 \
+        --out results/renal_mass_cv.json --report results/renal_mass_cv.html --ship lib/oncolabel/models/renal_mass.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oncolabel.classification import calibrated_oof, cross_validate, cv_metrics, fit_classifier, fit_heads, model_card
+from oncolabel.phantoms.io import read_classification_cohort, read_manifest
+from oncolabel.stats import delong_test, diagnostic_metrics, roc_auc_ci
+from oncolabel.tasks import get_task
+
+WRITERS = {"renal_mass": "oncolabel.phantoms.renal_mass:write_renal_mass_cohort",
+           "pet_lymphoma": "oncolabel.phantoms.pet_lymphoma:write_pet_lymphoma_cohort",
+           "hn_response": "oncolabel.phantoms.hn_response:write_hn_response_cohort"}
+
+
+def _writer(task: str) -> Any:
+    import importlib
+
+    mod, fn = WRITERS[task].split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    r = roc_auc_ci(y, s)
+    return {"auc": round(float(r.auc), 4), "ci95": [round(float(r.ci_low), 4), round(float(r.ci_high), 4)]}
+
+
+def _delong(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    r = delong_test(y, a, b)
+    return {"auc_a": round(float(r.auc_a), 4), "auc_b": round(float(r.auc_b), 4),
+            "difference": round(float(r.diff), 4), "p": round(float(r.p_value), 4)}
+
+
+def _cv_predict_lr(x: np.ndarray, y: np.ndarray, folds: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Out-of-fold probabilities of a standardised L2 logistic regression (same folds as the CNN)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = np.zeros(y.size)
+    for k in np.unique(folds):
+        tr, te = folds != k, folds == k
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(x[tr], y[tr])
+        out[te] = model.predict_proba(x[te])[:, 1]
+    return out
+
+
+def _wald(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """Unpenalised logistic regression with Wald 95% CIs and p values (odds ratios per SD of each variable)."""
+    from scipy import stats
+    from sklearn.linear_model import LogisticRegression
+
+    z = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+    lr = LogisticRegression(C=1e6, max_iter=10000).fit(z, y)
+    design = np.column_stack([np.ones(len(y)), z])
+    p = lr.predict_proba(z)[:, 1]
+    cov = np.linalg.inv(design.T @ (design * (p * (1 - p))[:, None]))
+    beta = np.concatenate([lr.intercept_, lr.coef_[0]])
+    se = np.sqrt(np.diag(cov))
+    rows = []
+    for name, b, s in zip(["intercept"] + names, beta, se):
+        rows.append({"variable": name, "coef_per_sd": round(float(b), 4), "odds_ratio_per_sd": round(float(np.exp(b)), 3),
+                     "ci95": [round(float(np.exp(b - 1.96 * s)), 3), round(float(np.exp(b + 1.96 * s)), 3)],
+                     "p": round(float(2 * stats.norm.sf(abs(b / s))), 4)})
+    return rows
+
+
+def renal_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np.ndarray) -> tuple[dict, dict]:
+    from oncolabel.tasks.renal_mass import PHASES
+
+    traits = [it["record"]["traits"] for it in raw]
+    s = res.scores
+    out: dict[str, Any] = {"per_phase": {ph: _auc(y, s[f"margin_{ph}"]) for ph in PHASES}}
+    out["phase_delong"] = {f"{a} vs {b}": _delong(y, s[f"margin_{a}"], s[f"margin_{b}"])
+                           for i, a in enumerate(PHASES) for b in PHASES[i + 1:]}
+    age = np.array([t["age"] for t in traits])
+    male = np.array([t["sex"] == "M" for t in traits], dtype=float)
+    size = np.array([t["diameter_mm"] for t in traits])
+    x_mv = np.column_stack([s["margin_corticomedullary"], age, male, size])
+    p_mv = _cv_predict_lr(x_mv, y, res.fold)
+    x_all = np.column_stack([s[f"margin_{ph}"] for ph in PHASES] + [age, male, size])
+    p_all = _cv_predict_lr(x_all, y, res.fold)
+    image_post = np.array([t["image_posterior"] for t in traits])
+    out["multivariable_cm"] = {**_auc(y, p_mv), "coefficients": _wald(x_mv, y, ["cnn_corticomedullary", "age",
+                                                                                 "sex_male", "size_mm"])}
+    out["multivariable_all_phases"] = _auc(y, p_all)
+    out["image_ceiling"] = _auc(y, image_post)
+    out["stacked_vs_image_ceiling"] = _delong(y, p_cal, image_post)
+    out["gap_stacked_vs_image_ceiling"] = round(float(out["image_ceiling"]["auc"] - _auc(y, p_cal)["auc"]), 4)
+    out["multivariable_all_vs_ceiling"] = _delong(y, p_all, np.array([it["posterior"] for it in raw]))
+    models = {f"cnn_{ph}": s[f"margin_{ph}"] for ph in PHASES}
+    models.update({"multivariable_cm": p_mv, "multivariable_all": p_all, "image_ceiling": image_post})
+    return out, models
+
+
+def pet_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np.ndarray) -> tuple[dict, dict]:
+    from oncolabel.tasks.pet_lymphoma import region_table
+
+    d = diagnostic_metrics(y, p_cal, threshold=0.5)
+    table = region_table([{"class": it["record"]["label_name"], "involved": it["record"]["traits"]["involved"]}
+                          for it in raw])
+    out = {"at_0.5": {"accuracy": round((d.tp + d.tn) / d.n, 4), "sensitivity": round(float(d.sensitivity.estimate), 4),
+                      "specificity": round(float(d.specificity.estimate), 4)},
+           "region_table": {"columns": list(table.columns), "rows": [list(r) for r in table.rows]}}
+    return out, {}
+
+
+def hn_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np.ndarray) -> tuple[dict, dict]:
+    from oncolabel.io import read_image
+    from oncolabel.tasks.hn_response import clinical_features, radiomic_features
+
+    t0 = time.time()
+    rad = [radiomic_features(read_image(it["image"]), read_image(it["mask"])) for it in raw]
+    names = sorted(rad[0])
+    x_rad = np.array([[r[k] for k in names] for r in rad])
+    p_rad = _cv_predict_lr(x_rad, y, res.fold, c=0.1)
+    clin = [clinical_features(it["record"]["traits"]) for it in raw]
+    cnames = sorted(clin[0])
+    p_clin = _cv_predict_lr(np.array([[c[k] for k in cnames] for c in clin]), y, res.fold)
+    out = {"radiomics": {**_auc(y, p_rad), "features": len(names), "seconds": round(time.time() - t0, 1)},
+           "clinical": {**_auc(y, p_clin), "variables": cnames},
+           "cnn_output": _auc(y, res.scores["margin"]),
+           "deep_vs_radiomics": _delong(y, p_cal, p_rad), "deep_vs_clinical": _delong(y, p_cal, p_clin)}
+    return out, {"radiomics": p_rad, "clinical": p_clin, "cnn_output": res.scores["margin"]}
+
+
+ANALYSES = {"renal_mass": renal_analysis, "pet_lymphoma": pet_analysis, "hn_response": hn_analysis}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True, choices=sorted(WRITERS))
+    ap.add_argument("--cohort", required=True, type=Path, help="cohort folder (written first with --generate)")
+    ap.add_argument("--generate", type=int, metavar="N", help="write an N-case cohort if the folder has none")
+    ap.add_argument("--cohort-seed", type=int, default=11)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (fold k uses seed + k)")
+    ap.add_argument("--iterations", type=int, help="training iterations per fold (default: the task spec's)")
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--learning-rate", type=float)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, help="write the results as JSON")
+    ap.add_argument("--report", type=Path, help="write an HTML report (ROC, DeLong, calibration)")
+    ap.add_argument("--ship", type=Path, help="also train the final model on every case and write it here (+ .json)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    spec = get_task(args.task)
+    start = time.time()
+    if not (args.cohort / "manifest.json").exists():
+        if not args.generate:
+            ap.error(f"{args.cohort} holds no cohort; pass --generate N")
+        _writer(args.task)(args.cohort, args.generate, args.cohort_seed)
+        print(f"cohort written in {time.time() - start:.0f} s", flush=True)
+    manifest = read_manifest(args.cohort)
+    raw = read_classification_cohort(args.cohort)
+    items = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": it["label"]} for it in raw]
+    groups = [it["case_id"] for it in raw]
+    y = np.array([it["label"] for it in items])
+    posterior = np.array([it["posterior"] for it in raw])
+    cov = None
+    if spec.postprocessing.covariates:  # renal: age, sex, size from the case records
+        tr = [it["record"]["traits"] for it in raw]
+        cov = {"age": np.array([t["age"] for t in tr]), "sex_male": np.array([t["sex"] == "M" for t in tr], float),
+               "size_mm": np.array([t["diameter_mm"] for t in tr])}
+    kw = dict(groups=groups, n_splits=args.folds, seed=args.seed, iterations=args.iterations,
+              batch_size=args.batch_size, learning_rate=args.learning_rate,
+              progress=lambda r: print("  fold", r, flush=True))
+    if args.ship:
+        fit = fit_classifier(spec, items, covariates=cov, **kw)
+        cv, p_cal = fit.cv, fit.calibrated_oof
+    else:
+        cv = cross_validate(spec, items, feature_c=0.05 if spec.postprocessing.head == "deep_features" else None,
+                            **kw)
+        p_cal = calibrated_oof(spec, cv, fit_heads(spec, cv, covariates=cov), cov)
+    metrics = cv_metrics(cv, p_cal)
+    ceiling = _auc(y, posterior)
+    results: dict[str, Any] = {
+        "task": args.task, "command": " ".join(sys.argv), "cohort": str(args.cohort),
+        "cohort_summary": manifest.get("summary"), "n": int(y.size), "positives": int(y.sum()),
+        "cv": metrics, "ceiling": ceiling, "gap_ceiling_minus_cv": round(ceiling["auc"] - metrics["cv_auc"], 4),
+        "model_vs_ceiling_delong": _delong(y, p_cal, posterior), "cv_settings": cv.settings,
+        "cv_seconds": round(cv.seconds, 1)}
+    extra, models = ANALYSES[args.task](cv, raw, y, p_cal)
+    results[args.task] = extra
+    results["seconds"] = round(time.time() - start, 1)
+    print(json.dumps({k: v for k, v in results.items() if k != "cohort_summary"}, indent=1, default=str))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+    if args.report:
+        from oncolabel.report import PredictionTable, build_report, write_report
+        from oncolabel.report.build import Section
+
+        scores = {"model_calibrated": p_cal, "ceiling_posterior": posterior, **models}
+        pred = PredictionTable.from_arrays(y, scores, patient_id=groups)
+        report = build_report(pred, title=f"{args.task}: {args.folds}-fold patient-level CV vs phantom ceiling",
+                              task=args.task, cohort=str(args.cohort))
+        if args.task == "pet_lymphoma":
+            from oncolabel.tasks.pet_lymphoma import region_table
+
+            table = region_table([{"class": it["record"]["label_name"],
+                                   "involved": it["record"]["traits"]["involved"]} for it in raw])
+            report = dataclasses.replace(report, sections=report.sections + (
+                Section(key="regions", title="Regional FDG uptake (phantom annotations)", tables=(table,)),))
+        write_report(report, args.report)
+    if args.ship:
+        from oncolabel.checkpoint import save_checkpoint
+
+        ckpt = fit.checkpoint
+        ckpt.metrics.update({"ceiling_auc": ceiling["auc"], "gap_ceiling_minus_cv": results["gap_ceiling_minus_cv"]})
+        ckpt.training["command"] = " ".join(sys.argv)
+        save_checkpoint(ckpt, args.ship)
+        card = model_card(ckpt, command=" ".join(sys.argv), seed=args.seed,
+                          cohort={"path": str(args.cohort), "generator": manifest.get("generator"),
+                                  "seed": manifest.get("seed"), "n": manifest.get("n"),
+                                  "summary": {k: v for k, v in (manifest.get("summary") or {}).items()
+                                              if k != "region_table"}},
+                          extra={"analysis": extra})
+        args.ship.with_suffix(".json").write_text(json.dumps(card, indent=2, default=str))
+        print(f"shipped {args.ship} (model {ckpt.version}, {args.ship.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Calibration heads, Inception-v3, Grad-CAM, the predictor contract and the one preprocessing per task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from oncolabel.checkpoint import load_checkpoint
+from oncolabel.classification import (ClassifierPredictor, LogisticHead, binary_entropy, compose_platt,
+                                      fit_logistic, fit_temperature, select_head)
+from oncolabel.errors import CheckpointError, GeometryError, InvalidInputError
+from oncolabel.explain import grad_cam
+from oncolabel.io import read_image
+from oncolabel.networks import NETWORKS, CNNClassifier, InceptionV3
+from oncolabel.stats import calibration
+from oncolabel.tasks import get_task
+from oncolabel.training import BranchCrossEntropy, ClassificationAdapter
+
+
+def test_temperature_scaling_recovers_the_temperature():
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 4, 4000)
+    y = (rng.random(m.size) < 1 / (1 + np.exp(-m / 2.0))).astype(int)  # true probabilities: sigmoid(m / 2)
+    head = fit_temperature(m, y)
+    assert head.info["temperature"] == pytest.approx(2.0, rel=0.1)
+    cal = calibration(y, head.predict({"margin": m}))
+    assert abs(cal.slope - 1) < 0.1 and abs(cal.intercept) < 0.1
+
+
+def test_platt_stacking_compose_and_serialisation():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=500), rng.normal(size=500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-(1.5 * a + 0.5 * b - 0.3)))).astype(int)
+    stack = fit_logistic({"margin_a": a, "margin_b": b}, y, ("margin_a", "margin_b"), method="stacking")
+    assert stack.coef[0] > stack.coef[1] > 0
+    again = LogisticHead.from_dict(stack.to_dict())
+    np.testing.assert_allclose(again.predict({"margin_a": a, "margin_b": b}), stack.predict({"margin_a": a,
+                                                                                             "margin_b": b}))
+    platt = fit_logistic({"margin": 3 * a + 1}, y, ("margin",), method="platt")
+    raw = fit_logistic({"margin_a": a}, y, ("margin_a",), method="platt")
+    composed = compose_platt(raw, platt.__class__(("margin",), np.array([2.0]), 0.5, np.zeros(1), np.ones(1), "platt"))
+    np.testing.assert_allclose(composed.logit({"margin_a": a}), 2.0 * raw.logit({"margin_a": a}) + 0.5)
+    with pytest.raises(CheckpointError):
+        LogisticHead.from_dict({"inputs": ["x"]})
+    with pytest.raises(InvalidInputError, match="both classes"):
+        fit_temperature(a, np.zeros(500))
+    assert binary_entropy([0.5, 1.0])[0] == pytest.approx(1.0) and binary_entropy([1.0])[0] < 1e-9
+
+
+def test_select_head_prefers_the_most_inputs_available():
+    mk = lambda *names: LogisticHead(tuple(names), np.ones(len(names)), 0.0, np.zeros(len(names)),  # noqa: E731
+                                     np.ones(len(names)), "stacking")
+    heads = [mk("a", "b", "age"), mk("a", "b"), mk("a"), mk("b")]
+    assert select_head(heads, {"a", "b"}).inputs == ("a", "b")
+    assert select_head(heads, {"a", "b", "age"}).inputs == ("a", "b", "age")
+    assert select_head(heads, {"b", "age"}).inputs == ("b",)
+    with pytest.raises(InvalidInputError, match="no calibrated model"):
+        select_head(heads, {"c"})
+
+
+def test_inception_v3_shapes_widths_and_the_published_size():
+    net = InceptionV3(in_channels=12, out_channels=2, width=0.125, branches=4).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 12, 80, 80))
+        feats = net.features(torch.rand(2, 12, 80, 80))
+    assert out.shape == (2, 4, 2) and feats.shape == (2, net.n_features) and net.n_features == 4 * 256
+    with pytest.raises(ValueError, match="75"):
+        net(torch.rand(1, 12, 64, 64))
+    with pytest.raises(ValueError, match="multiple of 1/8"):
+        InceptionV3(width=0.3)
+    with pytest.raises(ValueError, match="split evenly"):
+        InceptionV3(in_channels=10, branches=4)
+    assert NETWORKS["InceptionV3"] is InceptionV3
+
+
+@pytest.mark.slow
+def test_full_width_inception_is_torchvisions():
+    import torchvision
+
+    ours = InceptionV3(in_channels=3, out_channels=2)
+    theirs = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True, num_classes=2)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 21789666
+
+
+def test_branch_loss_trains_each_branch_on_its_own():
+    loss = BranchCrossEntropy()
+    y = torch.tensor([0, 1])
+    logits = torch.tensor([[[2.0, -2.0], [0.0, 0.0]], [[-1.0, 1.0], [0.0, 0.0]]])
+    per = [torch.nn.functional.cross_entropy(logits[:, k], y) for k in range(2)]
+    assert loss(logits, y) == pytest.approx(float(sum(per) / 2), rel=1e-6)
+    assert loss(logits[:, 0], y) == pytest.approx(float(per[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("net, shape, branch", [
+    (CNNClassifier(spatial_dims=2, in_channels=1, channels=(8, 16)), (1, 1, 40, 36), None),
+    (CNNClassifier(spatial_dims=3, in_channels=2, channels=(8, 16)), (1, 2, 16, 20, 16), None),
+    (InceptionV3(in_channels=6, width=0.125, branches=2, cam_layer="Mixed_5d"), (1, 6, 80, 80), 1),
+])
+def test_grad_cam_shape_range_and_no_side_effects(net, shape, branch):
+    torch.manual_seed(0)
+    x = torch.rand(*shape)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cam = grad_cam(net, x, branch=branch)
+    assert cam.shape == shape[2:] and cam.dtype == np.float32 and 0.0 <= cam.min() and cam.max() <= 1.0
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(InvalidInputError):
+        grad_cam(net, torch.rand(2, *shape[1:]))
+
+
+@pytest.mark.parametrize("task", ["renal_mass", "pet_lymphoma", "hn_response"])
+def test_training_and_inference_preprocessing_are_identical(task, toy_cohorts):
+    spec = get_task(task)
+    item = toy_cohorts[task][0]
+    train_input = ClassificationAdapter(spec).tensor({**{k: item[k] for k in spec.preprocessing.inputs},
+                                                      "label": item["label"]})
+    infer_input = spec.preprocessing.prepare(spec.preprocessing.read(item)).tensor
+    assert torch.equal(train_input, infer_input)
+    net = spec.network.build().eval()
+    with torch.no_grad():
+        out = net(infer_input[None])
+    assert out.shape[-1] == 2
+
+
+@pytest.mark.parametrize("task", ["renal_mass", "pet_lymphoma", "hn_response"])
+def test_predictor_contract(task, toy_models, toy_cohorts):
+    spec = get_task(task)
+    predictor = ClassifierPredictor(toy_models[task], task=task)
+    item = toy_cohorts[task][1]
+    images = spec.preprocessing.read(item)
+    res = predictor.predict(images)
+    assert set(res.probabilities) == set(spec.labels) and sum(res.probabilities.values()) == pytest.approx(1.0)
+    assert res.prediction == max(res.probabilities, key=res.probabilities.get)
+    for name, heat in res.heatmaps.items():  # heat maps on the input's own grid
+        ref = images[name]
+        assert heat.GetSize() == ref.GetSize() and heat.GetSpacing() == pytest.approx(ref.GetSpacing())
+        assert heat.GetOrigin() == pytest.approx(ref.GetOrigin())
+        arr = sitk.GetArrayViewFromImage(heat)
+        assert 0.0 <= arr.min() and arr.max() <= 1.0 + 1e-6
+    payload = res.to_json()
+    assert payload["notice"].startswith("research use only") and payload["model_version"] == predictor.version
+    assert payload["calibrated"] and payload["provenance"]["model_sha256"]
+    u = predictor.uncertainty(images)
+    assert 0.0 <= u["entropy"] <= 1.0 and u["uncertainty"] == u["entropy"]
+    assert load_checkpoint(toy_models[task]).training["heads"]
+
+
+def test_renal_missing_phase_and_covariates(toy_models, toy_cohorts):
+    spec = get_task("renal_mass")
+    predictor = ClassifierPredictor(toy_models["renal_mass"], task="renal_mass")
+    images = spec.preprocessing.read(toy_cohorts["renal_mass"][0])
+    with pytest.raises(InvalidInputError, match="missing CT phase.*excretory"):
+        predictor.predict({**images, "excretory": None})
+    res = predictor.predict({**images, "excretory": None}, allow_missing=True)
+    assert res.missing_inputs == ("excretory",) and "margin_excretory" not in res.head["inputs"]
+    assert len(res.head["inputs"]) == 3 and "excretory" not in res.heatmaps
+    full = predictor.predict(images, covariates={"age": 61, "sex_male": 1, "size_mm": 25}, heatmaps=False)
+    assert full.head["method"] == "multivariable" and set(full.branch_probabilities) == set(spec.preprocessing.inputs)
+    with pytest.raises(InvalidInputError, match="unknown covariate"):
+        predictor.predict(images, covariates={"weight": 80})
+    moved = sitk.Image(images["excretory"])
+    moved.SetOrigin((1.0, 2.0, 3.0))
+    with pytest.raises(GeometryError, match="co-registered"):
+        predictor.predict({**images, "excretory": moved})
+
+
+def test_predictor_refuses_other_tasks_and_bare_checkpoints(toy_models, tmp_path):
+    from oncolabel.checkpoint import save_checkpoint
+
+    with pytest.raises(CheckpointError):
+        ClassifierPredictor(toy_models["pet_lymphoma"], task="hn_response")
+    with pytest.raises(InvalidInputError, match="not classification"):
+        ClassifierPredictor(toy_models["pet_lymphoma"], task="bone_metastasis")
+    ck = load_checkpoint(toy_models["pet_lymphoma"])
+    ck.training.pop("heads")
+    with pytest.raises(CheckpointError, match="heads"):
+        ClassifierPredictor(save_checkpoint(ck, tmp_path / "bare.pt"), task="pet_lymphoma")
+
+
+def test_hn_empty_mask_is_refused(toy_cohorts):
+    spec = get_task("hn_response")
+    images = spec.preprocessing.read(toy_cohorts["hn_response"][0])
+    empty = sitk.Image(images["mask"]) * 0
+    with pytest.raises(InvalidInputError, match="empty"):
+        spec.preprocessing.prepare({"image": images["image"], "mask": empty})
+    assert read_image(toy_cohorts["hn_response"][0]["mask"]).GetSize() == images["image"].GetSize()
+
+
+def test_region_table_fisher_known_answers():
+    from scipy.stats import fisher_exact
+
+    from oncolabel.tasks.pet_lymphoma import REGION_NAMES, region_table
+
+    none = {r: False for r in REGION_NAMES}
+    recs = ([{"class": "sarcoidosis", "involved": {**none, "mediastinal_nodes": True}}] * 13
+            + [{"class": "sarcoidosis", "involved": none}] * 1
+            + [{"class": "lymphoma", "involved": {**none, "mediastinal_nodes": True}}] * 5
+            + [{"class": "lymphoma", "involved": {**none, "cervical_nodes": True}}] * 10)
+    table = region_table(recs)
+    rows = {r[0]: r for r in table.rows}
+    med = rows["mediastinal_nodes"]
+    assert med[1:5] == (13, 92.9, 5, 33.3)
+    assert med[5] == pytest.approx(round(fisher_exact([[13, 1], [5, 10]])[1], 4))
+    assert med[5] == pytest.approx(0.0017, abs=1e-4)  # two-sided Fisher exact, R: fisher.test(matrix(c(13,5,1,10),2))
+    assert rows["adrenal"][5] == 1.0 and table.columns[1].startswith("sarcoidosis n (of 14)")
+    with pytest.raises(InvalidInputError, match="both classes"):
+        region_table(recs[:14])

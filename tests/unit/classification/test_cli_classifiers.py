@@ -1,0 +1,145 @@
+"""CLI contract of ``oncolabel infer renal-mass | pet-lymphoma | hn-response`` and ``oncolabel phantoms ...``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.cli import main
+from oncolabel.io import check_same_geometry, read_image
+from tests.conftest import realdata
+
+
+def _case_dir(item: dict, key: str) -> Path:
+    return Path(item[key]).parent
+
+
+def _check_json(path: Path, classes: set[str]) -> dict:
+    data = json.loads(path.read_text())
+    assert set(data["probabilities"]) == classes
+    assert sum(data["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert data["prediction"] in classes and data["notice"].startswith("research use only")
+    assert data["model_version"] and data["provenance"]["model_sha256"]
+    return data
+
+
+def test_renal_mass_folder_json_and_heatmap(toy_models, toy_cohorts, tmp_path, capsys):
+    item = toy_cohorts["renal_mass"][0]
+    out, heat = tmp_path / "r.json", tmp_path / "h.nii.gz"
+    rc = main(["infer", "renal-mass", str(_case_dir(item, "corticomedullary")), "--model",
+               str(toy_models["renal_mass"]), "--json", str(out), "--heatmap", str(heat)])
+    assert rc == 0 and "research use only" in capsys.readouterr().out
+    data = _check_json(out, {"benign", "malignant"})
+    assert set(data["inputs"]) == {"unenhanced", "corticomedullary", "nephrographic", "excretory"}
+    assert data["heatmap"]["grid_of"] == "corticomedullary"
+    check_same_geometry(read_image(item["corticomedullary"]), read_image(heat), what="heat map")
+
+
+def test_renal_mass_four_files_any_order_and_missing_phase(toy_models, toy_cohorts, tmp_path, capsys):
+    item = toy_cohorts["renal_mass"][0]
+    files = [item[p] for p in ("excretory", "unenhanced", "nephrographic", "corticomedullary")]
+    assert main(["infer", "renal-mass", *files, "--model", str(toy_models["renal_mass"]),
+                 "--age", "60", "--sex", "F", "--size-mm", "22", "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["head"]["method"] == "multivariable"
+    capsys.readouterr()
+    rc = main(["infer", "renal-mass", *files[:3], "--model", str(toy_models["renal_mass"])])
+    assert rc == 1 and "missing CT phase(s): corticomedullary" in capsys.readouterr().err
+    rc = main(["infer", "renal-mass", *files[:3], "--model", str(toy_models["renal_mass"]), "--allow-missing-phases",
+               "--json", str(tmp_path / "m.json")])
+    assert rc == 0 and json.loads((tmp_path / "m.json").read_text())["missing_inputs"] == ["corticomedullary"]
+    rc = main(["infer", "renal-mass", *files, "--model", str(toy_models["renal_mass"]), "--age", "60"])
+    assert rc == 1 and "together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/folder"], "no such file"),
+    (["{notes}"], "cannot tell the phases"),
+    (["{a}", "{b}", "{c}", "{notes}"], "cannot tell the phase"),
+])
+def test_renal_mass_bad_inputs(args, message, toy_models, toy_cohorts, tmp_path, capsys):
+    item = toy_cohorts["renal_mass"][0]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    paths = {"notes": str(notes), "a": item["unenhanced"], "b": item["corticomedullary"], "c": item["excretory"]}
+    rc = main(["infer", "renal-mass", *[a.format(**paths) for a in args], "--model", str(toy_models["renal_mass"])])
+    assert rc == 1 and message in capsys.readouterr().err
+
+
+def test_renal_corrupt_phase_file(toy_models, toy_cohorts, tmp_path, capsys):
+    src = _case_dir(toy_cohorts["renal_mass"][0], "corticomedullary")
+    case = tmp_path / "case"
+    shutil.copytree(src, case)
+    (case / "excretory.nii.gz").write_bytes(b"garbage" * 10)
+    rc = main(["infer", "renal-mass", str(case), "--model", str(toy_models["renal_mass"])])
+    assert rc == 1 and "excretory.nii.gz" in capsys.readouterr().err
+
+
+def test_pet_lymphoma_nifti(toy_models, toy_cohorts, tmp_path, capsys):
+    item = toy_cohorts["pet_lymphoma"][0]
+    out, heat = tmp_path / "p.json", tmp_path / "p.nrrd"
+    assert main(["infer", "pet-lymphoma", item["image"], "--model", str(toy_models["pet_lymphoma"]),
+                 "--json", str(out), "--heatmap", str(heat)]) == 0
+    data = _check_json(out, {"sarcoidosis", "lymphoma"})
+    assert data["suv"]["source"] == "file declares SUVbw"
+    check_same_geometry(read_image(item["image"]), read_image(heat), what="heat map")
+    plain = tmp_path / "counts.nii.gz"
+    img = read_image(item["image"]) * 1000.0
+    sitk.WriteImage(sitk.Cast(img, sitk.sitkFloat32), str(plain))  # no SUV declaration
+    capsys.readouterr()
+    assert main(["infer", "pet-lymphoma", str(plain), "--model", str(toy_models["pet_lymphoma"])]) == 1
+    assert "--suv-scale" in capsys.readouterr().err
+    assert main(["infer", "pet-lymphoma", str(plain), "--suv-scale", "0.001",
+                 "--model", str(toy_models["pet_lymphoma"])]) == 0
+    assert main(["infer", "pet-lymphoma", str(plain), "--suv-scale", "1",
+                 "--model", str(toy_models["pet_lymphoma"])]) == 1
+    assert "not a plausible SUV" in capsys.readouterr().err
+
+
+def test_pet_lymphoma_dicom_without_suv_headers_stops(toy_models, tmp_path, capsys):
+    folder = realdata("pet_nema_iq_pynemaiqpet", "pet_recon_2")
+    rc = main(["infer", "pet-lymphoma", str(folder), "--model", str(toy_models["pet_lymphoma"])])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot compute SUV" in err and "--suv-scale" in err and "PatientWeight" in err
+    out = tmp_path / "nema.json"
+    assert main(["infer", "pet-lymphoma", str(folder), "--suv-scale", "0.0005", "--model",
+                 str(toy_models["pet_lymphoma"]), "--json", str(out), "--heatmap", str(tmp_path / "h.nii.gz")]) == 0
+    data = _check_json(out, {"sarcoidosis", "lymphoma"})
+    assert data["suv"]["source"] == "user-given scale factor" and data["suv"]["factor"] == 0.0005
+    assert read_image(tmp_path / "h.nii.gz").GetSize() == (192, 192, 89)
+
+
+def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
+    item = toy_cohorts["hn_response"][0]
+    out, heat = tmp_path / "h.json", tmp_path / "h.nii.gz"
+    assert main(["infer", "hn-response", item["image"], item["mask"], "--model", str(toy_models["hn_response"]),
+                 "--json", str(out), "--heatmap", str(heat)]) == 0
+    _check_json(out, {"poor_response", "good_response"})
+    check_same_geometry(read_image(item["image"]), read_image(heat), what="heat map")
+    empty = tmp_path / "empty.nii.gz"
+    m = read_image(item["mask"])
+    sitk.WriteImage(sitk.Cast(m * 0, sitk.sitkUInt8), str(empty))
+    capsys.readouterr()
+    assert main(["infer", "hn-response", item["image"], str(empty), "--model", str(toy_models["hn_response"])]) == 1
+    assert "empty" in capsys.readouterr().err
+    other = tmp_path / "other.nii.gz"
+    moved = sitk.Image(m)
+    moved.SetOrigin((5.0, 0.0, 0.0))
+    sitk.WriteImage(moved, str(other))
+    assert main(["infer", "hn-response", item["image"], str(other), "--model", str(toy_models["hn_response"])]) == 1
+    assert "origin" in capsys.readouterr().err
+    assert main(["infer", "hn-response", item["image"], item["mask"], "--heatmap", str(tmp_path / "h.png"),
+                 "--model", str(toy_models["hn_response"])]) == 1
+    assert "--heatmap" in capsys.readouterr().err
+
+
+def test_phantom_commands_print_the_ceiling(tmp_path, capsys):
+    for task in ("renal-mass", "pet-lymphoma", "hn-response"):
+        out = tmp_path / task
+        assert main(["phantoms", task, "--n", "4", "--seed", "3", "--out", str(out)]) == 0
+        assert "ceiling AUC" in capsys.readouterr().out and (out / "manifest.json").exists()
+    assert np.all([p.exists() for p in (tmp_path / "hn-response" / "cases").glob("*/followup.nii.gz")])

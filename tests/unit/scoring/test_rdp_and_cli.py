@@ -1,0 +1,127 @@
+"""The frozen RDP model, the 2 cm rule, and the ``oncolabel score pannet-ln`` command (contract and bad inputs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.checkpoint import Checkpoint, save_checkpoint
+from oncolabel.cli import main
+from oncolabel.errors import CheckpointError, GeometryError, InvalidInputError
+from oncolabel.scoring.models import model_pipeline
+from oncolabel.scoring.rdp import RdpHead, RdpModel, recommendation
+
+
+def test_head_reproduces_the_fitted_pipeline():
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(120, 8)) * [1, 5, 2, 1, 1, 3, 1, 1] + 10,
+                     columns=[f"rad:f{i}" for i in range(6)] + ["deep:0", "deep:1"])
+    y = (x["rad:f0"] - x["deep:1"] + rng.normal(0, 0.7, 120) > 0).astype(int).to_numpy()
+    pipe = model_pipeline("glmboost").fit(x, y)
+    head = RdpHead.from_pipeline(pipe, calib_intercept=0.2, calib_slope=1.5, threshold=0.4)
+    lp = np.array([head.linear_predictor(r) for r in x.to_dict("records")])
+    np.testing.assert_allclose(lp, pipe.decision_function(x), atol=1e-9)
+    s = head.score(x.iloc[0].to_dict())
+    assert s == pytest.approx(1 / (1 + np.exp(-(0.2 + 1.5 * lp[0]))))
+    contrib = head.contributions(x.iloc[0].to_dict())
+    assert sum(c["contribution_log_odds"] for c in contrib) == pytest.approx(lp[0] - head.intercept)
+    assert abs(contrib[0]["contribution_log_odds"]) >= abs(contrib[-1]["contribution_log_odds"])
+    assert RdpHead.from_dict(head.to_dict()) == head
+    with pytest.raises(InvalidInputError, match="missing"):
+        head.score({})
+    with pytest.raises(InvalidInputError, match="not a linear model"):
+        RdpHead.from_pipeline(model_pipeline("random_forest").fit(x, y))
+
+
+@pytest.mark.parametrize("group, size, expected", [
+    ("low", 1.5, "follow-up (surveillance) or minimal enucleation"),
+    ("high", 2.0, "standard oncological resection"),
+    ("low", 2.1, "enucleation (parenchyma-sparing)"),
+    ("high", 4.0, "standard oncological resection"),
+])
+def test_two_centimetre_rule(group, size, expected):
+    text = recommendation(group, size)
+    assert text.startswith(expected) and "research use only" in text
+    assert ("<= 2 cm" in text) == (size <= 2.0)
+
+
+def test_rule_and_head_refuse_bad_values():
+    with pytest.raises(InvalidInputError):
+        recommendation("medium", 1.0)
+    with pytest.raises(InvalidInputError):
+        recommendation("low", -1.0)
+    with pytest.raises(InvalidInputError, match="threshold"):
+        RdpHead(features=("a",), mean=(0.0,), scale=(1.0,), coef=(1.0,), intercept=0.0, threshold=1.5)
+    with pytest.raises(InvalidInputError, match="scale"):
+        RdpHead(features=("a",), mean=(0.0,), scale=(0.0,), coef=(1.0,), intercept=0.0)
+
+
+def test_model_file_round_trip_and_refusals(tiny_rdp_model, tmp_path):
+    m = RdpModel.load(tiny_rdp_model)
+    assert m.version == m.checkpoint.sha256[:12] and m.head.threshold == 0.3
+    ck = m.checkpoint
+    save_checkpoint(Checkpoint(task="bone_metastasis", network=ck.network, preprocessing=ck.preprocessing,
+                               state_dict=ck.state_dict, training=ck.training), tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="pannet_ln"):
+        RdpModel.load(tmp_path / "other.pt")
+    save_checkpoint(Checkpoint(task="pannet_ln", network=ck.network, preprocessing=ck.preprocessing,
+                               state_dict=ck.state_dict, training={}), tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not an RDP model"):
+        RdpModel.load(tmp_path / "plain.pt")
+    changed = {**dict(ck.preprocessing), "crop_mm": 1.0}
+    save_checkpoint(Checkpoint(task="pannet_ln", network=ck.network, preprocessing=changed,
+                               state_dict=ck.state_dict, training=ck.training), tmp_path / "changed.pt")
+    with pytest.raises(CheckpointError, match="other preprocessing"):
+        RdpModel.load(tmp_path / "changed.pt")
+
+
+def test_predict_json(tiny_rdp_model, pannet_cases):
+    image, mask = pannet_cases[0]
+    res = RdpModel.load(tiny_rdp_model).predict(image, mask)
+    out = res.to_json()
+    assert out["notice"].startswith("research use only") and out["task"] == "pannet_ln"
+    assert 0 < out["score"] < 1 and out["risk_group"] in ("low", "high")
+    assert out["size_source"].startswith("measured") and out["size_cm"] > 0
+    assert len(out["top_contributions"]) == 3 and out["model_version"] == res.model_version
+    assert out["provenance"]["radiomics"]["software"]["pyradiomics"]
+    given = RdpModel.load(tiny_rdp_model).predict(image, mask, size_cm=1.0).to_json()
+    assert given["size_cm"] == 1.0 and given["size_group"] == "<= 2 cm" and given["size_source"] == "given"
+
+
+def test_score_cli_contract(tiny_rdp_model, pannet_cases, tmp_path, capsys):
+    image, mask = pannet_cases[1]
+    out = tmp_path / "r.json"
+    rc = main(["score", "pannet-ln", str(image), str(mask), "--model", str(tiny_rdp_model), "--size-cm", "2.5",
+               "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "RDP score" in text and "research use only" in text
+    data = json.loads(out.read_text())
+    assert data["size_cm"] == 2.5 and data["image"] == str(image) and "recommendation" in data
+
+
+def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
+    image, mask = pannet_cases[0]
+    other_image, other_mask = pannet_cases[1]
+    m = sitk.ReadImage(str(mask))
+    empty = sitk.Image(m.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(m)
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    cases = [
+        ([str(image), str(tmp_path / "empty.nii.gz")], "empty"),
+        ([str(image), str(other_mask)], "differs from the image"),
+        ([str(image), str(tmp_path / "missing.nii.gz")], "no such file"),
+        ([str(image), str(mask), "--size-cm", "-2"], "size_cm"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "never.json"
+        rc = main(["score", "pannet-ln", *args, "--model", str(tiny_rdp_model), "--json", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 1 and message in err, (args, err)
+        assert not out.exists()
+    with pytest.raises(GeometryError):
+        RdpModel.load(tiny_rdp_model).predict(image, other_mask)
