@@ -105,7 +105,9 @@ class Trainer:
         self.validate_every = int(validate_every or t.validate_every)
         self.seed = int(seed if seed is not None else t.seed)
         self.init = init
-        self.device = torch.device(device)
+        from oncolabel.inference import resolve_device
+
+        self.device = resolve_device(device)
         self.stop_event = stop_event
         self.progress = progress
         self.save_best_to = Path(save_best_to) if save_best_to else None

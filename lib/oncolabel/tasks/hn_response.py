@@ -123,7 +123,7 @@ def hn_response_spec() -> TaskSpec:
         network=NetworkSpec("CNNClassifier", {"spatial_dims": 3, "in_channels": 2, "out_channels": 2,
                                               "channels": (8, 16, 32, 64), "dropout": 0.3}),
         preprocessing=PREPROCESSING,
-        training=TrainingSpec(max_iterations=400, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
+        training=TrainingSpec(max_iterations=150, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
                               validate_every=200, finetune_iterations=40, finetune_learning_rate=5e-4),
         postprocessing=ClassificationPostprocessing(head="deep_features"),
         default_model="hn_response.pt",
