@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oncolabel.classification import CachedPreprocessing, binary_entropy, network_outputs
-from oncolabel.features.deep import model_from_checkpoint
+from oncolabel.classification import CachedPreprocessing, binary_entropy, checkpoint_model, network_outputs
 from oncolabel.phantoms.io import read_classification_cohort
 from oncolabel.stats import PatientStratifiedKFold, roc_auc
 from oncolabel.tasks import get_task
@@ -46,7 +45,7 @@ def campaign(spec: Any, items: list[dict], pool: np.ndarray, test: np.ndarray, s
                           learning_rate=None if ckpt is None else spec.training.finetune_learning_rate,
                           seed=seed + r)
         ckpt = trainer.fit([items[i] for i in labelled]).checkpoint
-        model = model_from_checkpoint(ckpt)
+        model = checkpoint_model(ckpt)
         margin = network_outputs(model, x, spec.preprocessing.branch_names)["margin"]
         auc = float(roc_auc(y[test], margin[test]))
         history.append({"round": r, "labels": len(labelled), "test_auc": round(auc, 4),

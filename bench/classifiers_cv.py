@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oncolabel.classification import calibrated_oof, cross_validate, cv_metrics, fit_classifier, fit_heads, model_card
+from oncolabel.classification import calibrated_oof, cross_validate, cv_metrics, fit_classifier, model_card
 from oncolabel.phantoms.io import read_classification_cohort, read_manifest
 from oncolabel.stats import delong_test, diagnostic_metrics, roc_auc_ci
 from oncolabel.tasks import get_task
@@ -199,7 +199,7 @@ def main() -> None:
     else:
         cv = cross_validate(spec, items, feature_c=0.05 if spec.postprocessing.head == "deep_features" else None,
                             **kw)
-        p_cal = calibrated_oof(spec, cv, fit_heads(spec, cv, covariates=cov), cov)
+        p_cal = calibrated_oof(spec, cv)
     metrics = cv_metrics(cv, p_cal)
     ceiling = _auc(y, posterior)
     results: dict[str, Any] = {
@@ -212,6 +212,10 @@ def main() -> None:
     results[args.task] = extra
     results["seconds"] = round(time.time() - start, 1)
     print(json.dumps({k: v for k, v in results.items() if k != "cohort_summary"}, indent=1, default=str))
+    results["out_of_fold"] = {"case_id": groups, "y": y.tolist(), "fold": cv.fold.tolist(),
+                              "posterior": posterior.tolist(), "calibrated": p_cal.tolist(),
+                              **{k: np.asarray(v).tolist() for k, v in cv.scores.items()},
+                              **{k: np.asarray(v).tolist() for k, v in models.items()}}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=str))

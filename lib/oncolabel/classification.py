@@ -38,7 +38,6 @@ from torch import nn
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError
-from oncolabel.provenance import package_versions
 
 if TYPE_CHECKING:  # the task specs import this module (their preprocessing contract): no import cycle at run time
     from oncolabel.tasks.base import TaskSpec
@@ -49,7 +48,7 @@ __all__ = [
     "ClassificationPostprocessing", "ClassifierPreprocessing", "Prepared", "LogisticHead", "fit_temperature",
     "fit_logistic", "select_head", "network_outputs", "ClassifierPredictor", "ClassificationResult",
     "CachedPreprocessing", "CVResult", "cross_validate", "fit_classifier", "FitResult", "binary_entropy",
-    "model_card",
+    "model_card", "checkpoint_model",
 ]
 
 
@@ -481,11 +480,9 @@ class ClassifierPredictor:
                 "probability": p, "measure": measure}
 
     def provenance(self) -> dict[str, Any]:
-        ck = self.checkpoint
-        return {"notice": RESEARCH_USE_ONLY, "task": self.spec.name, "model_version": ck.version,
-                "model_sha256": ck.sha256, "model_path": str(ck.path) if ck.path else None,
-                "model_created_utc": ck.created_utc, "model_metrics": ck.metrics,
-                "settings": self.spec.settings(), "device": str(self.device), "software": package_versions()}
+        from oncolabel.inference import predictor_provenance
+
+        return predictor_provenance(self.spec, self.checkpoint, self.device)
 
 
 # --- cross-validation and fitting --------------------------------------------------------------------------------
@@ -512,10 +509,14 @@ class CVResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _model_from(ckpt: Checkpoint) -> nn.Module:
-    from oncolabel.features.deep import model_from_checkpoint
+def checkpoint_model(ckpt: Checkpoint) -> nn.Module:
+    """The network of a checkpoint with its weights, in eval mode (no preprocessing check: see
+    :func:`oncolabel.inference.build_model` for that)."""
+    from oncolabel.tasks.base import build_network
 
-    return model_from_checkpoint(ckpt)
+    model = build_network(ckpt.network["name"], ckpt.network["kwargs"])
+    model.load_state_dict(ckpt.state_dict)
+    return model.eval()
 
 
 def _stack(prep: Any, items: Sequence[Mapping[str, Any]]) -> torch.Tensor:
@@ -558,7 +559,7 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     for k, (train, test) in enumerate(splits):
         result = Trainer(cspec, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
                          device=device, seed=seed + k).fit([items[i] for i in train])
-        model = _model_from(result.checkpoint)
+        model = checkpoint_model(result.checkpoint)
         x_test = _stack(prep, [items[i] for i in test])
         out = network_outputs(model, x_test, spec.preprocessing.branch_names, features=feature_c is not None)
         if feature_c is not None:
@@ -630,13 +631,27 @@ class FitResult:
     metrics: dict[str, Any]
 
 
-def calibrated_oof(spec: TaskSpec, cv: CVResult, heads: Sequence[LogisticHead],
+def _subset(cv: CVResult, rows: np.ndarray) -> CVResult:
+    return dataclasses.replace(cv, y=cv.y[rows], groups=cv.groups[rows], fold=cv.fold[rows],
+                               scores={k: v[rows] for k, v in cv.scores.items()})
+
+
+def calibrated_oof(spec: TaskSpec, cv: CVResult, heads: Sequence[LogisticHead] | None = None,
                    covariates: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-    """Out-of-fold calibrated probabilities of the task's main head (image inputs only)."""
-    if spec.postprocessing.head == "deep_features":
-        return heads[0].predict({"margin": cv.scores["feature_margin"]})
-    image_heads = [h for h in heads if h.method != "multivariable"]
-    return select_head(image_heads, set(cv.scores)).predict(cv.scores)
+    """Cross-fitted calibrated probabilities of the task's main (image-only) head: for each test fold, the heads are
+    fitted on the other folds' out-of-fold scores and applied to it, so that the reported AUC, Brier score and
+    calibration slope / intercept are not measured on the data the calibration was fitted on. (``heads`` is
+    accepted for backwards compatibility and not used.)"""
+    out = np.zeros(cv.y.size)
+    for k in np.unique(cv.fold):
+        train, test = np.flatnonzero(cv.fold != k), np.flatnonzero(cv.fold == k)
+        fold_heads = fit_heads(spec, _subset(cv, train))
+        scores = {n: v[test] for n, v in cv.scores.items()}
+        if spec.postprocessing.head == "deep_features":
+            out[test] = fold_heads[0].predict({"margin": scores["feature_margin"]})
+        else:
+            out[test] = select_head([h for h in fold_heads if h.method != "multivariable"], set(scores)).predict(scores)
+    return out
 
 
 def fit_classifier(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups: Sequence[Any] | None = None,
@@ -664,7 +679,7 @@ def fit_classifier(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
                     learning_rate=learning_rate, device=device, seed=seed + n_splits).fit(list(items))
     ckpt = final.checkpoint
     if use_features:
-        model = _model_from(ckpt)
+        model = checkpoint_model(ckpt)
         feats = network_outputs(model, _stack(prep, items), features=True)["features"]
         heads[0] = compose_platt(_feature_head(feats, cv.y, feature_c, fitted_on="final model, all cases"), heads[0])
     metrics = cv_metrics(cv, p_oof)

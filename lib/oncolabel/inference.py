@@ -204,8 +204,12 @@ class SegmentationPredictor:
                 "active_fraction": frac}
 
     def provenance(self) -> dict[str, Any]:
-        ck = self.checkpoint
-        return {"notice": RESEARCH_USE_ONLY, "task": self.spec.name, "model_version": ck.version,
-                "model_sha256": ck.sha256, "model_path": str(ck.path) if ck.path else None,
-                "model_created_utc": ck.created_utc, "model_metrics": ck.metrics,
-                "settings": self.spec.settings(), "device": str(self.device), "software": package_versions()}
+        return predictor_provenance(self.spec, self.checkpoint, self.device)
+
+
+def predictor_provenance(spec: TaskSpec, ck: Checkpoint, device: torch.device) -> dict[str, Any]:
+    """What every predictor's output records: notice, task, model version / hash / metrics, settings, software."""
+    return {"notice": RESEARCH_USE_ONLY, "task": spec.name, "model_version": ck.version,
+            "model_sha256": ck.sha256, "model_path": str(ck.path) if ck.path else None,
+            "model_created_utc": ck.created_utc, "model_metrics": ck.metrics,
+            "settings": spec.settings(), "device": str(device), "software": package_versions()}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from oncolabel.client import OncoLabelClient, ServerRequestError
+from oncolabel.client import ServerRequestError
 from oncolabel.inference import default_checkpoint_path
 from oncolabel.io import check_same_geometry, read_image
 from oncolabel.server.process import ServerProcess

@@ -25,9 +25,9 @@ from the image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -36,7 +36,8 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.phantoms._ct import (CTGrid, acquire, child_seed, correlated_noise, occupancy, plane_wave_field,
                                     sdf_ellipse, sdf_ellipsoid)
-from oncolabel.phantoms.io import ClassificationCase, write_classification_cohort
+from oncolabel.phantoms.bone_metastasis import case_seed
+from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.hn_response"
 GENERATOR_VERSION = "1.0.0"
@@ -226,31 +227,17 @@ def generate_hn_response_case(seed: int | np.random.SeedSequence, *, config: HnR
                               posterior=round(posterior, 6), traits=traits, meta=meta)
 
 
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of cohort ``seed`` (independent of the cohort size)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-    return child_seed(int(seed), int(index))
-
-
 def write_hn_response_cohort(out_dir: str | Path, n: int, seed: int, *,
                              config: HnResponsePhantomConfig | None = None) -> list[dict[str, Any]]:
     """Write ``n`` cases (ids ``hn_s{seed}_{i:04d}``) under ``out_dir``; returns the manifest entries."""
-    cfg = config or HnResponsePhantomConfig()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
-
-    def cases() -> Iterator[tuple[int, ClassificationCase]]:
-        for i in range(int(n)):
-            yield i, generate_hn_response_case(case_seed(seed, i), config=cfg, case_id=f"hn_s{int(seed)}_{i:04d}")
-
     def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         rates = [r["traits"]["shrinkage_rate"] for r in records]
         return {"median_shrinkage_rate": round(float(np.median(rates)), 4),
                 "population_median_rule": "good response = response score > 0 (its population median)"}
 
-    return write_classification_cohort(out_dir, cases(), generator=GENERATOR, version=GENERATOR_VERSION,
-                                       seed=int(seed), n=int(n), settings=asdict(cfg), summarise=summary)
+    return write_generated_cohort(out_dir, n, seed, generate=generate_hn_response_case, prefix="hn",
+                                  config=config or HnResponsePhantomConfig(), generator=GENERATOR,
+                                  version=GENERATOR_VERSION, summarise=summary)
 
 
 __all__ = ["HnResponsePhantomConfig", "generate_hn_response_case", "write_hn_response_cohort", "posterior_response",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError
@@ -233,6 +234,28 @@ def write_classification_cohort(out_dir: str | Path, cases: Iterator[tuple[int, 
                           seed=int(seed), n=int(n), cases=entries, summary=summary)
     atomic_write_json(manifest, out / "manifest.json")
     return entries
+
+
+def write_generated_cohort(out_dir: str | Path, n: int, seed: int, *, generate: Callable[..., ClassificationCase],
+                           prefix: str, config: Any, generator: str, version: str,
+                           summarise: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+                           ) -> list[dict[str, Any]]:
+    """Generate and write ``n`` cases: case ``i`` is ``generate(child_seed(seed, i), config=config,
+    case_id=f"{prefix}_s{seed}_{i:04d}")``, so it never depends on ``n`` (see :func:`write_classification_cohort`)."""
+    from dataclasses import asdict
+
+    from oncolabel.phantoms._ct import child_seed
+
+    for name, value, low in (("seed", seed, 0), ("n", n, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def cases() -> Iterator[tuple[int, ClassificationCase]]:
+        for i in range(int(n)):
+            yield i, generate(child_seed(int(seed), i), config=config, case_id=f"{prefix}_s{int(seed)}_{i:04d}")
+
+    return write_classification_cohort(out_dir, cases(), generator=generator, version=version, seed=int(seed),
+                                       n=int(n), settings=asdict(config), summarise=summarise)
 
 
 def read_classification_cohort(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -494,7 +494,7 @@ def generate_pannet_case(seed: int | np.random.SeedSequence, *, config: PannetPh
     seed : non-negative integer or :class:`numpy.random.SeedSequence` (:func:`case_seed` for cohort case ``i``).
         The same seed and config give identical arrays.
     config : :class:`PannetPhantomConfig` (centre, matrix, generative model).
-    case_id : default ``pnet{centre}_s{entropy}``.
+    case_id : default ``pnet{centre}_s{entropy}`` (``_{i:04d}`` appended for cohort seeds).
 
     Returns
     -------
@@ -511,7 +511,8 @@ def generate_pannet_case(seed: int | np.random.SeedSequence, *, config: PannetPh
     else:
         _check_seed(seed)
         ss = np.random.SeedSequence(int(seed))
-    cid = check_case_id(case_id if case_id is not None else f"pnet{cfg.centre}_s{ss.entropy}")
+    keys = "_".join(f"{k:04d}" for k in ss.spawn_key)
+    cid = check_case_id(case_id if case_id is not None else f"pnet{cfg.centre}_s{ss.entropy}" + (f"_{keys}" if keys else ""))
     r_traits, r_acq, r_anat, r_tum, r_nodes, r_noise, r_clin = (np.random.default_rng(child_seed(ss, k))
                                                                 for k in range(7))
     model = cfg.model

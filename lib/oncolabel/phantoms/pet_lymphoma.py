@@ -24,9 +24,9 @@ least one involved region). Its AUC over a cohort is the ceiling of any image mo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +34,8 @@ from scipy import ndimage
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.phantoms._ct import CTGrid, child_seed, correlated_noise, occupancy, sdf_ellipse, sdf_ellipsoid
-from oncolabel.phantoms.io import ClassificationCase, write_classification_cohort
+from oncolabel.phantoms.bone_metastasis import case_seed
+from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.pet_lymphoma"
 GENERATOR_VERSION = "1.0.0"
@@ -320,13 +321,6 @@ def generate_pet_lymphoma_case(seed: int | np.random.SeedSequence, *,
                               meta=meta)
 
 
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of cohort ``seed`` (independent of the cohort size)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-    return child_seed(int(seed), int(index))
-
-
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     from oncolabel.tasks.pet_lymphoma import region_table
 
@@ -339,16 +333,9 @@ def write_pet_lymphoma_cohort(out_dir: str | Path, n: int, seed: int, *,
                               config: PetLymphomaPhantomConfig | None = None) -> list[dict[str, Any]]:
     """Write ``n`` cases (ids ``pl_s{seed}_{i:04d}``) under ``out_dir``; returns the manifest entries (the manifest
     summary holds ``ceiling_auc`` and the cohort's region table with Fisher's exact test)."""
-    cfg = config or PetLymphomaPhantomConfig()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
-
-    def cases() -> Iterator[tuple[int, ClassificationCase]]:
-        for i in range(int(n)):
-            yield i, generate_pet_lymphoma_case(case_seed(seed, i), config=cfg, case_id=f"pl_s{int(seed)}_{i:04d}")
-
-    return write_classification_cohort(out_dir, cases(), generator=GENERATOR, version=GENERATOR_VERSION,
-                                       seed=int(seed), n=int(n), settings=asdict(cfg), summarise=_summary)
+    return write_generated_cohort(out_dir, n, seed, generate=generate_pet_lymphoma_case, prefix="pl",
+                                  config=config or PetLymphomaPhantomConfig(), generator=GENERATOR,
+                                  version=GENERATOR_VERSION, summarise=_summary)
 
 
 __all__ = ["PetLymphomaPhantomConfig", "generate_pet_lymphoma_case", "write_pet_lymphoma_cohort",

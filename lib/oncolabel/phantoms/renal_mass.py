@@ -29,18 +29,18 @@ Their AUCs over a cohort are the ceilings of a multivariable model and of an ima
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.stats import norm
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.phantoms._ct import CTGrid, acquire, child_seed, correlated_noise, plane_wave_field, sdf_ellipsoid
-from oncolabel.phantoms.io import ClassificationCase, write_classification_cohort
+from oncolabel.phantoms.bone_metastasis import case_seed
+from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.renal_mass"
 GENERATOR_VERSION = "1.0.0"
@@ -238,13 +238,6 @@ def generate_renal_mass_case(seed: int | np.random.SeedSequence, *, config: Rena
                               posterior=round(posterior, 6), traits=traits, meta=meta)
 
 
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of cohort ``seed`` (independent of the cohort size)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-    return child_seed(int(seed), int(index))
-
-
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     from oncolabel.stats import roc_auc
 
@@ -262,16 +255,9 @@ def write_renal_mass_cohort(out_dir: str | Path, n: int, seed: int, *,
 
     The manifest summary holds ``ceiling_auc`` (posterior with age and sex) and ``image_ceiling_auc``.
     """
-    cfg = config or RenalMassPhantomConfig()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
-
-    def cases() -> Iterator[tuple[int, ClassificationCase]]:
-        for i in range(int(n)):
-            yield i, generate_renal_mass_case(case_seed(seed, i), config=cfg, case_id=f"rm_s{int(seed)}_{i:04d}")
-
-    return write_classification_cohort(out_dir, cases(), generator=GENERATOR, version=GENERATOR_VERSION,
-                                       seed=int(seed), n=int(n), settings=asdict(cfg), summarise=_summary)
+    return write_generated_cohort(out_dir, n, seed, generate=generate_renal_mass_case, prefix="rm",
+                                  config=config or RenalMassPhantomConfig(), generator=GENERATOR,
+                                  version=GENERATOR_VERSION, summarise=_summary)
 
 
 __all__ = ["RenalMassPhantomConfig", "generate_renal_mass_case", "write_renal_mass_cohort", "posterior_malignant",

@@ -136,7 +136,8 @@ def cross_validate_models(X: pd.DataFrame, y: Any, groups: Any, *, feature_stage
     X : rows = patients; columns the feature stage understands (paths, ``rad:`` ...).
     y : 0/1 outcome.
     groups : patient id per row (checked: no patient in two folds' test sets or in train and test).
-    feature_stage : unfitted transformer (cloned and fitted on each fold's training rows), or None.
+    feature_stage : unfitted transformer (cloned; ``fit_transform`` on each fold's training rows, ``transform`` on
+        its test rows), or None.
     models : name -> unfitted pipeline (cloned per fold).
     cv : splitter with ``split(X, y, groups)`` (e.g. :class:`oncolabel.stats.PatientStratifiedKFold`).
     score : ``(fitted model, X) -> score``.
@@ -151,9 +152,10 @@ def cross_validate_models(X: pd.DataFrame, y: Any, groups: Any, *, feature_stage
     secs = {"feature_stage": 0.0, "models": 0.0}
     for k, (tr, te) in enumerate(folds, start=1):
         t0 = time.perf_counter()
-        if feature_stage is not None:
-            stage = clone(feature_stage).fit(X.iloc[tr], yy[tr])
-            z_tr, z_te = stage.transform(X.iloc[tr]), stage.transform(X.iloc[te])
+        if feature_stage is not None:  # fit_transform: a cross-fitting stage gives its out-of-fold training rows
+            stage = clone(feature_stage)
+            z_tr = stage.fit_transform(X.iloc[tr], yy[tr])
+            z_te = stage.transform(X.iloc[te])
         else:
             z_tr, z_te = X.iloc[tr], X.iloc[te]
         t1 = time.perf_counter()

@@ -1,6 +1,8 @@
 """The RDP score: calibrated risk of lymph-node metastasis of non-functional PanNET, and what it suggests.
 
-A frozen :class:`RdpModel` is the task's CNN (deep features) plus a linear *head* taken from a fitted
+A frozen :class:`RdpModel` is the task's CNN(s) (deep features: the mean log-odds of the cross-fitted CNNs,
+``deep:logit``; the first CNN's pooled activations ``deep:<k>`` are available too) plus a linear *head* taken from a
+fitted
 ``combined`` glmBoost pipeline (:func:`oncolabel.scoring.models.model_pipeline`)::
 
     lp    = intercept + sum_j coef_j (x_j - mean_j) / scale_j        (log-odds, selected features only)
@@ -34,7 +36,7 @@ import torch
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError
-from oncolabel.features.deep import DEEP_PREFIX, model_from_checkpoint
+from oncolabel.features.deep import DEEP_PREFIX, LOGIT_COLUMN, models_from_checkpoint
 from oncolabel.features.radiomics import extract_radiomics_with_provenance
 from oncolabel.features.selection import RAD_PREFIX
 from oncolabel.provenance import package_versions
@@ -207,7 +209,7 @@ class RdpModel:
             raise CheckpointError(f"{checkpoint.path}: not an RDP model (no 'rdp_head' in its training record)")
         self.checkpoint = checkpoint
         self.head = RdpHead.from_dict(head)
-        self.cnn = model_from_checkpoint(checkpoint)
+        self.cnns = models_from_checkpoint(checkpoint)
 
     @property
     def version(self) -> str:
@@ -241,7 +243,9 @@ class RdpModel:
         values = {RAD_PREFIX + k: v for k, v in rad.values.items()}
         x = torch.from_numpy(self.spec.preprocessing.prepare(image, mask))[None]
         with torch.inference_mode():
-            deep = self.cnn.features(x)[0].numpy()
+            z = torch.stack([m(x)[0] for m in self.cnns])
+            values[LOGIT_COLUMN] = float((z[:, 1] - z[:, 0]).mean())  # mean log-odds of the (cross-fitted) CNNs
+            deep = self.cnns[0].features(x)[0].numpy()
         values.update({f"{DEEP_PREFIX}{k}": float(v) for k, v in enumerate(deep)})
         prov = {k: v for k, v in rad.provenance.items() if k in ("settings", "image_types", "software")}
         return values, prov
@@ -282,7 +286,3 @@ class RdpModel:
                          contributions=self.head.contributions(values), threshold=self.head.threshold,
                          model_version=self.version, provenance=prov)
 
-
-def feature_columns(values: Sequence[str]) -> list[str]:
-    """The head-relevant columns (``rad:``/``deep:``) of a list of names."""
-    return [v for v in values if v.startswith((RAD_PREFIX, DEEP_PREFIX))]

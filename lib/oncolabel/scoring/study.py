@@ -56,6 +56,8 @@ class StudySettings:
     seed : seed of splits, CNN training and learners.
     n_jobs : processes for radiomics extraction.
     cnn_iterations : CNN training iterations (default: the task's).
+    deep_cross_fit : inner folds of the deep-feature CNN (``K`` CNNs, out-of-fold logit for the training rows;
+        see :mod:`oncolabel.features.deep`).
     max_features : most features the LASSO step passes on.
     stability_threshold, redundancy_threshold : ICC and ``|rho|`` cut-offs of the selection steps.
     methods : learners compared.
@@ -72,6 +74,7 @@ class StudySettings:
     redundancy_threshold: float = 0.9
     methods: tuple[str, ...] = tuple(METHODS)
     n_boot: int = 1000
+    deep_cross_fit: int = 3
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.internal_fraction <= 0.5:
@@ -309,14 +312,14 @@ def fit_rdp(X: pd.DataFrame, y: Any, groups: Any, settings: StudySettings, *,  #
     models.update({names[fs]: model_pipeline(CHOSEN, features=fs, **kw) for fs in feature_sets})
     secs: dict[str, float] = {}
     t = time.perf_counter()
-    cv = cross_validate_models(X, yy, groups, feature_stage=DeepFeatures(iterations=settings.cnn_iterations,
-                                                                          seed=settings.seed),
-                               models=models, cv=PatientStratifiedKFold(settings.n_folds, random_state=settings.seed),
-                               progress=log)
+    stage = DeepFeatures(output="logit", cross_fit=settings.deep_cross_fit, iterations=settings.cnn_iterations,
+                         seed=settings.seed)
+    cv = cross_validate_models(X, yy, groups, feature_stage=stage, models=models,
+                               cv=PatientStratifiedKFold(settings.n_folds, random_state=settings.seed), progress=log)
     secs["cross_validation"] = time.perf_counter() - t
     t = time.perf_counter()
-    stage = DeepFeatures(iterations=settings.cnn_iterations, seed=settings.seed).fit(X, yy)
-    z = stage.transform(X)
+    stage = clone(stage)
+    z = stage.fit_transform(X, yy)
     fitted = {fs: clone(models[names[fs]]).fit(z, yy) for fs in feature_sets}
     secs["final_fit"] = time.perf_counter() - t
     calib = {fs: platt(cv.oof[names[fs]], yy) for fs in feature_sets}
@@ -324,7 +327,7 @@ def fit_rdp(X: pd.DataFrame, y: Any, groups: Any, settings: StudySettings, *,  #
     threshold = float(np.clip(youden_threshold(yy, oof["combined"].to_numpy()).threshold, 1e-6, 1 - 1e-6))
     head = RdpHead.from_pipeline(fitted["combined"], calib_intercept=calib["combined"][0],
                                  calib_slope=calib["combined"][1], threshold=threshold)
-    model = RdpModel.build(stage.checkpoint_, head,
+    model = RdpModel.build(stage.checkpoint(), head,
                            metrics={"auc_training_cv": float(roc_auc_ci(yy, oof["combined"].to_numpy()).auc),
                                     "n_training": int(yy.size), "threshold": threshold},
                            training={"study_settings": _settings_dict(settings)})
@@ -416,7 +419,7 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
                "auc_external": auc["external"]["combined"]["auc"],
                "ceiling_auc_external": cohorts_info["external"]["ceiling_auc"],
                "threshold": threshold, "n_training": int(y["training"].size)}
-    model = RdpModel.build(fit.stage.checkpoint_, head, metrics=metrics,
+    model = RdpModel.build(fit.stage.checkpoint(), head, metrics=metrics,
                            training={"study_settings": _settings_dict(cfg), "radiomics": rad_prov,
                                      "cohorts": cohorts_info})
     result = StudyResult(settings=cfg, cohorts=cohorts_info, comparison=comparison, auc=auc, delong=delong,
@@ -438,6 +441,21 @@ def _settings_dict(cfg: StudySettings) -> dict[str, Any]:
     return d
 
 
+def _generation_command(folder: str | Path) -> str | None:
+    """The ``oncolabel phantoms pannet`` command that wrote a phantom cohort (None for other data)."""
+    from oncolabel.phantoms import read_manifest
+    from oncolabel.phantoms.pannet import GENERATOR
+
+    try:
+        m = read_manifest(folder)
+    except InvalidInputError:
+        return None
+    if m.get("generator", {}).get("name") != GENERATOR:
+        return None
+    return (f"oncolabel phantoms pannet --n {m['n']} --centre {m['settings']['centre']} --seed {m['seed']} "
+            f"--out {folder}  # generator {m['generator']['version']}")
+
+
 def export_rdp_model(result: StudyResult, dest: str | Path, *, train_dir: str | Path,
                      external_dir: str | Path) -> Path:
     """Write the frozen model (atomically) and its JSON model card (``<dest>.json`` with the stem)."""
@@ -447,13 +465,15 @@ def export_rdp_model(result: StudyResult, dest: str | Path, *, train_dir: str | 
     if image_suffix(dest) or dest.suffix != ".pt":
         raise InvalidInputError(f"{dest}: the RDP model file must end in .pt")
     result.model.save(dest)
+    dest.chmod(0o644)
     cfg = result.settings
-    command = (f"oncolabel score pannet-ln-study --train {train_dir} --external {external_dir} "
-               f"--seed {cfg.seed} --folds {cfg.n_folds} --out REPORT.html --export-model {dest.name}")
+    command = [_generation_command(train_dir), _generation_command(external_dir),
+               f"oncolabel score pannet-ln-study --train {train_dir} --external {external_dir} --seed {cfg.seed} "
+               f"--folds {cfg.n_folds} --out REPORT.html --export-model {dest.name}"]
     card = {
         "model": "pannet_ln RDP score (radiomics + deep features + glmBoost)", "notice": RESEARCH_USE_ONLY,
         "file": dest.name, "sha256": result.model.checkpoint.sha256, "version": result.model.version,
-        "reproduce": command, "settings": _settings_dict(cfg), "cohorts": result.cohorts,
+        "reproduce": [c for c in command if c], "settings": _settings_dict(cfg), "cohorts": result.cohorts,
         "auc": {k: v["combined"] for k, v in result.auc.items()},
         "subgroups": result.subgroups, "comparison_cv_auc": {r["method"]: r["cv_auc"] for r in result.comparison},
         "features": result.selected, "threshold": result.model.head.threshold,
@@ -465,5 +485,6 @@ def export_rdp_model(result: StudyResult, dest: str | Path, *, train_dir: str | 
     }
     with atomic_path(dest.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2, default=str))
+    dest.with_suffix(".json").chmod(0o644)
     return dest
 

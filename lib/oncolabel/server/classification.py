@@ -36,17 +36,17 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
-from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import load_checkpoint
-from oncolabel.classification import (ClassifierPredictor, checkpoint_heads, compose_platt, fit_logistic,
-                                      network_outputs)
+from oncolabel.classification import (ClassifierPredictor, checkpoint_heads, checkpoint_model, compose_platt,
+                                      fit_logistic, network_outputs)
 from oncolabel.config import ServerConfig
 from oncolabel.errors import InvalidInputError, NotFoundError
 from oncolabel.io import case_id_of, read_image, write_image
 from oncolabel.modelstore import ModelStore
 from oncolabel.server.components import SERVER_TASK_FACTORIES
+from oncolabel.server.tasks import PredictorCache, SegmentationInfer, SegmentationTrain
 from oncolabel.tasks import TaskSpec
-from oncolabel.training import Trainer, finetune_settings
+from oncolabel.training import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +55,10 @@ CLASS_KEY = "class"
 UNCERTAINTY_KEY = "oncolabel_classifier_uncertainty"
 
 
-class ClassifierCache:
-    """The predictor for the model currently published in ``store`` (reloaded when it changes)."""
+class ClassifierCache(PredictorCache):
+    """The :class:`ClassifierPredictor` of the model currently published in ``store`` (reloaded when it changes)."""
 
-    def __init__(self, spec: TaskSpec, store: ModelStore, device: str) -> None:
-        self.spec, self.store, self.device = spec, store, device
-        self._lock = threading.Lock()
-        self._key: tuple | None = None
-        self._predictor: ClassifierPredictor | None = None
-
-    def get(self) -> ClassifierPredictor:
-        with self._lock:
-            key = self.store.stat_key()
-            if self._predictor is None or key != self._key:
-                ckpt = load_checkpoint(self.store.current(), task=self.spec.name)
-                self._predictor = ClassifierPredictor(ckpt, task=self.spec, device=self.device)
-                self._key = key
-                logger.info("%s: serving model %s", self.spec.name, self._predictor.version)
-            return self._predictor
+    predictor_class = ClassifierPredictor
 
 
 class CaseResolver:
@@ -185,34 +171,24 @@ def _read_item(spec: TaskSpec, item: dict[str, Any], request: Dict[str, Any]) ->
     return spec.preprocessing.read(item)
 
 
-class ClassificationInfer(InferTask):
-    """Classification of a datastore image (or an uploaded file, for single-input tasks)."""
+class ClassificationInfer(SegmentationInfer):
+    """Classification of a datastore image (or an uploaded file, for single-input tasks).
+
+    Shares :class:`~oncolabel.server.tasks.SegmentationInfer`'s model-store handling (``is_valid``, ``info`` with
+    the served model version and the research-use notice); the result is JSON plus the heat map.
+    """
 
     def __init__(self, spec: TaskSpec, predictors: ClassifierCache, results_dir: str,
                  datastore: Callable[[], Datastore]) -> None:
-        super().__init__(type=InferType.CLASSIFICATION, labels=dict(spec.labels), dimension=3,
-                         description=spec.description, config={"device": predictors.device})
+        InferTask.__init__(self, type=InferType.CLASSIFICATION, labels=dict(spec.labels), dimension=3,
+                           description=spec.description, config={"device": predictors.device})
         self.spec, self.predictors, self.datastore = spec, predictors, datastore
         self.resolver = CaseResolver(spec)
         self.results_dir = results_dir  # not /tmp: MONAI Label deletes the result file after sending it
         os.makedirs(results_dir, exist_ok=True)
 
-    def is_valid(self) -> bool:
-        try:
-            self.predictors.store.current()
-            return True
-        except Exception:  # noqa: BLE001 -- info() must not fail because one model is missing
-            return False
-
     def info(self) -> Dict[str, Any]:
-        out = super().info()
-        try:
-            out["model_version"] = self.predictors.get().version
-        except Exception as exc:  # noqa: BLE001
-            out["model_version"] = f"unavailable: {exc}"
-        out["notice"] = RESEARCH_USE_ONLY
-        out["inputs"] = list(self.resolver.inputs)
-        return out
+        return {**super().info(), "inputs": list(self.resolver.inputs)}
 
     def _images(self, request: Dict[str, Any]) -> tuple[str, dict[str, sitk.Image]]:
         path = request.get("image")
@@ -259,7 +235,7 @@ class ClassificationInfer(InferTask):
         return out, params
 
 
-class ClassificationTrain(TrainTask):
+class ClassificationTrain(SegmentationTrain):
     """One active-learning round: fine-tune the served classifier on the submitted class labels, then publish.
 
     The calibration heads of the served model are kept (fitted on out-of-fold predictions of the full cohort; a few
@@ -268,19 +244,10 @@ class ClassificationTrain(TrainTask):
     """
 
     def __init__(self, spec: TaskSpec, store: ModelStore, device: str, seed: int) -> None:
-        super().__init__(f"Fine-tune {spec.name} on the class labels in the datastore (warm start from the served "
-                         "model)")
-        self.spec, self.store, self.device, self.seed = spec, store, device, seed
+        super().__init__(spec, store, device, seed)  # config() and stats() as for segmentation
+        TrainTask.__init__(self, f"Fine-tune {spec.name} on the class labels in the datastore (warm start from the "
+                                 "served model)")
         self.resolver = CaseResolver(spec)
-
-    def config(self) -> Dict[str, Any]:
-        ft = finetune_settings(self.spec)
-        return {"max_iterations": ft["iterations"], "learning_rate": ft["learning_rate"],
-                "batch_size": self.spec.training.batch_size, "device": self.device}
-
-    def stats(self) -> Dict[str, Any]:
-        hist = self.store.history()
-        return {"published_models": len(hist), "latest": hist[-1] if hist else None}
 
     def items(self, datastore: Datastore) -> list[dict[str, Any]]:
         """One training item per labelled case (inputs and class index)."""
@@ -333,9 +300,7 @@ class ClassificationTrain(TrainTask):
         y = np.asarray([it["label"] for it in items])
         feature_heads = [h for h in heads if "features" in h.inputs]
         if feature_heads and min(np.bincount(y, minlength=2)) >= 2:
-            from oncolabel.features.deep import model_from_checkpoint
-
-            model = model_from_checkpoint(ckpt)  # the fine-tuned network
+            model = checkpoint_model(ckpt)  # the fine-tuned network
             x = torch.stack([self.spec.preprocessing.load(it) for it in items])
             feats = network_outputs(model, x, features=True)["features"]
             for k, h in enumerate(heads):

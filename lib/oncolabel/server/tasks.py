@@ -38,7 +38,12 @@ UNCERTAINTY_KEY = "oncolabel_uncertainty"
 
 
 class PredictorCache:
-    """The predictor for the model currently published in ``store`` (reloaded when it changes)."""
+    """The predictor for the model currently published in ``store`` (reloaded when it changes).
+
+    ``predictor_class`` (called as ``cls(checkpoint, task=spec, device=device)``) lets other task families reuse it.
+    """
+
+    predictor_class: Any = SegmentationPredictor
 
     def __init__(self, spec: TaskSpec, store: ModelStore, device: str) -> None:
         self.spec, self.store, self.device = spec, store, device
@@ -51,7 +56,7 @@ class PredictorCache:
             key = self.store.stat_key()
             if self._predictor is None or key != self._key:
                 ckpt = load_checkpoint(self.store.current(), task=self.spec.name)
-                self._predictor = SegmentationPredictor(ckpt, task=self.spec, device=self.device)
+                self._predictor = self.predictor_class(ckpt, task=self.spec, device=self.device)
                 self._key = key
                 logger.info("%s: serving model %s", self.spec.name, self._predictor.version)
             return self._predictor

@@ -43,12 +43,15 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
         hu_low, hu_high: CT window mapped to [0, 1].
         size: voxels per side of the cube.
         spacing_mm: isotropic voxel size of the cube.
+        tumour_only: the CT channel is zero outside the tumour contour (measured: the CNN otherwise learns the
+            surrounding anatomy and overfits; see ``docs/classifiers.md``).
     """
 
     hu_low: float = -100.0
     hu_high: float = 200.0
     size: int = 32
     spacing_mm: float = 2.5
+    tumour_only: bool = True
 
     inputs: ClassVar[tuple[str, ...]] = ("image", "mask")
     branch_names: ClassVar[tuple[str, ...]] = ()
@@ -74,7 +77,10 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
         grid = centred_grid(ct, centre, (self.size,) * 3, (self.spacing_mm,) * 3)
         hu = resample_onto(ct, grid, default=-1000.0)
         tumour = resample_onto(sitk.Cast(mask > 0, sitk.sitkFloat32), grid, default=0.0)
-        x = np.stack([(np.clip(hu, self.hu_low, self.hu_high) - self.hu_low) / (self.hu_high - self.hu_low), tumour])
+        window = (np.clip(hu, self.hu_low, self.hu_high) - self.hu_low) / (self.hu_high - self.hu_low)
+        if self.tumour_only:  # the CT inside the contour (partial-volume weighted): what the label depends on
+            window = window * tumour
+        x = np.stack([window, tumour])
         return Prepared(tensor=torch.from_numpy(x.astype(np.float32)), images={"image": ct},
                         context={"grid": grid})
 
@@ -123,7 +129,7 @@ def hn_response_spec() -> TaskSpec:
         network=NetworkSpec("CNNClassifier", {"spatial_dims": 3, "in_channels": 2, "out_channels": 2,
                                               "channels": (8, 16, 32, 64), "dropout": 0.3}),
         preprocessing=PREPROCESSING,
-        training=TrainingSpec(max_iterations=150, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
+        training=TrainingSpec(max_iterations=100, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
                               validate_every=200, finetune_iterations=40, finetune_learning_rate=5e-4),
         postprocessing=ClassificationPostprocessing(head="deep_features"),
         default_model="hn_response.pt",

@@ -164,7 +164,7 @@ def pannet_ln_spec() -> TaskSpec:
         network=NetworkSpec("CNNClassifier", {"spatial_dims": 2, "in_channels": PREPROCESSING.in_channels,
                                               "out_channels": 2, "channels": (16, 32, 64), "dropout": 0.3}),
         preprocessing=PREPROCESSING,
-        training=TrainingSpec(max_iterations=300, batch_size=16, learning_rate=2e-3, weight_decay=1e-3,
+        training=TrainingSpec(max_iterations=200, batch_size=16, learning_rate=2e-3, weight_decay=1e-3,
                               validate_every=100, finetune_iterations=100, finetune_learning_rate=5e-4, seed=0),
         default_model="pannet_ln.pt",
     )

@@ -47,6 +47,40 @@ def test_fit_uses_the_generic_trainer_on_the_given_rows_only(frame, monkeypatch)
     np.testing.assert_allclose(fresh.transform(train).to_numpy(float), d.transform(train).to_numpy(float), atol=1e-6)
 
 
+def test_cross_fitting_gives_training_rows_the_logit_of_a_cnn_that_did_not_see_them(frame, monkeypatch):
+    seen = []
+    real_fit = Trainer.fit
+
+    def spy(self, items, val_items=None):
+        seen.append({it["image"] for it in items})
+        return real_fit(self, items, val_items)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    y = [0, 1, 0, 1, 0, 1]
+    d = DeepFeatures(output="logit", cross_fit=2, iterations=2, batch_size=4)
+    z = d.fit_transform(frame, y)
+    assert len(seen) == 2 and len(d.checkpoints_) == 2 and z.columns[-1] == "deep:logit"
+    assert seen[0] | seen[1] == set(frame["image"]) and not seen[0] & seen[1]
+    # each training row's value comes from the CNN trained on the other half
+    from oncolabel.features.deep import deep_logits
+
+    spec = get_task("pannet_ln")
+    for k, model in enumerate(d.models_):
+        rows = [i for i, img in enumerate(frame["image"]) if img not in seen[k]]
+        items = [{"image": frame["image"].iloc[i], "mask": frame["mask"].iloc[i]} for i in rows]
+        np.testing.assert_allclose(z["deep:logit"].iloc[rows], deep_logits(model, spec, items), atol=1e-5)
+    # new rows get the mean of the two CNNs
+    mean = np.mean([deep_logits(m, spec, [{"image": frame["image"].iloc[0], "mask": frame["mask"].iloc[0]}])
+                    for m in d.models_])
+    assert d.transform(frame.iloc[:1])["deep:logit"].iloc[0] == pytest.approx(mean, abs=1e-5)
+    merged = d.checkpoint()
+    from oncolabel.features.deep import models_from_checkpoint
+
+    assert merged.training["n_models"] == 2 and len(models_from_checkpoint(merged)) == 2
+    with pytest.raises(InvalidInputError, match="not comparable"):
+        DeepFeatures(output="embedding", cross_fit=2).fit(frame, y)
+
+
 def test_training_and_inference_preprocessing_are_identical(frame):
     """The adapter's training tensor (augmentation off) and the inference input of RdpModel are the same array."""
     from oncolabel.training import ClassificationAdapter

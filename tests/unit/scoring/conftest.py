@@ -39,8 +39,8 @@ def tiny_rdp_model(tmp_path_factory) -> Path:
     net = spec.network.build()
     cnn = Checkpoint(task=spec.name, network=spec.network.to_dict(), preprocessing=spec.preprocessing.to_dict(),
                      state_dict=net.state_dict(), training={"iterations": 0})
-    head = RdpHead(features=("rad:original_shape_Maximum3DDiameter", "rad:original_firstorder_Mean", "deep:0"),
-                   mean=(20.0, 150.0, 0.1), scale=(10.0, 30.0, 0.1), coef=(1.2, 0.4, 0.3), intercept=-1.2,
+    head = RdpHead(features=("rad:original_shape_Maximum3DDiameter", "rad:original_firstorder_Mean", "deep:logit"),
+                   mean=(20.0, 150.0, 0.0), scale=(10.0, 30.0, 0.1), coef=(1.2, 0.4, 0.3), intercept=-1.2,
                    calib_intercept=0.1, calib_slope=0.9, threshold=0.3)
     path = tmp_path_factory.mktemp("rdp") / "tiny_rdp.pt"
     RdpModel.build(cnn, head, metrics={"note": "test fixture"}).save(path)

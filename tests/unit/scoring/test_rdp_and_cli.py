@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -125,3 +126,24 @@ def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
         assert not out.exists()
     with pytest.raises(GeometryError):
         RdpModel.load(tiny_rdp_model).predict(image, other_mask)
+
+
+def test_model_with_cross_fitted_cnns_round_trips(tiny_rdp_model, pannet_cases, tmp_path):
+    import torch
+
+    from oncolabel.features.deep import merge_checkpoints, models_from_checkpoint
+
+    base = RdpModel.load(tiny_rdp_model)
+    torch.manual_seed(1)
+    other = replace(base.checkpoint, state_dict=base.spec.network.build().state_dict())
+    merged = merge_checkpoints([base.checkpoint, other])
+    m = RdpModel.build(merged, base.head)
+    m.save(tmp_path / "two.pt")
+    loaded = RdpModel.load(tmp_path / "two.pt")
+    assert len(loaded.cnns) == 2
+    image, mask = pannet_cases[0]
+    values, _ = loaded.features(sitk.ReadImage(str(image)), sitk.ReadImage(str(mask)))
+    x = torch.from_numpy(loaded.spec.preprocessing.prepare(sitk.ReadImage(str(image)), sitk.ReadImage(str(mask))))[None]
+    with torch.inference_mode():
+        logits = [float(n(x)[0, 1] - n(x)[0, 0]) for n in models_from_checkpoint(merged)]
+    assert values["deep:logit"] == pytest.approx(np.mean(logits), abs=1e-5)
