@@ -319,9 +319,9 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
     kc = (float(rng.uniform(55.0, 75.0)), y_post + float(rng.uniform(5.0, 15.0)), float(rng.uniform(-20.0, 10.0)))
     box = grid.box(np.subtract(kc, 40.0), np.add(kc, 40.0))
     if box is not None:
-        sdf = sdf_ellipsoid(grid.coords(box), kc, (22.0, 30.0, 50.0))
-        canvas.blend(box, occupancy(np.ascontiguousarray(np.broadcast_to(sdf, tuple(s.stop - s.start for s in box))),
-                                    grid.spacing_zyx), an.hu["kidney"], Tissue.KIDNEY)
+        shape = tuple(s.stop - s.start for s in box)
+        sdf = np.ascontiguousarray(np.broadcast_to(sdf_ellipsoid(grid.coords(box), kc, (22.0, 30.0, 50.0)), shape))
+        canvas.blend(box, occupancy(sdf, grid.spacing_zyx), an.hu["kidney"], Tissue.KIDNEY)
     # bowel loops anterior to the pancreas: wall then fluid lumen
     for _ in range(int(rng.integers(2, 5))):
         c = np.array([rng.uniform(x_lo + 20, x_hi - 20), an.pancreas_y - rng.uniform(22.0, 45.0),
@@ -336,10 +336,10 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
     # duodenum around the head (on the patient's right)
     xd = -an.radius - float(rng.uniform(25.0, 40.0)) + (25.0 if an.site == "head" else -30.0)
     yd, zd = _pancreas_centre(an, xd)
-    _paint_tube(canvas, [(xd, float(yd) - 15.0, float(zd) + 25.0), (xd - 5.0, float(yd), float(zd)),
-                         (xd, float(yd) + 5.0, float(zd) - 30.0)], 10.0, an.hu["bowel_wall"], Tissue.BOWEL_WALL)
-    _paint_tube(canvas, [(xd, float(yd) - 15.0, float(zd) + 25.0), (xd - 5.0, float(yd), float(zd)),
-                         (xd, float(yd) + 5.0, float(zd) - 30.0)], 7.5, an.hu["fluid"], Tissue.FLUID)
+    loop = [(xd, float(yd) - 15.0, float(zd) + 25.0), (xd - 5.0, float(yd), float(zd)),
+            (xd, float(yd) + 5.0, float(zd) - 30.0)]
+    _paint_tube(canvas, loop, 10.0, an.hu["bowel_wall"], Tissue.BOWEL_WALL)
+    _paint_tube(canvas, loop, 7.5, an.hu["fluid"], Tissue.FLUID)
     # pancreas: a lobulated tube along x, with fine lobular texture
     xs_c = np.linspace(x_lo, x_hi, 9)
     ys_c, zs_c = _pancreas_centre(an, xs_c)
@@ -356,27 +356,29 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
         occ = occupancy(np.ascontiguousarray(sdf), grid.spacing_zyx)
         texture = an.hu["pancreas"] + 7.0 * plane_wave_field(pb, rng, 4.0, 6)
         canvas.blend(box, occ, texture, PancreasTissue.PANCREAS)
-    _paint_key_vessels(canvas, an, rng, (z_lo, z_hi), (x_lo, x_hi), radius_scale=1.0)
+    _paint_key_vessels(canvas, an, (z_lo, z_hi), (x_lo, x_hi), radius_scale=1.0)
 
 
 def _key_vessel_points(an: _Anatomy, z_range: tuple[float, float], x_range: tuple[float, float],
-                       rng_offset: float) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
-    """Centrelines of the SMV (vertical) and splenic vein (horizontal) given the key vessel's position."""
+                       offset_mm: float) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Centrelines of the SMV (vertical) and splenic vein (horizontal) given the key vessel's position; the other
+    vein joins it ``offset_mm`` behind (the confluence)."""
     if an.key_vessel == "smv":
         sx, sy = an.key_xy
         smv = [(sx, sy, z_range[0]), (sx, sy, z_range[1])]
-        splenic_y = sy + rng_offset
+        splenic_y = sy + offset_mm
         splenic = [(sx, splenic_y, z_range[1] - 6.0), (x_range[1], splenic_y + 4.0, z_range[1] + 4.0)]
     else:
         vy, vz = an.key_xy[1], an.key_z
         splenic = [(x_range[0], vy, vz), (x_range[1], vy + 3.0, vz + 4.0)]
-        smv = [(x_range[0] + 10.0, vy + rng_offset, z_range[0]), (x_range[0] + 10.0, vy, vz)]
+        smv = [(x_range[0] + 10.0, vy + offset_mm, z_range[0]), (x_range[0] + 10.0, vy, vz)]
     return smv, splenic
 
 
-def _paint_key_vessels(canvas: Canvas, an: _Anatomy, rng: np.random.Generator, z_range: tuple[float, float],
-                       x_range: tuple[float, float], *, radius_scale: float) -> None:
-    smv, splenic = _key_vessel_points(an, z_range, x_range, rng_offset=2.0)
+def _paint_key_vessels(canvas: Canvas, an: _Anatomy, z_range: tuple[float, float], x_range: tuple[float, float], *,
+                       radius_scale: float) -> None:
+    """SMV and splenic vein; the key vessel (the one near the tumour) with its radius times ``radius_scale``."""
+    smv, splenic = _key_vessel_points(an, z_range, x_range, offset_mm=2.0)
     other = splenic if an.key_vessel == "smv" else smv
     key = smv if an.key_vessel == "smv" else splenic
     _paint_tube(canvas, other, an.vessel_r * 0.9, an.hu["portal"], Tissue.BLOOD)
@@ -541,7 +543,7 @@ def generate_pannet_case(seed: int | np.random.SeedSequence, *, config: PannetPh
         z_axis = grid.axis(0)
         x_axis = grid.axis(2)
         rng_v = np.random.default_rng(child_seed(ss, 99))
-        _paint_key_vessels(canvas, an, rng_v, (float(z_axis[0]) - 20, float(z_axis[-1]) + 20),
+        _paint_key_vessels(canvas, an, (float(z_axis[0]) - 20, float(z_axis[-1]) + 20),
                            (float(x_axis[0]) - 20, float(x_axis[-1]) + 20), radius_scale=float(rng_v.uniform(0.5, 0.75)))
         label[canvas.tissue == Tissue.BLOOD] = 0
         if not label.any():

@@ -1,8 +1,7 @@
 """The RDP score: calibrated risk of lymph-node metastasis of non-functional PanNET, and what it suggests.
 
-A frozen :class:`RdpModel` is the task's CNN(s) (deep features: the mean log-odds of the cross-fitted CNNs,
-``deep:logit``; the first CNN's pooled activations ``deep:<k>`` are available too) plus a linear *head* taken from a
-fitted
+A frozen :class:`RdpModel` is the task's CNN(s) (deep feature ``deep:logit``: the mean log-odds of the cross-fitted
+CNNs; the first CNN's pooled activations ``deep:<k>`` are available too) plus a linear *head* taken from a fitted
 ``combined`` glmBoost pipeline (:func:`oncolabel.scoring.models.model_pipeline`)::
 
     lp    = intercept + sum_j coef_j (x_j - mean_j) / scale_j        (log-odds, selected features only)
@@ -18,8 +17,9 @@ and the study's rule (Platt JC. Probabilistic outputs for support vector machine
 with lymphadenectomy. Every output carries the research-use-only notice.
 
 File format: an OncoLabel checkpoint (:mod:`oncolabel.checkpoint`; loaded with ``weights_only=True``) whose
-network and ``state_dict`` are the CNN, whose ``preprocessing`` is the task's (CNN input and radiomics settings)
-and whose ``training["rdp_head"]`` holds the head above, so the model store publishes it like any checkpoint.
+network and ``state_dict`` are the CNN(s) (keys prefixed ``m<k>.`` when there are several), whose ``preprocessing``
+is the task's (CNN input and radiomics settings) and whose ``training["rdp_head"]`` holds the head above, so the
+model store publishes it like any checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import SimpleITK as sitk

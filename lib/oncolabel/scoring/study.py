@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import clone
 
 from oncolabel import RESEARCH_USE_ONLY
@@ -96,9 +97,6 @@ class Cohort:
     posterior: pd.Series | None = None
     ceiling_auc: float | None = None
 
-    def frame(self) -> pd.DataFrame:
-        return self.clinical[["image", "mask"]].copy()
-
 
 def _find_image(folder: Path, cid: str) -> Path:
     for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
@@ -129,6 +127,9 @@ def load_cohort(folder: str | Path, name: str | None = None) -> Cohort:
     if clin["ln_metastasis"].isna().any():
         raise InvalidInputError(f"{table}: ln_metastasis is missing for {int(clin['ln_metastasis'].isna().sum())} "
                                 "patient(s); every training and validation case needs the outcome")
+    bad = sorted(set(clin["ln_metastasis"].tolist()) - {0, 1})
+    if bad:
+        raise InvalidInputError(f"{table}: ln_metastasis must be 0 or 1, found {bad[:5]}")
     if clin["id"].duplicated().any():
         raise InvalidInputError(f"{table}: duplicated patient id(s) {clin['id'][clin['id'].duplicated()].tolist()[:5]}")
     clin = clin.set_index("id")
@@ -164,10 +165,6 @@ def platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
     lr = LogisticRegression(C=np.inf, max_iter=1000).fit(np.asarray(scores, float)[:, None], np.asarray(y, int))
     return float(lr.intercept_[0]), float(lr.coef_[0, 0])
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 @dataclass
@@ -287,7 +284,7 @@ class RdpFit:
 
     def calibrated_scores(self, Z: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
         """Calibrated scores of every fitted feature set for deep-feature-stage output ``Z``."""
-        return pd.DataFrame({fs: _expit(a + b * np.asarray(self.fitted[fs].decision_function(Z)))
+        return pd.DataFrame({fs: expit(a + b * np.asarray(self.fitted[fs].decision_function(Z)))
                              for fs, (a, b) in self.calib.items()}, index=Z.index)
 
 
@@ -323,7 +320,7 @@ def fit_rdp(X: pd.DataFrame, y: Any, groups: Any, settings: StudySettings, *,  #
     fitted = {fs: clone(models[names[fs]]).fit(z, yy) for fs in feature_sets}
     secs["final_fit"] = time.perf_counter() - t
     calib = {fs: platt(cv.oof[names[fs]], yy) for fs in feature_sets}
-    oof = pd.DataFrame({fs: _expit(calib[fs][0] + calib[fs][1] * cv.oof[names[fs]]) for fs in feature_sets})
+    oof = pd.DataFrame({fs: expit(calib[fs][0] + calib[fs][1] * cv.oof[names[fs]]) for fs in feature_sets})
     threshold = float(np.clip(youden_threshold(yy, oof["combined"].to_numpy()).threshold, 1e-6, 1 - 1e-6))
     head = RdpHead.from_pipeline(fitted["combined"], calib_intercept=calib["combined"][0],
                                  calib_slope=calib["combined"][1], threshold=threshold)
@@ -334,6 +331,39 @@ def fit_rdp(X: pd.DataFrame, y: Any, groups: Any, settings: StudySettings, *,  #
     log(f"RDP model fitted: {len(head.features)} features, threshold {threshold:.3f}")
     return RdpFit(model=model, cv=cv, stage=stage, fitted=fitted, calib=calib, oof_scores=oof, threshold=threshold,
                   models=models, seconds=secs)
+
+
+def _evaluate(sets: Mapping[str, tuple[Cohort, pd.Index, bool]], y: Mapping[str, np.ndarray],
+              scores: Mapping[str, pd.DataFrame]) -> tuple[dict, dict, dict, dict]:
+    """Per analysed set: cohort summary with ceiling AUC, AUC of each feature set, DeLong between feature sets,
+    and the combined score's AUC for tumours <= 2 cm and > 2 cm."""
+    cohorts_info: dict[str, dict[str, Any]] = {}
+    auc: dict[str, dict[str, dict[str, Any]]] = {}
+    delong: dict[str, list[dict[str, Any]]] = {}
+    subgroups: dict[str, dict[str, dict[str, Any]]] = {}
+    for k, (cohort, ids, _) in sets.items():
+        yy, sc = y[k], scores[k]
+        size = cohort.clinical.loc[ids, "size_cm"].to_numpy(float)
+        cohorts_info[k] = {"cohort": cohort.name, "n": int(yy.size), "ln_positive": int(yy.sum()),
+                           "size_le_2cm": int((size <= 2.0).sum()), "ceiling_auc": _ceiling(cohort, ids)}
+        auc[k] = {fs: _auc_row(yy, sc[fs].to_numpy()) for fs in FEATURE_SETS}
+        delong[k] = []
+        for fa, fb in (("combined", "radiomics"), ("combined", "deep"), ("radiomics", "deep")):
+            try:
+                r = delong_test(yy, sc[fa].to_numpy(), sc[fb].to_numpy())
+            except InvalidInputError as exc:
+                delong[k].append({"a": fa, "b": fb, "auc_a": None, "auc_b": None, "diff": None, "z": None,
+                                  "p": None, "note": str(exc)})
+                continue
+            delong[k].append({"a": fa, "b": fb, "auc_a": r.auc_a, "auc_b": r.auc_b, "diff": r.diff,
+                              "z": r.statistic, "p": r.p_value})
+        subgroups[k] = {}
+        for label, sel in (("<= 2 cm", size <= 2.0), ("> 2 cm", size > 2.0)):
+            subgroups[k][label] = {"n": int(sel.sum()), "ln_positive": int(yy[sel].sum()),
+                                   "ceiling_auc": _ceiling(cohort, ids[sel]) if sel.any() else None,
+                                   **(_auc_row(yy[sel], sc["combined"].to_numpy()[sel]) if sel.any() else
+                                      {"auc": None, "note": "no patient"})}
+    return cohorts_info, auc, delong, subgroups
 
 
 def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: StudySettings | None = None,
@@ -378,32 +408,7 @@ def run_study(train_dir: str | Path, external_dir: str | Path, *, settings: Stud
     models = fit.models
 
     # 5. evaluation
-    cohorts_info: dict[str, dict[str, Any]] = {}
-    auc: dict[str, dict[str, dict[str, float]]] = {}
-    delong: dict[str, list[dict[str, Any]]] = {}
-    subgroups: dict[str, dict[str, dict[str, Any]]] = {}
-    for k, (cohort, ids, _) in sets.items():
-        yy, sc = y[k], scores[k]
-        size = cohort.clinical.loc[ids, "size_cm"].to_numpy(float)
-        cohorts_info[k] = {"cohort": cohort.name, "n": int(yy.size), "ln_positive": int(yy.sum()),
-                           "size_le_2cm": int((size <= 2.0).sum()), "ceiling_auc": _ceiling(cohort, ids)}
-        auc[k] = {fs: _auc_row(yy, sc[fs].to_numpy()) for fs in FEATURE_SETS}
-        delong[k] = []
-        for fa, fb in (("combined", "radiomics"), ("combined", "deep"), ("radiomics", "deep")):
-            try:
-                r = delong_test(yy, sc[fa].to_numpy(), sc[fb].to_numpy())
-            except InvalidInputError as exc:
-                delong[k].append({"a": fa, "b": fb, "auc_a": None, "auc_b": None, "diff": None, "z": None,
-                                  "p": None, "note": str(exc)})
-                continue
-            delong[k].append({"a": fa, "b": fb, "auc_a": r.auc_a, "auc_b": r.auc_b, "diff": r.diff,
-                              "z": r.statistic, "p": r.p_value})
-        subgroups[k] = {}
-        for label, sel in (("<= 2 cm", size <= 2.0), ("> 2 cm", size > 2.0)):
-            subgroups[k][label] = {"n": int(sel.sum()), "ln_positive": int(yy[sel].sum()),
-                                   "ceiling_auc": _ceiling(cohort, ids[sel]) if sel.any() else None,
-                                   **(_auc_row(yy[sel], sc["combined"].to_numpy()[sel]) if sel.any() else
-                                      {"auc": None, "note": "no patient"})}
+    cohorts_info, auc, delong, subgroups = _evaluate(sets, y, scores)
     comparison = []
     for name in models:
         comparison.append({"method": name, "description": METHODS.get(name.split(":")[0], ""),
@@ -465,7 +470,6 @@ def export_rdp_model(result: StudyResult, dest: str | Path, *, train_dir: str | 
     if image_suffix(dest) or dest.suffix != ".pt":
         raise InvalidInputError(f"{dest}: the RDP model file must end in .pt")
     result.model.save(dest)
-    dest.chmod(0o644)
     cfg = result.settings
     command = [_generation_command(train_dir), _generation_command(external_dir),
                f"oncolabel score pannet-ln-study --train {train_dir} --external {external_dir} --seed {cfg.seed} "
@@ -485,6 +489,5 @@ def export_rdp_model(result: StudyResult, dest: str | Path, *, train_dir: str | 
     }
     with atomic_path(dest.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2, default=str))
-    dest.with_suffix(".json").chmod(0o644)
     return dest
 

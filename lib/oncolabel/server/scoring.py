@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -120,6 +122,11 @@ class ScoreInfer(InferTask):
         mask = request.get("label")
         if not isinstance(mask, str) or not mask:
             mask = self._datastore_label(image, str(request.get("label_tag") or DefaultLabelTag.FINAL.value))
+        elif Path(mask).resolve().parent != Path(tempfile.gettempdir()).resolve():
+            # MONAI Label stores an uploaded 'label' in the temp folder; a path passed in the JSON params would make
+            # the server read any file it can see
+            raise InvalidInputError("the tumour mask must be uploaded as the 'label' file or saved in the datastore; "
+                                    "a server path is not accepted")
         result = self.models.get().predict(image, mask, size_cm=_size(request))
         out = result.to_json()
         out["model"] = self.spec.name

@@ -33,10 +33,16 @@ def parts(tmp_path, tiny_rdp_model, pannet_cases):
 
 
 def test_infer_with_uploaded_or_datastore_label(parts, pannet_cases):
+    import tempfile
+
     objs, _, ds, studies = parts
     infer = objs["infer"]
     image, mask = pannet_cases[0]
-    label_path, out = infer({"image": str(studies / "case0.nii.gz"), "label": str(mask), "size_cm": "1.8"})
+    with tempfile.NamedTemporaryFile(suffix=".nii.gz") as upload:  # where MONAI Label puts an uploaded label
+        shutil.copy(mask, upload.name)
+        label_path, out = infer({"image": str(studies / "case0.nii.gz"), "label": upload.name, "size_cm": "1.8"})
+    with pytest.raises(InvalidInputError, match="must be uploaded"):
+        infer({"image": str(studies / "case0.nii.gz"), "label": str(mask)})  # a server path in the params
     assert label_path is None and out["size_cm"] == 1.8 and out["notice"].startswith("research use only")
     assert out["model_version"] == infer.models.get().version and out["top_contributions"]
     with pytest.raises(NotFoundError, match="no 'final' label"):
