@@ -110,7 +110,8 @@ class RdpHead:
     def from_pipeline(cls, pipeline: Any, *, calib_intercept: float = 0.0, calib_slope: float = 1.0,
                       threshold: float = 0.5, method: str = "glmboost") -> "RdpHead":
         """Freeze a fitted :func:`~oncolabel.scoring.models.model_pipeline` whose learner is linear
-        (``coef_``/``intercept_`` on the LASSO-selected, standardised features)."""
+        (``coef_``/``intercept_`` on the LASSO-selected, standardised features). Features the learner gave a zero
+        coefficient (glmBoost never chose them) are left out; the linear predictor is unchanged."""
         steps = pipeline.named_steps
         keep = list(steps["lasso"].keep_)
         scaler = steps["scale"]
@@ -119,11 +120,13 @@ class RdpHead:
         if not hasattr(clf, "coef_"):
             raise InvalidInputError(f"{type(clf).__name__} is not a linear model; only linear learners can be frozen")
         coef = np.ravel(clf.coef_)
+        used = [j for j in range(len(keep)) if coef[j] != 0.0] or [int(np.argmax(np.abs(coef)))]
         intercept = float(np.ravel([clf.intercept_])[0])
-        return cls(features=tuple(keep), mean=tuple(float(scaler.mean_[pos[c]]) for c in keep),
-                   scale=tuple(float(scaler.scale_[pos[c]]) for c in keep), coef=tuple(float(c) for c in coef),
-                   intercept=intercept, calib_intercept=float(calib_intercept), calib_slope=float(calib_slope),
-                   threshold=float(threshold), method=method)
+        return cls(features=tuple(keep[j] for j in used), mean=tuple(float(scaler.mean_[pos[keep[j]]]) for j in used),
+                   scale=tuple(float(scaler.scale_[pos[keep[j]]]) for j in used),
+                   coef=tuple(float(coef[j]) for j in used), intercept=intercept,
+                   calib_intercept=float(calib_intercept), calib_slope=float(calib_slope), threshold=float(threshold),
+                   method=method)
 
     def _vector(self, values: Mapping[str, float]) -> np.ndarray:
         missing = [f for f in self.features if f not in values]
