@@ -60,7 +60,7 @@ def run_pannet_ln(args: argparse.Namespace) -> int:
     if args.json:
         write_json(payload, args.json)
     top = ", ".join(f"{c['feature']} {c['contribution_log_odds']:+.2f}" for c in payload["top_contributions"][:3])
-    print(f"RDP score {result.score:.3f} ({result.risk_group} risk, threshold {result.threshold:.3f}); "
+    print(f"RDP score {result.score:.3g} ({result.risk_group} risk, threshold {result.threshold:.3g}); "
           f"size {result.size_cm:.1f} cm ({result.size_source}); suggestion: {result.recommendation}. "
           f"Top contributions: {top}. Model {result.model_version}.")
     return 0

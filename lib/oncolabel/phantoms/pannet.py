@@ -61,12 +61,13 @@ from scipy.special import expit
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
+from oncolabel.io import atomic_path
 from oncolabel.phantoms._ct import (
     HU_TABLE, Canvas, CTGrid, Tissue, acquire, child_seed, correlated_noise, occupancy, plane_wave_field,
     random_rotation, sdf_capsule, sdf_ellipsoid,
 )
+from oncolabel.phantoms.bone_metastasis import case_seed  # the cohort seeding every phantom shares
 from oncolabel.phantoms.io import PhantomCase, check_case_id, read_manifest, write_cohort
-from oncolabel.io import atomic_path
 
 GENERATOR = "oncolabel.phantoms.pannet"
 GENERATOR_VERSION = "1.0.0"
@@ -474,14 +475,6 @@ def _paint_nodes(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any], rng: n
 
 
 # ----------------------------------------------------------------------------------------------- a case
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of a cohort: ``SeedSequence(seed).spawn(n)[index]`` for any n."""
-    _check_seed(seed)
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise InvalidInputError(f"case index must be a non-negative integer, got {index!r}")
-    return child_seed(int(seed), int(index))
-
-
 def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
