@@ -46,7 +46,6 @@ from oncolabel.modelstore import ModelStore
 from oncolabel.server.components import SERVER_TASK_FACTORIES
 from oncolabel.server.tasks import PredictorCache, SegmentationInfer, SegmentationTrain
 from oncolabel.tasks import TaskSpec
-from oncolabel.training import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -270,16 +269,9 @@ class ClassificationTrain(SegmentationTrain):
                                     f"({classes or 'none'}); training needs labelled cases of both classes (save a "
                                     f"'{DefaultLabelTag.FINAL.value}' label with info {{'{CLASS_KEY}': <class>}})")
         parent = load_checkpoint(self.store.current(), task=self.spec.name)
-        cfg = self.config()
-        try:
-            iterations = int(request.get("max_iterations", cfg["max_iterations"]))
-            lr = float(request.get("learning_rate", cfg["learning_rate"]))
-            batch = int(request.get("batch_size", cfg["batch_size"]))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"training parameters: {exc}") from exc
         train_items = [{k: v for k, v in it.items() if k != "case"} for it in items]
-        trainer = Trainer(self.spec, iterations=iterations, learning_rate=lr, batch_size=batch, init=parent,
-                          device=request.get("device", self.device), seed=int(request.get("seed", self.seed)))
+        trainer = self.trainer(request, parent)
+        iterations = trainer.iterations
         result = trainer.fit(train_items)
         ckpt = result.checkpoint
         ckpt.training["heads"] = self._heads(parent, ckpt, train_items)

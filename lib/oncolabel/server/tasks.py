@@ -121,12 +121,8 @@ class SegmentationTrain(TrainTask):
         hist = self.store.history()
         return {"published_models": len(hist), "latest": hist[-1] if hist else None}
 
-    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
-        items = datastore.datalist()
-        if not items:
-            raise InvalidInputError(f"no image has a '{DefaultLabelTag.FINAL.value}' label yet: submit a corrected "
-                                    "label before training")
-        parent = load_checkpoint(self.store.current(), task=self.spec.name)
+    def trainer(self, request: Dict[str, Any], parent: Any) -> Trainer:
+        """The warm-started trainer of one round, with the request's overrides of :meth:`config`."""
         cfg = self.config()
         try:
             iterations = int(request.get("max_iterations", cfg["max_iterations"]))
@@ -134,8 +130,17 @@ class SegmentationTrain(TrainTask):
             batch = int(request.get("batch_size", cfg["batch_size"]))
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"training parameters: {exc}") from exc
-        trainer = Trainer(self.spec, iterations=iterations, learning_rate=lr, batch_size=batch, init=parent,
-                          device=request.get("device", self.device), seed=int(request.get("seed", self.seed)))
+        return Trainer(self.spec, iterations=iterations, learning_rate=lr, batch_size=batch, init=parent,
+                       device=request.get("device", self.device), seed=int(request.get("seed", self.seed)))
+
+    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
+        items = datastore.datalist()
+        if not items:
+            raise InvalidInputError(f"no image has a '{DefaultLabelTag.FINAL.value}' label yet: submit a corrected "
+                                    "label before training")
+        parent = load_checkpoint(self.store.current(), task=self.spec.name)
+        trainer = self.trainer(request, parent)
+        iterations = trainer.iterations
         result = trainer.fit(items)
         result.checkpoint.training["datastore_images"] = [str(i["image"]) for i in items]
         self.store.publish(result.checkpoint)
