@@ -74,6 +74,8 @@ class InceptionV3(nn.Module):
         dropout: dropout before each trunk's linear layer (torchvision's default 0.5).
         cam_layer: the block whose output Grad-CAM explains (``Mixed_6e``, the last 17 x 17 block at 299 px, by
             default; ``Mixed_5d`` gives finer maps on small inputs).
+        init: ``torchvision`` (its N(0, 0.1) truncated-normal weights) or ``kaiming`` (He fan-in initialisation of
+            every convolution, which the narrow trunks needed to train from scratch; see ``docs/classifiers.md``).
 
     Attributes:
         trunks: the torchvision ``Inception3`` modules, one per branch.
