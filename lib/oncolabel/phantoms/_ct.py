@@ -22,11 +22,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+
+from oncolabel.errors import InvalidInputError
 
 Coords = tuple[np.ndarray, np.ndarray, np.ndarray]
 """World coordinates ``(x, y, z)`` in mm as arrays that broadcast against each other."""
@@ -119,6 +121,26 @@ HU_TABLE: dict[str, HURange] = {
 }
 
 
+def check_seed(seed: Any) -> None:
+    """Raise :class:`InvalidInputError` unless ``seed`` is a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    """``seed`` as a :class:`~numpy.random.SeedSequence` (a sequence passes through; an int is checked first)."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    check_seed(seed)
+    return np.random.SeedSequence(int(seed))
+
+
+def default_case_id(prefix: str, ss: np.random.SeedSequence) -> str:
+    """``<prefix>_s<entropy>[_<spawn keys>]``: a case id that names the seed it was drawn from."""
+    keys = "_".join(f"{k:04d}" for k in ss.spawn_key)
+    return f"{prefix}_s{ss.entropy}" + (f"_{keys}" if keys else "")
+
+
 def child_seed(seed: int | np.random.SeedSequence, *keys: int) -> np.random.SeedSequence:
     """A child :class:`~numpy.random.SeedSequence` of ``seed`` for the spawn path ``keys``.
 
@@ -126,9 +148,20 @@ def child_seed(seed: int | np.random.SeedSequence, *keys: int) -> np.random.Seed
     its argument, so case ``i`` of a cohort and each random stream inside a case do not depend on
     how many others were drawn.
     """
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    ss = seed_sequence(seed)
     return np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + tuple(int(k) for k in keys),
                                   pool_size=ss.pool_size)
+
+
+def case_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Seed of case ``index`` of a cohort with seed ``seed``: ``SeedSequence(seed).spawn(n)[index]`` for any n.
+
+    Every phantom's cohort writer uses it, so case ``i`` never depends on the cohort size.
+    """
+    check_seed(seed)
+    if not isinstance(index, (int, np.integer)) or index < 0:
+        raise InvalidInputError(f"case index must be a non-negative integer, got {index!r}")
+    return child_seed(int(seed), int(index))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ import numpy as np
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.phantoms._ct import CTGrid, Canvas, acquire, child_seed
+from oncolabel.phantoms._ct import (CTGrid, Canvas, acquire, case_seed, check_seed, child_seed, default_case_id,
+                                    seed_sequence)
 from oncolabel.phantoms._findings import HARD_NEGATIVE_TYPES, LESION_TYPES, VERTEBRAL_SITE_CLASSES, FindingPainter
 from oncolabel.phantoms._skeleton import paint_skeleton
 from oncolabel.phantoms._torso import TorsoModel, paint_soft_tissues
@@ -131,24 +132,6 @@ class BoneMetastasisPhantomConfig:
             raise InvalidInputError(f"min_contrast_hu must be in [0, 400], got {self.min_contrast_hu!r}")
 
 
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of a cohort with seed ``seed``: ``SeedSequence(seed).spawn(n)[index]`` for any n."""
-    _check_seed(seed)
-    if not isinstance(index, (int, np.integer)) or index < 0:
-        raise InvalidInputError(f"case index must be a non-negative integer, got {index!r}")
-    return child_seed(int(seed), int(index))
-
-
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-def _default_case_id(ss: np.random.SeedSequence) -> str:
-    keys = "_".join(f"{k:04d}" for k in ss.spawn_key)
-    return f"bm_s{ss.entropy}" + (f"_{keys}" if keys else "")
-
-
 def _n_lesions(rng: np.random.Generator, cfg: BoneMetastasisPhantomConfig) -> int:
     free = rng.uniform() < cfg.lesion_free_fraction
     if free or cfg.max_lesions == 0:
@@ -188,12 +171,8 @@ def generate_bone_metastasis_case(seed: int | np.random.SeedSequence, *,
     cfg = config if config is not None else BoneMetastasisPhantomConfig()
     if not isinstance(cfg, BoneMetastasisPhantomConfig):
         raise InvalidInputError(f"config must be a BoneMetastasisPhantomConfig, got {type(cfg).__name__}")
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    else:
-        _check_seed(seed)
-        ss = np.random.SeedSequence(int(seed))
-    cid = check_case_id(case_id if case_id is not None else _default_case_id(ss))
+    ss = seed_sequence(seed)
+    cid = check_case_id(case_id if case_id is not None else default_case_id("bm", ss))
     streams = [np.random.default_rng(child_seed(ss, k)) for k in range(5)]
     acq, anat, mimic_rng, lesion_rng, noise_rng = streams
 
@@ -309,7 +288,7 @@ def write_bone_metastasis_cohort(out_dir: str | Path, n: int, seed: int, *,
     same whatever ``n`` is. Layout: ``images/``, ``labels/``, ``lesions/`` (JSON), optional
     ``tissue/``, and ``manifest.json`` (see :mod:`oncolabel.phantoms.io`).
     """
-    _check_seed(seed)
+    check_seed(seed)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InvalidInputError(f"n must be a positive integer, got {n!r}")
     cfg = config if config is not None else BoneMetastasisPhantomConfig()

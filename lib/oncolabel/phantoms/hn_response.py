@@ -34,9 +34,8 @@ from scipy.stats import norm
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.phantoms._ct import (CTGrid, acquire, child_seed, correlated_noise, occupancy, plane_wave_field,
+from oncolabel.phantoms._ct import (CTGrid, acquire, case_seed, child_seed, seed_sequence, correlated_noise, occupancy, plane_wave_field,
                                     sdf_ellipse, sdf_ellipsoid)
-from oncolabel.phantoms.bone_metastasis import case_seed
 from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.hn_response"
@@ -185,7 +184,7 @@ def generate_hn_response_case(seed: int | np.random.SeedSequence, *, config: HnR
     """Pre-treatment neck CT (``image``), its GTV ``mask``, and the follow-up CT / mask (``followup``,
     ``followup_mask``); ``label`` 1 = good response (shrinkage rate above the median)."""
     cfg = config or HnResponsePhantomConfig()
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    ss = seed_sequence(seed)
     cid = case_id or f"hn_s{ss.entropy}" + "".join(f"_{k:04d}" for k in ss.spawn_key)
     trait_rng, anat_rng, tex_rng = (np.random.default_rng(child_seed(ss, k)) for k in range(3))
     traits = _draw_traits(trait_rng, cfg)

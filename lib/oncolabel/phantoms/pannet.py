@@ -63,10 +63,9 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import atomic_path
 from oncolabel.phantoms._ct import (
-    HU_TABLE, Canvas, CTGrid, Tissue, acquire, child_seed, correlated_noise, occupancy, plane_wave_field,
+    HU_TABLE, case_seed, check_seed, default_case_id, seed_sequence, Canvas, CTGrid, Tissue, acquire, child_seed, correlated_noise, occupancy, plane_wave_field,
     random_rotation, sdf_capsule, sdf_ellipsoid,
 )
-from oncolabel.phantoms.bone_metastasis import case_seed  # the cohort seeding every phantom shares
 from oncolabel.phantoms.io import PhantomCase, check_case_id, read_manifest, write_cohort
 
 GENERATOR = "oncolabel.phantoms.pannet"
@@ -475,11 +474,6 @@ def _paint_nodes(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any], rng: n
 
 
 # ----------------------------------------------------------------------------------------------- a case
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-
-
 def generate_pannet_case(seed: int | np.random.SeedSequence, *, config: PannetPhantomConfig | None = None,
                          case_id: str | None = None) -> PhantomCase:
     """Generate one pancreatic-phase CT crop with a PanNET, its mask and its latent traits.
@@ -501,13 +495,8 @@ def generate_pannet_case(seed: int | np.random.SeedSequence, *, config: PannetPh
     cfg = config if config is not None else PannetPhantomConfig()
     if not isinstance(cfg, PannetPhantomConfig):
         raise InvalidInputError(f"config must be a PannetPhantomConfig, got {type(cfg).__name__}")
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    else:
-        _check_seed(seed)
-        ss = np.random.SeedSequence(int(seed))
-    keys = "_".join(f"{k:04d}" for k in ss.spawn_key)
-    cid = check_case_id(case_id if case_id is not None else f"pnet{cfg.centre}_s{ss.entropy}" + (f"_{keys}" if keys else ""))
+    ss = seed_sequence(seed)
+    cid = check_case_id(case_id if case_id is not None else default_case_id(f"pnet{cfg.centre}", ss))
     r_traits, r_acq, r_anat, r_tum, r_nodes, r_noise, r_clin = (np.random.default_rng(child_seed(ss, k))
                                                                 for k in range(7))
     model = cfg.model
@@ -618,7 +607,7 @@ def write_pannet_cohort(out_dir: str | Path, n: int, seed: int, *,
     ``clinical.csv`` and ``manifest.json`` (with ``summary.ceiling_auc``). Case ``i`` depends only on
     ``(seed, i, config)`` and is named ``pnet{centre}_s{seed}_{i:04d}``.
     """
-    _check_seed(seed)
+    check_seed(seed)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InvalidInputError(f"n must be a positive integer, got {n!r}")
     cfg = config if config is not None else PannetPhantomConfig()

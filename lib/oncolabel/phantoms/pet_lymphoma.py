@@ -33,8 +33,7 @@ from scipy import ndimage
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.phantoms._ct import CTGrid, child_seed, correlated_noise, occupancy, sdf_ellipse, sdf_ellipsoid
-from oncolabel.phantoms.bone_metastasis import case_seed
+from oncolabel.phantoms._ct import CTGrid, case_seed, child_seed, seed_sequence, correlated_noise, occupancy, sdf_ellipse, sdf_ellipsoid
 from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.pet_lymphoma"
@@ -284,7 +283,7 @@ def generate_pet_lymphoma_case(seed: int | np.random.SeedSequence, *,
     from oncolabel.pet import mark_suv
 
     cfg = config or PetLymphomaPhantomConfig()
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    ss = seed_sequence(seed)
     cid = case_id or f"pl_s{ss.entropy}" + "".join(f"_{k:04d}" for k in ss.spawn_key)
     trait_rng, anat_rng, lesion_rng, noise_rng = (np.random.default_rng(child_seed(ss, k)) for k in range(4))
     traits = _draw_traits(trait_rng, cfg)

@@ -38,8 +38,7 @@ from scipy.stats import norm
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.phantoms._ct import CTGrid, acquire, child_seed, correlated_noise, plane_wave_field, sdf_ellipsoid
-from oncolabel.phantoms.bone_metastasis import case_seed
+from oncolabel.phantoms._ct import CTGrid, acquire, case_seed, child_seed, seed_sequence, correlated_noise, plane_wave_field, sdf_ellipsoid
 from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.renal_mass"
@@ -170,7 +169,7 @@ def generate_renal_mass_case(seed: int | np.random.SeedSequence, *, config: Rena
     identical geometry) and ``mask`` (uint8, 1 = mass); ``label`` 1 = malignant.
     """
     cfg = config or RenalMassPhantomConfig()
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    ss = seed_sequence(seed)
     cid = case_id or f"rm_s{ss.entropy}" + "".join(f"_{k:04d}" for k in ss.spawn_key)
     trait_rng, geo_rng, tex_rng = (np.random.default_rng(child_seed(ss, k)) for k in range(3))
     traits = _draw_traits(trait_rng, cfg)
