@@ -23,7 +23,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -242,3 +242,27 @@ class OncoDatastore(LocalDatastore):
     def get_image_info(self, image_id: str) -> Dict[str, Any]:
         self._init_from_datastore_file()
         return super().get_image_info(image_id)
+
+    def get_image_uri(self, image_id: str) -> str:
+        self._init_from_datastore_file()
+        return super().get_image_uri(image_id)
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        self._init_from_datastore_file()
+        return super().get_label_uri(label_id, label_tag)
+
+    def get_labels_by_image_id(self, image_id: str) -> Dict[str, str]:
+        self._init_from_datastore_file()
+        return super().get_labels_by_image_id(image_id)
+
+    def get_labeled_images(self, label_tag: Optional[str] = None, labels: Optional[List[str]] = None) -> List[str]:
+        self._init_from_datastore_file()
+        return super().get_labeled_images(label_tag, labels)
+
+    def get_unlabeled_images(self, label_tag: Optional[str] = None, labels: Optional[List[str]] = None) -> List[str]:
+        self._init_from_datastore_file()
+        return super().get_unlabeled_images(label_tag, labels)
+
+    def list_images(self) -> List[str]:
+        self._init_from_datastore_file()
+        return super().list_images()

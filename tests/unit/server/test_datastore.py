@@ -50,6 +50,18 @@ def test_oncodatastore_keeps_both_updates(studies, tmp_path):
     assert _two_writers(OncoDatastore, studies, tmp_path) == {"img0": "A", "img1": "B"}
 
 
+def test_reads_see_another_process_label(studies, tmp_path):
+    """A label saved by one store object (another process) is visible to every read path of a second one."""
+    reader, writer = OncoDatastore(str(studies)), OncoDatastore(str(studies))
+    assert reader.get_labeled_images("final") == []
+    writer.save_label("img2", str(tmp_path / "lab2.nii.gz"), "final", {"reader": "W"})
+    assert reader.get_labeled_images("final") == ["img2"]
+    assert "img2" not in reader.get_unlabeled_images("final")
+    assert "final" in reader.get_labels_by_image_id("img2")
+    uri = reader.get_label_uri("img2", "final")
+    assert uri and sitk.ReadImage(uri).GetSize() == (32, 32, 4)
+
+
 def _worker(root, worker, n):
     ds = OncoDatastore(root)
     for k in range(n):
