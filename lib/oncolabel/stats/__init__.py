@@ -15,6 +15,7 @@ Every result is for research use only (:data:`oncolabel.RESEARCH_USE_ONLY`).
 
 from __future__ import annotations
 
+from oncolabel.stats.agreement import icc_1_1
 from oncolabel.stats.calibration import CalibrationResult, ReliabilityCurve, brier_score, calibration, reliability_curve
 from oncolabel.stats.decision import NetBenefitResult, net_benefit
 from oncolabel.stats.diagnostic import (
@@ -66,6 +67,8 @@ from oncolabel.stats.survival import (
 )
 
 __all__ = [
+    # agreement
+    "icc_1_1",
     # ROC / AUC
     "RocAucResult", "RocCurve", "RocBand", "DelongTestResult", "UnpairedDelongResult",
     "roc_auc", "roc_auc_ci", "roc_curve", "roc_curve_band", "delong_covariance", "delong_test",
