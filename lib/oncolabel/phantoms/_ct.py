@@ -72,6 +72,11 @@ class Tissue(enum.IntEnum):
     SCHMORL_NODE = 34
     HEMANGIOMA = 35
     VASCULAR_CALCIFICATION = 36
+    # abdomen around the pancreas (PanNET phantom)
+    PANCREAS = 40
+    PANCREATIC_TUMOUR = 41
+    LYMPH_NODE = 42
+    ARTERY = 43  # enhanced aorta and its branches
 
 
 BONE_TISSUES = (Tissue.CORTICAL_BONE, Tissue.CANCELLOUS_BONE)

@@ -49,7 +49,6 @@ IVC 80-120 HU, pancreas 95-135 HU, renal cortex 150-200 HU, bowel wall 70-110 HU
 from __future__ import annotations
 
 import csv
-import enum
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,15 +74,6 @@ SITES = ("head", "body", "tail")
 
 # independent random streams inside one case
 _STREAM_TRAITS, _STREAM_ACQ, _STREAM_ANATOMY, _STREAM_TUMOUR, _STREAM_NODES, _STREAM_NOISE, _STREAM_CLINIC = range(7)
-
-
-class PancreasTissue(enum.IntEnum):
-    """Tissue codes this phantom adds to :class:`oncolabel.phantoms.Tissue` (values outside its range)."""
-
-    PANCREAS = 40
-    TUMOUR = 41
-    LYMPH_NODE = 42
-    ARTERY = 43
 
 
 @dataclass(frozen=True)
@@ -306,7 +296,7 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
     y_post = an.pancreas_y + an.radius + float(rng.uniform(22.0, 34.0))
     x_aorta = float(rng.uniform(-5.0, 15.0))
     _paint_tube(canvas, [(x_aorta, y_post, z_lo), (x_aorta, y_post, z_hi)], float(rng.uniform(9.0, 12.0)),
-                an.hu["aorta"], PancreasTissue.ARTERY)
+                an.hu["aorta"], Tissue.ARTERY)
     x_ivc = x_aorta - float(rng.uniform(24.0, 32.0))
     _paint_tube(canvas, [(x_ivc, y_post - 2.0, z_lo), (x_ivc, y_post - 2.0, z_hi)], float(rng.uniform(9.0, 12.0)),
                 an.hu["ivc"], Tissue.BLOOD)
@@ -314,7 +304,7 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
     x_sma = x_aorta + float(rng.uniform(-4.0, 4.0))
     y_sma = an.pancreas_y + an.radius + float(rng.uniform(6.0, 12.0))
     _paint_tube(canvas, [(x_sma, y_sma, z_lo), (x_sma, y_post - 8.0, z_hi)], float(rng.uniform(3.0, 4.0)),
-                an.hu["aorta"], PancreasTissue.ARTERY)
+                an.hu["aorta"], Tissue.ARTERY)
     # left kidney, posterolateral
     kc = (float(rng.uniform(55.0, 75.0)), y_post + float(rng.uniform(5.0, 15.0)), float(rng.uniform(-20.0, 10.0)))
     box = grid.box(np.subtract(kc, 40.0), np.add(kc, 40.0))
@@ -355,7 +345,7 @@ def _paint_background(canvas: Canvas, an: _Anatomy, rng: np.random.Generator) ->
         sdf = sdf + 0.8 * plane_wave_field(pb, rng, 14.0, 6)
         occ = occupancy(np.ascontiguousarray(sdf), grid.spacing_zyx)
         texture = an.hu["pancreas"] + 7.0 * plane_wave_field(pb, rng, 4.0, 6)
-        canvas.blend(box, occ, texture, PancreasTissue.PANCREAS)
+        canvas.blend(box, occ, texture, Tissue.PANCREAS)
     _paint_key_vessels(canvas, an, (z_lo, z_hi), (x_lo, x_hi), radius_scale=1.0)
 
 
@@ -424,7 +414,7 @@ def _paint_tumour(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any],
         core = np.clip((-sdf - 0.45 * a) / 3.0, 0.0, 1.0)
         hu = hu + core * (float(rng.uniform(25.0, 45.0)) - hu)
     occ = occupancy(sdf, grid.spacing_zyx) * ndimage.binary_dilation(inside, iterations=2)
-    canvas.blend(box, occ, hu.astype(np.float32), PancreasTissue.TUMOUR)
+    canvas.blend(box, occ, hu.astype(np.float32), Tissue.PANCREATIC_TUMOUR)
     label = np.zeros(grid.shape, np.uint8)
     label[box] = inside
     if not label.any():  # sub-voxel tumour on thick slices: keep the voxel holding the centre
@@ -467,7 +457,7 @@ def _paint_nodes(canvas: Canvas, an: _Anatomy, traits: Mapping[str, Any], rng: n
         occ = occupancy(sdf, grid.spacing_zyx) * (canvas.tissue[box] == Tissue.VISCERAL_FAT)
         level = (40.0 + float(rng.uniform(1.0, 1.4)) * (an.hu["pancreas"] - 40.0)) if big else an.hu["node"]
         hu = level + (15.0 if big else 5.0) * correlated_noise(rng, shape, 1.0)
-        canvas.blend(box, occ.astype(np.float32), hu.astype(np.float32), PancreasTissue.LYMPH_NODE)
+        canvas.blend(box, occ.astype(np.float32), hu.astype(np.float32), Tissue.LYMPH_NODE)
         out.append({"type": "lymph_node", "labelled": False, "enlarged": big, "short_axis_mm": round(short, 1),
                     "centre_mm": [round(v, 1) for v in c]})
     return out
