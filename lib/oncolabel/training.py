@@ -228,15 +228,20 @@ class SliceSampler:
     """Random training batches of slices (2D / 2.5D) from prepared volumes.
 
     Half of the samples come from slices that contain lesion; patches of ``patch`` pixels are centred on a
-    lesion pixel for those. Augmentation on top of the deterministic preprocessing: in-plane zoom (log-uniform in
+    lesion pixel for those. Patches without lesion are centred on bone (HU above ``bone_hu``) with probability
+    ``bone_fraction``, elsewhere at random: the mimics that cost PPV (bone islands, sclerosis, Schmorl nodes) are in
+    bone, which a random patch of the body often misses. Augmentation on top of the deterministic preprocessing: in-plane zoom (log-uniform in
     ``zoom``, i.e. pixel sizes from about 0.7 to 1.7 mm), left-right flip, intensity scale/shift, Gaussian noise.
     With ``augment=False`` a sample equals the inference input of that slice exactly.
     """
 
     def __init__(self, prep: CTSlicePreprocessing, volumes: Sequence[_Volume], *, patch: int = 160,
-                 positive_fraction: float = 0.5, zoom: tuple[float, float] = (0.75, 1.8), augment: bool = True) -> None:
+                 positive_fraction: float = 0.5, zoom: tuple[float, float] = (0.75, 1.8), augment: bool = True,
+                 bone_fraction: float = 0.5, bone_hu: float = 250.0) -> None:
         self.prep, self.volumes, self.patch = prep, list(volumes), patch
         self.positive_fraction, self.augment = positive_fraction, augment
+        self.bone_fraction = bone_fraction
+        self._bone_level = (bone_hu - prep.hu_low) / (prep.hu_high - prep.hu_low)  # in window units
         self.zoom = RandInplaneZoom((math.log(zoom[0]), math.log(zoom[1])))
         self.zoom_label = RandInplaneZoom((0, 0), mode="nearest")
         self._pos = [i for i, v in enumerate(self.volumes) if v.positive.size]
@@ -269,10 +274,17 @@ class SliceSampler:
             y = torch.nn.functional.pad(y, (0, pw, 0, ph))
             h, w = y.shape
         fg = torch.nonzero(y)
+        bone = None
+        if not fg.shape[0] and rng.random() < self.bone_fraction:
+            bone = torch.nonzero(x[x.shape[0] // 2] > self._bone_level)
         if fg.shape[0] and rng.random() < 0.8:
             cy, cx = fg[rng.integers(fg.shape[0])].tolist()
             cy += int(rng.integers(-p // 3, p // 3 + 1))
             cx += int(rng.integers(-p // 3, p // 3 + 1))
+        elif bone is not None and bone.shape[0]:
+            cy, cx = bone[rng.integers(bone.shape[0])].tolist()
+            cy += int(rng.integers(-p // 4, p // 4 + 1))
+            cx += int(rng.integers(-p // 4, p // 4 + 1))
         else:
             cy, cx = int(rng.integers(h)), int(rng.integers(w))
         y0 = int(np.clip(cy - p // 2, 0, h - p))

@@ -76,3 +76,28 @@ def test_classification_adapter_learns_a_toy_task():
     assert res.checkpoint.metrics["val_auc"] > 0.9
     with pytest.raises(InvalidInputError, match="two classes"):
         next(ClassificationAdapter(spec).batches([{"seed": 0, "label": 1}], 4, np.random.default_rng(0)))
+
+
+def test_negative_patches_are_centred_on_bone(tmp_path):
+    """Lesion-free patches land on bone (where the PPV-costing mimics are) at the requested rate."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from oncolabel.training import SliceSampler, SegmentationAdapter
+    from tests.conftest import toy_ct
+
+    spec = get_task("bone_metastasis")
+    image, label = toy_ct(3, shape=(6, 320, 320), spacing=(1.25, 1.25, 3.0), lesion=False)
+    sitk.WriteImage(image, str(tmp_path / "i.nii.gz"))
+    sitk.WriteImage(label, str(tmp_path / "l.nii.gz"))
+    vols = SegmentationAdapter(spec).volumes([{"image": str(tmp_path / "i.nii.gz"), "label": str(tmp_path / "l.nii.gz")}])
+    level = (500.0 - spec.preprocessing.hu_low) / (spec.preprocessing.hu_high - spec.preprocessing.hu_low)
+
+    def bone_share(fraction: float) -> float:
+        sampler = SliceSampler(spec.preprocessing, vols, patch=48, augment=False, bone_fraction=fraction)
+        rng = np.random.default_rng(0)
+        hits = [bool((sampler.sample(rng)[0][1] > level).any()) for _ in range(200)]
+        return float(np.mean(hits))
+
+    assert bone_share(1.0) == 1.0
+    assert bone_share(0.0) < 0.3
