@@ -101,3 +101,25 @@ def test_negative_patches_are_centred_on_bone(tmp_path):
 
     assert bone_share(1.0) == 1.0
     assert bone_share(0.0) < 0.3
+
+
+def test_precise_batchnorm_averages_many_batches_and_keeps_weights(toy_pair):
+    """recalibrate: running stats = cumulative average over n batches; weights and momentum untouched."""
+    import numpy as np
+    import torch
+
+    from oncolabel.tasks.base import build_network
+    from oncolabel.training import SegmentationAdapter
+
+    spec = get_task("bone_metastasis")
+    ip, lp = toy_pair
+    items = [{"image": str(ip), "label": str(lp)}]
+    model = build_network(spec.network.name, spec.network.kwargs)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    SegmentationAdapter(spec).recalibrate(model, items, np.random.default_rng(0), torch.device("cpu"),
+                                          n_batches=3, batch_size=2)
+    assert all(int(m.num_batches_tracked) == 3 and m.momentum == 0.1 for m in bns)
+    assert any(not torch.allclose(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights.items())
