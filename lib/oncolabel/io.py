@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -78,8 +79,102 @@ def _check_nifti_complete(p: Path) -> None:
         raise ImageReadError(f"{p}: the file is truncated ({size} of {expected} bytes present)")
 
 
+@dataclass
+class DicomVolume:
+    """A DICOM series read slice by slice with pydicom.
+
+    Attributes:
+        image: float32 image of ``pixel_array * RescaleSlope + RescaleIntercept`` per slice (slopes may differ
+            between slices), slices ordered along the slice normal.
+        datasets: the slices' pydicom datasets, in the same order (pixel data already decoded).
+        photometric: PhotometricInterpretation of the series.
+    """
+
+    image: sitk.Image
+    datasets: list = field(default_factory=list)
+    photometric: str = ""
+
+
+def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> DicomVolume:
+    """Read the one DICOM image series in ``folder`` with pydicom, keeping stored *values* (never display values).
+
+    GDCM, and hence SimpleITK's series reader, returns ``max - value`` for MONOCHROME1 images (it converts them for
+    display); for quantitative images (PET activity, some CT/CR exports) that is wrong. This reader applies each
+    slice's rescale and nothing else.
+
+    Args:
+        folder: folder holding one series (other files are ignored when pydicom cannot read them).
+        modality: if given (e.g. ``"PT"``), a series of another modality is refused.
+
+    Raises:
+        ImageReadError: no readable image slice, several series, another modality, or slices that do not form a
+            regular volume.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageReadError(f"{folder}: not a folder of DICOM files")
+    slices = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            ds = pydicom.dcmread(path)
+        except (InvalidDicomError, OSError, ValueError):
+            continue
+        if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+            slices.append(ds)
+    if not slices:
+        raise ImageReadError(f"{folder}: no DICOM image slices found")
+    series = {str(ds.get("SeriesInstanceUID", "")) for ds in slices}
+    if len(series) > 1:
+        raise ImageReadError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder")
+    found = str(slices[0].get("Modality", ""))
+    if modality is not None and found not in (modality, ""):
+        raise ImageReadError(f"{folder}: modality {found!r} is not {modality}")
+    orient = np.asarray([float(v) for v in slices[0].ImageOrientationPatient]).reshape(2, 3)
+    normal = np.cross(orient[0], orient[1])
+    slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
+    pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
+    steps = np.diff(pos @ normal)
+    if steps.size and (np.any(steps <= 1e-4) or np.ptp(steps) > 0.01 * abs(float(np.median(steps))) + 1e-3):
+        raise ImageReadError(f"{folder}: slices are not evenly spaced along the slice normal "
+                             f"(steps {np.round(steps[:5], 3).tolist()}...); cannot form a volume")
+    shape = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
+    if len(shape) > 1:
+        raise ImageReadError(f"{folder}: slices have different matrix sizes {sorted(shape)}; cannot form a volume")
+    vol = np.empty((len(slices), int(slices[0].Rows), int(slices[0].Columns)), dtype=np.float32)
+    for k, ds in enumerate(slices):
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        try:
+            vol[k] = ds.pixel_array.astype(np.float64) * slope + intercept
+        except Exception as exc:  # pydicom raises several types for undecodable pixel data
+            raise ImageReadError(f"{folder}: cannot decode the pixel data of a slice ({exc})") from exc
+    img = sitk.GetImageFromArray(vol)
+    dy, dx = (float(v) for v in slices[0].PixelSpacing)
+    dz = float(np.median(steps)) if steps.size else float(slices[0].get("SliceThickness", 1.0) or 1.0)
+    img.SetSpacing((dx, dy, dz))
+    img.SetOrigin(tuple(float(v) for v in pos[0]))
+    img.SetDirection(tuple(np.column_stack([orient[0], orient[1], normal]).ravel().tolist()))
+    return DicomVolume(image=img, datasets=slices, photometric=str(slices[0].get("PhotometricInterpretation", "")))
+
+
+def _is_monochrome1(files: list[str]) -> bool:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
+    except Exception:  # unreadable by pydicom: let GDCM decide
+        return False
+    return str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+
+
 def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image:
     """Read a NIfTI / NRRD / MHA file or a folder holding exactly one DICOM series.
+
+    A MONOCHROME1 DICOM series is read with :func:`read_dicom_volume` (stored values, not GDCM's inverted display
+    values).
 
     Args:
         path: file or folder.
@@ -94,11 +189,14 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     try:
         if p.is_dir():
             files = _dicom_series(p)
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(files)
-            reader.MetaDataDictionaryArrayUpdateOn()
-            reader.LoadPrivateTagsOff()
-            img = reader.Execute()
+            if _is_monochrome1(files):
+                img = read_dicom_volume(p).image
+            else:
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(files)
+                reader.MetaDataDictionaryArrayUpdateOn()
+                reader.LoadPrivateTagsOff()
+                img = reader.Execute()
         else:
             if p.stat().st_size == 0:
                 raise ImageReadError(f"{p}: the file is empty")

@@ -5,7 +5,8 @@ Reading
 :func:`read_pet_dicom` reads a PET series with pydicom: value = ``pixel_array * RescaleSlope + RescaleIntercept``
 per slice (the slope differs from slice to slice on most scanners), slices ordered along the slice normal. GDCM,
 and hence SimpleITK's series reader, *inverts* MONOCHROME1 images (it returns ``max - value``); many PET exports are
-MONOCHROME1, so a PET series must never go through :func:`oncolabel.io.read_image`.
+MONOCHROME1; :func:`oncolabel.io.read_image` therefore reads MONOCHROME1 series through the same pydicom reader
+(:func:`oncolabel.io.read_dicom_volume`), but only :func:`read_pet_dicom` keeps the headers SUV needs.
 
 SUV
 ---
@@ -41,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from oncolabel.errors import ImageReadError, InvalidInputError
+from oncolabel.errors import InvalidInputError
 
 __all__ = ["SuvUnavailableError", "SuvFactor", "PetSeries", "suv_scale_factor", "headers_from_dataset",
            "read_pet_dicom", "SUV_UNITS_TAG", "mark_suv", "declares_suv", "read_suv"]
@@ -268,51 +269,14 @@ def read_pet_dicom(folder: str | Path) -> PetSeries:
     """Read one PET DICOM series from ``folder`` with pydicom (see the module docstring).
 
     Raises:
-        ImageReadError: no readable PET slice, several series, or slices that do not form a regular volume.
+        ImageReadError: no readable PET slice, several series, another modality, or slices that do not form a
+            regular volume.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from oncolabel.io import read_dicom_volume
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageReadError(f"{folder}: not a folder of DICOM files")
-    slices = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        try:
-            ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, ValueError):
-            continue
-        if "PixelData" in ds and "ImagePositionPatient" in ds:
-            slices.append(ds)
-    if not slices:
-        raise ImageReadError(f"{folder}: no DICOM image slices found")
-    series = {str(ds.get("SeriesInstanceUID", "")) for ds in slices}
-    if len(series) > 1:
-        raise ImageReadError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder")
-    modality = str(slices[0].get("Modality", ""))
-    if modality not in ("PT", ""):
-        raise ImageReadError(f"{folder}: modality {modality!r} is not PET (PT)")
-    orient = np.asarray([float(v) for v in slices[0].ImageOrientationPatient]).reshape(2, 3)
-    normal = np.cross(orient[0], orient[1])
-    slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
-    pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
-    steps = np.diff(pos @ normal)
-    if steps.size and (np.any(steps <= 1e-4) or np.ptp(steps) > 0.01 * abs(float(np.median(steps))) + 1e-3):
-        raise ImageReadError(f"{folder}: slices are not evenly spaced along the slice normal "
-                             f"(steps {np.round(steps[:5], 3).tolist()}...); cannot form a volume")
-    vol = np.empty((len(slices), int(slices[0].Rows), int(slices[0].Columns)), dtype=np.float32)
-    for k, ds in enumerate(slices):
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        vol[k] = ds.pixel_array.astype(np.float64) * slope + intercept
-    img = sitk.GetImageFromArray(vol)
-    dy, dx = (float(v) for v in slices[0].PixelSpacing)
-    dz = float(np.median(steps)) if steps.size else float(slices[0].get("SliceThickness", 1.0))
-    img.SetSpacing((dx, dy, dz))
-    img.SetOrigin(tuple(float(v) for v in pos[0]))
-    img.SetDirection(tuple(np.column_stack([orient[0], orient[1], normal]).ravel().tolist()))
-    return PetSeries(image=img, headers=[headers_from_dataset(ds) for ds in slices],
-                     photometric=str(slices[0].get("PhotometricInterpretation", "")))
+    vol = read_dicom_volume(folder, modality="PT")
+    return PetSeries(image=vol.image, headers=[headers_from_dataset(ds) for ds in vol.datasets],
+                     photometric=vol.photometric)
 
 
 # --- images that already hold SUV ----------------------------------------------------------------------------------

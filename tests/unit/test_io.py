@@ -128,3 +128,34 @@ def test_truncated_gzip_nifti_is_an_error(tmp_path):
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(p)
+
+
+def test_monochrome1_series_keeps_stored_values(tmp_path):
+    """GDCM returns max - value for MONOCHROME1; read_image must return the stored (rescaled) values."""
+    import pydicom
+
+    image, _ = toy_ct(1, shape=(4, 24, 24))
+    folder = tmp_path / "m1"
+    _write_dicom_series(folder, image, "1.2.826.0.1.3680043.2.1125.1.7")
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(f)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    gdcm = sitk.GetArrayFromImage(reader.Execute()).astype(float)
+    truth = sitk.GetArrayFromImage(image).astype(float)
+    assert not np.allclose(gdcm, truth)  # the trap is real
+    got = read_image(folder)
+    assert np.allclose(sitk.GetArrayFromImage(got), truth)
+    assert np.allclose(got.GetSpacing(), (1.5, 1.5, 3.0))
+    assert np.allclose(got.GetOrigin(), image.GetOrigin())
+
+
+def test_real_monochrome1_pet_series_is_not_inverted():
+    from oncolabel.pet import read_pet_dicom
+
+    folder = realdata("pet_nema_iq_pynemaiqpet", "pet_recon_1")
+    got = sitk.GetArrayFromImage(read_image(folder))
+    assert np.array_equal(got, sitk.GetArrayFromImage(read_pet_dicom(folder).image))
+    assert got.max() > 10 * max(np.median(got), 1e-6)  # hot spheres are maxima, not minima
