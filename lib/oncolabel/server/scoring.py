@@ -31,6 +31,7 @@ from oncolabel.io import case_id_of
 from oncolabel.modelstore import ModelStore
 from oncolabel.scoring.rdp import RdpModel
 from oncolabel.server.components import SERVER_TASK_FACTORIES
+from oncolabel.server.tasks import ServesModel
 from oncolabel.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def _size(request: Dict[str, Any]) -> float | None:
     return size
 
 
-class ScoreInfer(InferTask):
+class ScoreInfer(ServesModel, InferTask):
     """RDP score of one case: the CT, its tumour mask and optional clinical fields."""
 
     def __init__(self, spec: TaskSpec, models: ScoreModelCache, studies: str) -> None:
@@ -81,20 +82,12 @@ class ScoreInfer(InferTask):
         self.spec, self.models, self.studies = spec, models, studies
         self._datastore: Any = None
 
-    def is_valid(self) -> bool:
-        try:
-            self.models.store.current()
-            return True
-        except Exception:  # noqa: BLE001 -- info() must not fail because the model is missing
-            return False
+    @property
+    def served(self) -> ScoreModelCache:
+        return self.models
 
     def info(self) -> Dict[str, Any]:
         out = super().info()
-        try:
-            out["model_version"] = self.models.get().version
-        except Exception as exc:  # noqa: BLE001
-            out["model_version"] = f"unavailable: {exc}"
-        out["notice"] = RESEARCH_USE_ONLY
         out["inputs"] = {"image": "contrast CT (pancreatic phase)",
                          "label": "tumour mask (label 1) on the image grid: upload it as 'label', or it is taken from "
                                   "the datastore label with tag 'label_tag' (default 'final')",

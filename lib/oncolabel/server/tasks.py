@@ -62,7 +62,31 @@ class PredictorCache:
             return self._predictor
 
 
-class SegmentationInfer(InferTask):
+class ServesModel:
+    """``is_valid`` and ``info`` of an infer task serving the current model of ``self.served`` (a cache with
+    ``store`` and ``get()``, such as :class:`PredictorCache`): valid while a model is published; ``info`` names the
+    served model version (or why none can be loaded) and the research-use notice, and never fails."""
+
+    served: Any
+
+    def is_valid(self) -> bool:
+        try:
+            self.served.store.current()
+            return True
+        except Exception:  # noqa: BLE001 -- info() must not fail because one model is missing
+            return False
+
+    def info(self) -> Dict[str, Any]:
+        out = super().info()  # type: ignore[misc]  -- the InferTask next in the MRO
+        try:
+            out["model_version"] = self.served.get().version
+        except Exception as exc:  # noqa: BLE001
+            out["model_version"] = f"unavailable: {exc}"
+        out["notice"] = RESEARCH_USE_ONLY
+        return out
+
+
+class SegmentationInfer(ServesModel, InferTask):
     """Segmentation inference on an image of the datastore or an uploaded file."""
 
     def __init__(self, spec: TaskSpec, predictors: PredictorCache, results_dir: str) -> None:
@@ -75,21 +99,9 @@ class SegmentationInfer(InferTask):
         self.results_dir = results_dir
         os.makedirs(results_dir, exist_ok=True)
 
-    def is_valid(self) -> bool:
-        try:
-            self.predictors.store.current()
-            return True
-        except Exception:  # noqa: BLE001 -- info() must not fail because one model is missing
-            return False
-
-    def info(self) -> Dict[str, Any]:
-        out = super().info()
-        try:
-            out["model_version"] = self.predictors.get().version
-        except Exception as exc:  # noqa: BLE001
-            out["model_version"] = f"unavailable: {exc}"
-        out["notice"] = RESEARCH_USE_ONLY
-        return out
+    @property
+    def served(self) -> PredictorCache:
+        return self.predictors
 
     def __call__(self, request: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
         image_path = request.get("image")
