@@ -32,7 +32,7 @@ def main() -> None:
     ys, ais = [], []
     for cid in sorted(truth):
         t = read_image(truth[cid])
-        tp, pp, _ = slice_table(sitk.GetArrayViewFromImage(read_image(pred[cid])) > 0,
+        tp, pp, _ = slice_table(sitk.GetArrayFromImage(read_image(pred[cid])) > 0,
                                 sitk.GetArrayViewFromImage(t) > 0, spacing=t.GetSpacing())
         ys.append(tp)
         ais.append(pp)

@@ -346,7 +346,7 @@ class SegmentationAdapter:
             img, prepared, _ = load_volume(item, self.spec.preprocessing)
             prob = self.spec.preprocessing.restore(predictor._forward(prepared), prepared)
             pred = predictor.postprocess(prob, img)
-            truth = sitk.GetArrayViewFromImage(read_image(item["label"])) > 0
+            truth = sitk.GetArrayFromImage(read_image(item["label"])) > 0
             counts.append(case_counts(pred, truth, spacing=img.GetSpacing(), case_id=str(item["image"])))
         ev = evaluate_cases(counts, n_boot=1)
         sens, ppv = ev.slice_sensitivity.value or 0.0, ev.slice_ppv.value or 0.0

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _dice(a_path: str, b_path: Path) -> float:
-    a = sitk.GetArrayViewFromImage(read_image(a_path)) > 0
-    b = sitk.GetArrayViewFromImage(read_image(b_path)) > 0
+    a = sitk.GetArrayFromImage(read_image(a_path)) > 0
+    b = sitk.GetArrayFromImage(read_image(b_path)) > 0
     denom = a.sum() + b.sum()
     return 1.0 if denom == 0 else float(2 * np.logical_and(a, b).sum() / denom)
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               f"{sample.get('unlabeled')} unlabelled)")
         others = [k for k in images if k != cid]
         held_out = next((k for k in others if k in truth and
-                         sitk.GetArrayViewFromImage(read_image(truth[k])).any()), others[0])
+                         sitk.GetArrayFromImage(read_image(truth[k])).any()), others[0])
         print(f"3. inference on {cid} ...", flush=True)
         t = time.time()
         label, params = c.infer("bone_metastasis", cid, label_out=str(work / f"{cid}_before.nii.gz"))
