@@ -1,8 +1,8 @@
-"""Choose the bone-metastasis post-processing (probability threshold, minimum lesion volume) on a validation cohort.
+"""Choose the bone-metastasis post-processing (threshold, minimum lesion volume, hysteresis) on a validation cohort.
 
-Computes each case's probability map once, then evaluates every (threshold, min volume) pair with the study's
-slice-wise rules and prints a table; the pair with the best slice-wise F1 (ties: higher lesion sensitivity) is the
-task spec's default. Never tune on the test cohort.
+Computes each case's probability map once, then evaluates every (threshold, min volume, hysteresis seed) triple
+with the study's slice-wise rules and prints a table; the triple with the best slice-wise F1 (ties: higher lesion
+sensitivity) is the task spec's default. Never tune on the test cohort.
 
     python bench/bone_metastasis_postprocessing.py --model CKPT --val DIR [--out results.json]
 """
@@ -24,6 +24,7 @@ from oncolabel.io import read_image
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_MM3 = (20.0, 50.0, 100.0, 200.0)
+SEEDS = (0.0, 0.8, 0.9, 0.95)  # hysteresis: a kept component reaches this probability somewhere (0: off)
 
 
 def main() -> None:
@@ -38,13 +39,15 @@ def main() -> None:
         img = read_image(item["image"])
         cases.append((img, base.predict_probability(img), sitk.GetArrayFromImage(read_image(item["label"])) > 0))
     rows = []
-    for thr, mm3 in itertools.product(THRESHOLDS, MIN_MM3):
+    for thr, mm3, seed in itertools.product(THRESHOLDS, MIN_MM3, SEEDS):
+        if 0 < seed <= thr:
+            continue
         base.spec = dataclasses.replace(base.spec, postprocessing=dataclasses.replace(
-            base.spec.postprocessing, threshold=thr, min_lesion_mm3=mm3))
+            base.spec.postprocessing, threshold=thr, min_lesion_mm3=mm3, seed_threshold=seed))
         ev = evaluate_cases([case_counts(base.postprocess(p, img), t, spacing=img.GetSpacing()) for img, p, t in cases],
                             n_boot=1)
         s, q = ev.slice_sensitivity.value or 0.0, ev.slice_ppv.value or 0.0
-        rows.append({"threshold": thr, "min_lesion_mm3": mm3, "slice_sensitivity": round(s, 4),
+        rows.append({"threshold": thr, "min_lesion_mm3": mm3, "seed_threshold": seed, "slice_sensitivity": round(s, 4),
                      "slice_ppv": round(q, 4), "slice_f1": round(0 if s + q == 0 else 2 * s * q / (s + q), 4),
                      "lesion_sensitivity": ev.lesion_sensitivity.value,
                      "lesion_sensitivity_large": ev.lesion_sensitivity_large.value,

@@ -22,7 +22,7 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
 from oncolabel.io import array_to_image, require_3d
-from oncolabel.lesions import Lesion, find_lesions, remove_small_components
+from oncolabel.lesions import Lesion, components_with_seeds, find_lesions, remove_small_components
 from oncolabel.preprocessing import PreparedVolume
 from oncolabel.provenance import package_versions
 from oncolabel.tasks import TaskSpec, get_task
@@ -170,7 +170,10 @@ class SegmentationPredictor:
     def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
         post = self.spec.postprocessing
         voxel_mm3 = float(np.prod(image.GetSpacing()))
-        return remove_small_components(prob >= post.threshold, max(1, int(np.ceil(post.min_lesion_mm3 / voxel_mm3))))
+        mask = prob >= post.threshold
+        if post.seed_threshold > post.threshold:
+            mask = components_with_seeds(mask, prob >= post.seed_threshold)
+        return remove_small_components(mask, max(1, int(np.ceil(post.min_lesion_mm3 / voxel_mm3))))
 
     def predict(self, image: sitk.Image) -> SegmentationResult:
         """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""

@@ -54,6 +54,21 @@ def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return keep[lab]
 
 
+def components_with_seeds(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The components of ``mask`` (26-connectivity) that contain at least one ``seeds`` voxel.
+
+    Hysteresis thresholding when ``mask = p >= low`` and ``seeds = p >= high``: a lesion must reach the high
+    probability somewhere, and is then kept down to the low one (Canny, IEEE TPAMI 1986;8:679).
+    """
+    lab, n = label_components(mask)
+    if n == 0:
+        return mask.astype(bool)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[np.unique(lab[seeds.astype(bool) & (lab > 0)])] = True
+    keep[0] = False
+    return keep[lab]
+
+
 def find_lesions(mask: np.ndarray, reference: sitk.Image) -> list[Lesion]:
     """Lesions of a ``(z, y, x)`` mask on ``reference``'s grid, largest first."""
     lab, n = label_components(mask)

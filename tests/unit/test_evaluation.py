@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from oncolabel.errors import GeometryError, InvalidInputError
 from oncolabel.evaluation import case_counts, evaluate_cases, evaluate_images
-from oncolabel.lesions import find_lesions, remove_small_components
+from oncolabel.lesions import components_with_seeds, find_lesions, remove_small_components
 
 
 def _cube(shape, z0, z1, y0, y1, x0, x1):
@@ -80,3 +80,32 @@ def test_lesions_and_small_component_removal():
     les = find_lesions(m, ref)
     assert len(les) == 2 and les[0].voxels == 48 and les[0].volume_ml == pytest.approx(48 * 0.5 / 1000)
     assert les[0].slices == (1, 3)
+
+
+def test_hysteresis_keeps_components_that_reach_the_seed_probability():
+    prob = np.zeros((4, 16, 16), dtype=np.float32)
+    prob[1:3, 2:6, 2:6] = 0.6
+    prob[2, 3, 3] = 0.95  # this component reaches the seed level
+    prob[1:3, 9:13, 9:13] = 0.7  # this one never does
+    kept = components_with_seeds(prob >= 0.5, prob >= 0.9)
+    assert kept[1:3, 2:6, 2:6].all() and not kept[:, 9:13, 9:13].any()
+    assert not components_with_seeds(prob >= 0.5, np.zeros_like(kept)).any()
+
+
+def test_predictor_postprocess_applies_hysteresis_only_above_the_threshold():
+    import dataclasses
+
+    from oncolabel.inference import SegmentationPredictor
+    from oncolabel.networks import DeepLabV3Plus
+    from oncolabel.tasks import get_task
+
+    spec = get_task("bone_metastasis")
+    net = DeepLabV3Plus(in_channels=spec.preprocessing.in_channels, channels=(4, 4, 4, 4), aspp_channels=4,
+                        low_level_channels=4, decoder_channels=4)
+    prob = np.zeros((4, 16, 16), dtype=np.float32)
+    prob[1:3, 2:6, 2:6], prob[1:3, 9:13, 9:13], prob[2, 3, 3] = 0.6, 0.7, 0.95
+    ref = sitk.Image(16, 16, 4, sitk.sitkUInt8)
+    for seed, expected in ((0.0, 64), (0.9, 32)):
+        post = dataclasses.replace(spec.postprocessing, threshold=0.5, min_lesion_mm3=1.0, seed_threshold=seed)
+        pred = SegmentationPredictor.from_model(net, dataclasses.replace(spec, postprocessing=post))
+        assert int(pred.postprocess(prob, ref).sum()) == expected

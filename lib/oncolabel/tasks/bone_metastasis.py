@@ -19,10 +19,12 @@ from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_t
 
 @dataclass(frozen=True)
 class SegmentationPostprocessing:
-    """Probability -> label: threshold, then drop 3D connected components smaller than ``min_lesion_mm3``."""
+    """Probability -> label: threshold; keep the 3D components that reach ``seed_threshold`` somewhere (hysteresis;
+    not applied when it is not above ``threshold``); drop components smaller than ``min_lesion_mm3``."""
 
     threshold: float = 0.5
     min_lesion_mm3: float = 20.0
+    seed_threshold: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
