@@ -17,12 +17,14 @@ Generative model (every draw recorded in ``traits``):
    Young et al., Radiology 2013;267:444 and Pierorazio et al., Radiology 2013;268:132, widened for overlap;
 5. central non-enhancing area (necrosis in RCC, central scar in oncocytoma) present with a subtype probability;
    it does not enhance, so it is invisible on the unenhanced phase;
-6. enhancement heterogeneity (log HU amplitude of a smooth texture that scales with enhancement) given subtype;
+6. enhancement heterogeneity (log HU amplitude, at the phase of peak enhancement, of a smooth texture that scales
+   with enhancement: :func:`texture_scale`) given subtype;
 7. nuisance, independent of class: patient enhancement factor (scales kidney and mass alike), kidney geometry and
    position, exophytic fraction, noise, blur, slice thickness.
 
 ``posterior`` is ``P(malignant | age, sex, unenhanced HU, enhancement per phase, central area, heterogeneity)``
-computed exactly from these distributions (mixture over subtypes); ``image_posterior`` leaves out age and sex.
+computed exactly from these distributions (mixture over subtypes; draws clipped at a bound - enhancement at 0 HU,
+age at 18 or 95 - enter as the probability mass beyond the bound); ``image_posterior`` leaves out age and sex.
 Their AUCs over a cohort are the ceilings of a multivariable model and of an image-only model.
 """
 
@@ -42,7 +44,7 @@ from oncolabel.phantoms._ct import CTGrid, acquire, case_seed, child_seed, seed_
 from oncolabel.phantoms.io import ClassificationCase, write_generated_cohort
 
 GENERATOR = "oncolabel.phantoms.renal_mass"
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: texture referred to peak enhancement; censored posterior at clip bounds
 PHASES = ("unenhanced", "corticomedullary", "nephrographic", "excretory")
 CLASSES = ("benign", "malignant")
 
@@ -57,7 +59,7 @@ class Subtype:
     unenhanced: tuple[float, float]
     enhancement: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
     central_area: float  # probability of a central non-enhancing area
-    heterogeneity: float  # mean of log(texture amplitude in HU at corticomedullary enhancement)
+    heterogeneity: float  # mean of log(texture amplitude in HU at peak enhancement)
 
 
 SUBTYPES = (
@@ -67,6 +69,7 @@ SUBTYPES = (
     Subtype("fat_poor_aml", False, 0.50, (44.0, 6.0), ((68.0, 27.0), (55.0, 21.0), (35.0, 16.0)), 0.05, 2.0),
 )
 HETEROGENEITY_SD = 0.3  # SD of log texture amplitude within a subtype
+AGE_RANGE = (18.0, 95.0)  # ages are clipped to it (censored in the posterior)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,29 @@ class RenalMassPhantomConfig:
             raise InvalidInputError(f"fov_mm {self.fov_mm!r} must be ordered and at least 1.4 x the largest diameter")
 
 
+def _censored_logpdf(x: float, mu: float, sd: float, *, low: float = -math.inf, high: float = math.inf) -> float:
+    """log-likelihood of a normal draw clipped to ``[low, high]``: the point masses ``P(X <= low)`` and
+    ``P(X >= high)`` at the bounds, the normal density inside (a clipped draw is censored, not truncated)."""
+    if x <= low:
+        return float(norm.logcdf(low, mu, sd))
+    if x >= high:
+        return float(norm.logsf(high, mu, sd))
+    return float(norm.logpdf(x, mu, sd))
+
+
+def texture_scale(enhancement_hu: dict[str, float]) -> dict[str, float]:
+    """Per contrast phase, the texture amplitude relative to ``exp(log_heterogeneity)``: the phase's enhancement over
+    the peak enhancement of the three contrast phases (1 at the peak phase, never above 1).
+
+    The heterogeneity is a perfusion heterogeneity (``enhancement(x) = enhancement * (1 + h t(x))``) whose HU
+    amplitude at peak enhancement is the trait. (Generator 1.0 referred it to the corticomedullary phase, which made
+    the texture of a mass with near-zero corticomedullary but later enhancement - a papillary RCC - tens of times
+    the trait in the later phases.)
+    """
+    peak = max(max(enhancement_hu[p] for p in PHASES[1:]), 1.0)
+    return {p: enhancement_hu[p] / peak for p in PHASES[1:]}
+
+
 def _log_likelihoods(traits: dict[str, Any], *, clinical: bool, cfg: RenalMassPhantomConfig) -> np.ndarray:
     """log p(traits | subtype) + log P(subtype) for each subtype (in :data:`SUBTYPES` order)."""
     out = np.zeros(len(SUBTYPES))
@@ -117,12 +143,13 @@ def _log_likelihoods(traits: dict[str, Any], *, clinical: bool, cfg: RenalMassPh
         prior = s.weight * (cfg.malignant_fraction if s.malignant else 1.0 - cfg.malignant_fraction)
         ll = math.log(prior) + norm.logpdf(traits["unenhanced_hu"], *s.unenhanced)
         for j, phase in enumerate(PHASES[1:]):
-            ll += norm.logpdf(traits["enhancement_hu"][phase], *s.enhancement[j])
+            ll += _censored_logpdf(traits["enhancement_hu"][phase], *s.enhancement[j], low=0.0)
         ll += math.log(s.central_area if traits["central_area"] else 1.0 - s.central_area)
         ll += norm.logpdf(traits["log_heterogeneity"], s.heterogeneity, HETEROGENEITY_SD)
         if clinical:
             mu, sd, p_male = cfg.age_male[int(s.malignant)]
-            ll += norm.logpdf(traits["age"], mu, sd) + math.log(p_male if traits["sex"] == "M" else 1.0 - p_male)
+            ll += _censored_logpdf(traits["age"], mu, sd, low=AGE_RANGE[0], high=AGE_RANGE[1])
+            ll += math.log(p_male if traits["sex"] == "M" else 1.0 - p_male)
         out[k] = ll
     return out
 
@@ -143,7 +170,7 @@ def _draw_traits(rng: np.random.Generator, cfg: RenalMassPhantomConfig) -> dict[
     w = np.array([s.weight for s in members])
     s = members[int(rng.choice(len(members), p=w / w.sum()))]
     mu, sd, p_male = cfg.age_male[int(malignant)]
-    age = float(np.clip(rng.normal(mu, sd), 18.0, 95.0))
+    age = float(np.clip(rng.normal(mu, sd), *AGE_RANGE))
     sex = "M" if rng.random() < p_male else "F"
     enh = {phase: float(max(0.0, rng.normal(*s.enhancement[j]))) for j, phase in enumerate(PHASES[1:])}
     return {"malignant": malignant, "subtype": s.name, "age": round(age, 1), "sex": sex,
@@ -205,6 +232,7 @@ def generate_renal_mass_case(seed: int | np.random.SeedSequence, *, config: Rena
     central = centre & bool(traits["central_area"])
     texture = correlated_noise(tex_rng, grid.shape, (0.6, 1.5 / sp, 1.5 / sp))
     het_amp = math.exp(traits["log_heterogeneity"])
+    scale = texture_scale(traits["enhancement_hu"])
     mass_occ = np.clip(0.5 - mass / sp, 0.0, 1.0).astype(np.float32)
     images: dict[str, Any] = {}
     for k, phase in enumerate(PHASES):
@@ -216,8 +244,8 @@ def generate_renal_mass_case(seed: int | np.random.SeedSequence, *, config: Rena
         hu[kidney < 0] = cortex_hu
         hu[medulla < 0] = medulla_hu
         enh = 0.0 if phase == "unenhanced" else factor * traits["enhancement_hu"][phase]
-        cm_enh = factor * max(traits["enhancement_hu"]["corticomedullary"], 1.0)
-        lesion = traits["unenhanced_hu"] + enh + het_amp * (enh / cm_enh) * texture
+        tex = 0.0 if phase == "unenhanced" else het_amp * scale[phase]
+        lesion = traits["unenhanced_hu"] + enh + tex * texture
         lesion = np.where(central, traits["unenhanced_hu"] + 0.08 * enh, lesion)  # non-enhancing centre
         hu += mass_occ * (lesion.astype(np.float32) - hu)
         rng_noise = np.random.default_rng(child_seed(ss, 10 + k))
@@ -260,4 +288,4 @@ def write_renal_mass_cohort(out_dir: str | Path, n: int, seed: int, *,
 
 
 __all__ = ["RenalMassPhantomConfig", "generate_renal_mass_case", "write_renal_mass_cohort", "posterior_malignant",
-           "PHASES", "CLASSES", "SUBTYPES", "case_seed"]
+           "PHASES", "CLASSES", "SUBTYPES", "case_seed", "texture_scale"]

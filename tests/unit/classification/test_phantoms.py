@@ -68,6 +68,52 @@ def test_renal_posterior_is_bayes_rule():
     assert rm.posterior_malignant(t) == pytest.approx(expected, rel=1e-9)
 
 
+def test_renal_posterior_treats_clipped_draws_as_censored():
+    """Known answer: an enhancement clipped to 0 HU enters as P(X <= 0), an age clipped to 95 as P(X >= 95)."""
+    t = {"unenhanced_hu": 36.0, "enhancement_hu": {"corticomedullary": 0.0, "nephrographic": 40.0,
+                                                  "excretory": 35.0},
+         "central_area": False, "log_heterogeneity": 2.2, "age": 95.0, "sex": "F"}
+    cfg = rm.RenalMassPhantomConfig()
+    lik = []
+    for s in rm.SUBTYPES:
+        (m_cm, sd_cm), *rest = s.enhancement
+        v = norm.pdf(36.0, *s.unenhanced) * (1 - s.central_area) * norm.pdf(2.2, s.heterogeneity, rm.HETEROGENEITY_SD)
+        v *= norm.cdf(0.0, m_cm, sd_cm) * np.prod([norm.pdf(x, *ms) for x, ms in zip((40.0, 35.0), rest)])
+        mu, sd, pm = cfg.age_male[int(s.malignant)]
+        v *= norm.sf(95.0, mu, sd) * (1 - pm) * s.weight * (cfg.malignant_fraction if s.malignant else
+                                                            1 - cfg.malignant_fraction)
+        lik.append((s.malignant, v))
+    expected = sum(v for m, v in lik if m) / sum(v for _, v in lik)
+    assert rm.posterior_malignant(t) == pytest.approx(expected, rel=1e-9)
+
+
+def test_renal_texture_never_exceeds_the_trait_in_any_phase(monkeypatch):
+    """Generator 1.0 scaled the texture by enhancement / corticomedullary enhancement: a mass enhancing late only
+    (papillary RCC, 0 HU corticomedullary) got a texture tens of times the trait in the nephrographic phase."""
+    assert rm.texture_scale({"corticomedullary": 0.0, "nephrographic": 45.0, "excretory": 30.0}) == pytest.approx(
+        {"corticomedullary": 0.0, "nephrographic": 1.0, "excretory": 30.0 / 45.0})
+    assert rm.texture_scale({"corticomedullary": 100.0, "nephrographic": 70.0, "excretory": 40.0}
+                            )["corticomedullary"] == 1.0
+    draw = rm._draw_traits
+
+    def late_enhancing(rng, cfg):
+        t = draw(rng, cfg)
+        t.update(enhancement_hu={"corticomedullary": 0.0, "nephrographic": 45.0, "excretory": 30.0},
+                 log_heterogeneity=math.log(10.0), central_area=False, diameter_mm=30.0)
+        return t
+
+    monkeypatch.setattr(rm, "_draw_traits", late_enhancing)
+    case = rm.generate_renal_mass_case(rm.case_seed(5, 0))
+    core = sitk.GetArrayViewFromImage(case.images["mask"]) > 0
+    from scipy import ndimage
+
+    core = ndimage.binary_erosion(core, iterations=2)
+    sd = {p: float(sitk.GetArrayViewFromImage(case.images[p])[core].std()) for p in rm.PHASES}
+    noise = case.meta["noise_sd_hu"]
+    assert sd["nephrographic"] < math.hypot(noise, 10.0) * 1.5  # 1.0: about 450 HU
+    assert sd["nephrographic"] > sd["unenhanced"]  # the texture is there
+
+
 def test_pet_involvement_follows_the_study_table():
     traits = _draws("pet_lymphoma", 4000)
     for c, name in enumerate(pl.CLASSES):
