@@ -16,7 +16,7 @@ script separates them on a cohort, with the tumour masks (which the CNN never ge
    correlation with the truth reported), then plugged into the generator's own posterior (the best use of such
    measurements if the model were known);
    the same estimates -> quadratic logistic regression (a two-stage learner that does not know the posterior);
-4. the ceiling.
+4. the ceiling, and the generator's posterior given only some traits (which traits carry the information).
 
     python bench/renal_mass_observability.py --cohort DIR [--n 300 600 1000] [--out results.json]
 
@@ -40,7 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from oncolabel.phantoms.io import read_classification_cohort
-from oncolabel.phantoms.renal_mass import PHASES, posterior_malignant
+from oncolabel.phantoms.renal_mass import IMAGE_TRAITS, PHASES, posterior_malignant
 from oncolabel.stats import roc_auc
 
 TRAITS = ("unenhanced_hu", "corticomedullary", "nephrographic", "excretory", "central_area", "log_heterogeneity")
@@ -97,7 +97,22 @@ def observability(items: list[dict], folds: int = 5) -> dict:
                     "traits estimated from ROI features, generator posterior": float(roc_auc(y, plug)),
                     "ceiling (posterior of the true traits)": float(roc_auc(y, ceiling))},
             "trait_measurement_correlation": {name: float(np.corrcoef(est[:, j], T[:, j])[0, 1])
-                                              for j, name in enumerate(TRAITS)}}
+                                              for j, name in enumerate(TRAITS)},
+            "posterior_auc_given_only": subset_ceilings(items)}
+
+
+SUBSETS = {**{t: (t,) for t in IMAGE_TRAITS}, "enhancement (4 phases)": IMAGE_TRAITS[:4],
+           "all but heterogeneity": IMAGE_TRAITS[:5],
+           "unenhanced + corticomedullary + heterogeneity": ("unenhanced", "corticomedullary", "heterogeneity"),
+           "all but central area": IMAGE_TRAITS[:4] + ("heterogeneity",), "all": IMAGE_TRAITS}
+
+
+def subset_ceilings(items: list[dict]) -> dict[str, float]:
+    """AUC of the generator's posterior given only a subset of the true image traits."""
+    y = [it["label"] for it in items]
+    traits = [it["record"]["traits"] for it in items]
+    return {name: round(float(roc_auc(y, [posterior_malignant(t, clinical=False, use=use) for t in traits])), 4)
+            for name, use in SUBSETS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.stats import norm
@@ -136,16 +136,27 @@ def texture_scale(enhancement_hu: dict[str, float]) -> dict[str, float]:
     return {p: enhancement_hu[p] / peak for p in PHASES[1:]}
 
 
-def _log_likelihoods(traits: dict[str, Any], *, clinical: bool, cfg: RenalMassPhantomConfig) -> np.ndarray:
-    """log p(traits | subtype) + log P(subtype) for each subtype (in :data:`SUBTYPES` order)."""
+#: image traits of the posterior (``posterior_malignant(..., use=...)`` takes a subset of them)
+IMAGE_TRAITS = ("unenhanced", "corticomedullary", "nephrographic", "excretory", "central_area", "heterogeneity")
+
+
+def _log_likelihoods(traits: dict[str, Any], *, clinical: bool, cfg: RenalMassPhantomConfig,
+                     use: frozenset[str] = frozenset(IMAGE_TRAITS)) -> np.ndarray:
+    """log p(traits | subtype) + log P(subtype) for each subtype (in :data:`SUBTYPES` order), over the image traits
+    in ``use`` (and age and sex when ``clinical``)."""
     out = np.zeros(len(SUBTYPES))
     for k, s in enumerate(SUBTYPES):
         prior = s.weight * (cfg.malignant_fraction if s.malignant else 1.0 - cfg.malignant_fraction)
-        ll = math.log(prior) + norm.logpdf(traits["unenhanced_hu"], *s.unenhanced)
+        ll = math.log(prior)
+        if "unenhanced" in use:
+            ll += norm.logpdf(traits["unenhanced_hu"], *s.unenhanced)
         for j, phase in enumerate(PHASES[1:]):
-            ll += _censored_logpdf(traits["enhancement_hu"][phase], *s.enhancement[j], low=0.0)
-        ll += math.log(s.central_area if traits["central_area"] else 1.0 - s.central_area)
-        ll += norm.logpdf(traits["log_heterogeneity"], s.heterogeneity, HETEROGENEITY_SD)
+            if phase in use:
+                ll += _censored_logpdf(traits["enhancement_hu"][phase], *s.enhancement[j], low=0.0)
+        if "central_area" in use:
+            ll += math.log(s.central_area if traits["central_area"] else 1.0 - s.central_area)
+        if "heterogeneity" in use:
+            ll += norm.logpdf(traits["log_heterogeneity"], s.heterogeneity, HETEROGENEITY_SD)
         if clinical:
             mu, sd, p_male = cfg.age_male[int(s.malignant)]
             ll += _censored_logpdf(traits["age"], mu, sd, low=AGE_RANGE[0], high=AGE_RANGE[1])
@@ -155,10 +166,18 @@ def _log_likelihoods(traits: dict[str, Any], *, clinical: bool, cfg: RenalMassPh
 
 
 def posterior_malignant(traits: dict[str, Any], *, clinical: bool = True,
-                        config: RenalMassPhantomConfig | None = None) -> float:
-    """``P(malignant | traits)`` under the generator's distributions (age and sex included when ``clinical``)."""
+                        config: RenalMassPhantomConfig | None = None, use: Sequence[str] | None = None) -> float:
+    """``P(malignant | traits)`` under the generator's distributions (age and sex included when ``clinical``).
+
+    ``use``: only these of :data:`IMAGE_TRAITS` (default all), i.e. the posterior of an observer who sees only them
+    (the traits are independent given the subtype, so leaving one out marginalises it).
+    """
     cfg = config or RenalMassPhantomConfig()
-    ll = _log_likelihoods(traits, clinical=clinical, cfg=cfg)
+    chosen = frozenset(IMAGE_TRAITS if use is None else use)
+    unknown = sorted(chosen - set(IMAGE_TRAITS))
+    if unknown:
+        raise InvalidInputError(f"unknown renal-mass trait(s) {unknown}; use some of {', '.join(IMAGE_TRAITS)}")
+    ll = _log_likelihoods(traits, clinical=clinical, cfg=cfg, use=chosen)
     w = np.exp(ll - ll.max())
     mal = np.array([s.malignant for s in SUBTYPES])
     return float(w[mal].sum() / w.sum())
@@ -288,4 +307,4 @@ def write_renal_mass_cohort(out_dir: str | Path, n: int, seed: int, *,
 
 
 __all__ = ["RenalMassPhantomConfig", "generate_renal_mass_case", "write_renal_mass_cohort", "posterior_malignant",
-           "PHASES", "CLASSES", "SUBTYPES", "case_seed", "texture_scale"]
+           "PHASES", "CLASSES", "SUBTYPES", "IMAGE_TRAITS", "case_seed", "texture_scale"]

@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 from scipy.stats import norm
 
+from oncolabel.errors import InvalidInputError
 from oncolabel.phantoms import hn_response as hn
 from oncolabel.phantoms import pet_lymphoma as pl
 from oncolabel.phantoms import renal_mass as rm
@@ -85,6 +86,20 @@ def test_renal_posterior_treats_clipped_draws_as_censored():
         lik.append((s.malignant, v))
     expected = sum(v for m, v in lik if m) / sum(v for _, v in lik)
     assert rm.posterior_malignant(t) == pytest.approx(expected, rel=1e-9)
+
+
+def test_renal_posterior_given_some_traits_marginalises_the_others():
+    t = _draws("renal_mass", 1)[0]
+    cfg = rm.RenalMassPhantomConfig()
+    assert rm.posterior_malignant(t, clinical=False, use=()) == pytest.approx(cfg.malignant_fraction)
+    lik = {m: sum(s.weight * norm.pdf(t["unenhanced_hu"], *s.unenhanced) for s in rm.SUBTYPES if s.malignant == m)
+           for m in (True, False)}
+    p = cfg.malignant_fraction
+    expected = p * lik[True] / (p * lik[True] + (1 - p) * lik[False])
+    assert rm.posterior_malignant(t, clinical=False, use=["unenhanced"]) == pytest.approx(expected, rel=1e-9)
+    assert rm.posterior_malignant(t, use=rm.IMAGE_TRAITS) == rm.posterior_malignant(t)
+    with pytest.raises(InvalidInputError, match="texture"):
+        rm.posterior_malignant(t, use=["texture"])
 
 
 def test_renal_texture_never_exceeds_the_trait_in_any_phase(monkeypatch):
