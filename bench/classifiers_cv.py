@@ -5,8 +5,9 @@ task's network with the generic trainer, fits the calibrated heads on the out-of
 cross-validated AUC next to the ceiling AUC (the AUC of the generator's own posterior), with DeLong comparisons and
 the study's task-specific analyses:
 
-* renal_mass: AUC per phase with DeLong tests between phases, the stacked four-phase model, and the multivariable
-  logistic regression (CNN output, age, sex, size) with Wald tests, against the image-only and the full ceilings;
+* renal_mass: AUC per phase with DeLong tests between phases, the stacked four-phase model (with the network's fused
+  classifier when it has one), and the multivariable logistic regression (CNN output, age, sex, size) with Wald
+  tests, against the image-only and the full ceilings;
 * pet_lymphoma: accuracy / sensitivity / specificity at 0.5 and the regional-uptake table with Fisher's exact test;
 * hn_response: deep features vs hand-crafted radiomics (pyradiomics first-order + shape) vs clinical model.
 
@@ -106,17 +107,26 @@ def renal_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np
     size = np.array([t["diameter_mm"] for t in traits])
     x_mv = np.column_stack([s["margin_corticomedullary"], age, male, size])
     p_mv = _cv_predict_lr(x_mv, y, res.fold)
-    x_all = np.column_stack([s[f"margin_{ph}"] for ph in PHASES] + [age, male, size])
+    fused = ["margin_fused"] if "margin_fused" in s else []  # a network with a fused classifier over the phases
+    x_all = np.column_stack([s[k] for k in fused] + [s[f"margin_{ph}"] for ph in PHASES] + [age, male, size])
     p_all = _cv_predict_lr(x_all, y, res.fold)
     image_post = np.array([t["image_posterior"] for t in traits])
     out["multivariable_cm"] = {**_auc(y, p_mv), "coefficients": _wald(x_mv, y, ["cnn_corticomedullary", "age",
                                                                                  "sex_male", "size_mm"])}
+    if fused:
+        out["fused"] = _auc(y, s["margin_fused"])
+        x_fu = np.column_stack([s["margin_fused"], age, male, size])
+        out["multivariable_fused"] = {**_auc(y, _cv_predict_lr(x_fu, y, res.fold)),
+                                      "coefficients": _wald(x_fu, y, ["cnn_fused", "age", "sex_male", "size_mm"])}
+        out["fused_vs_corticomedullary"] = _delong(y, s["margin_fused"], s["margin_corticomedullary"])
     out["multivariable_all_phases"] = _auc(y, p_all)
     out["image_ceiling"] = _auc(y, image_post)
     out["stacked_vs_image_ceiling"] = _delong(y, p_cal, image_post)
     out["gap_stacked_vs_image_ceiling"] = round(float(out["image_ceiling"]["auc"] - _auc(y, p_cal)["auc"]), 4)
     out["multivariable_all_vs_ceiling"] = _delong(y, p_all, np.array([it["posterior"] for it in raw]))
     models = {f"cnn_{ph}": s[f"margin_{ph}"] for ph in PHASES}
+    if fused:
+        models["cnn_fused"] = s["margin_fused"]
     models.update({"multivariable_cm": p_mv, "multivariable_all": p_all, "image_ceiling": image_post})
     return out, models
 

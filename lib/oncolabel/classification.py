@@ -291,9 +291,11 @@ def network_outputs(model: nn.Module, x: torch.Tensor, branch_names: Sequence[st
                     features: bool = False, batch_size: int = 16) -> dict[str, np.ndarray]:
     """Scores of a batch of inputs ``(n, channels, *spatial)`` in eval mode, without gradients.
 
-    Keys: ``margin`` (logit of class 1 minus logit of class 0; a multi-branch network's margins averaged),
-    ``margin_<branch>`` per branch, and ``features`` ``(n, n_features)`` when asked for.
+    Keys: ``margin`` (logit of class 1 minus logit of class 0; a multi-branch network's margins averaged, or its
+    fused classifier's margin when it has one, which is then also ``margin_fused``), ``margin_<branch>`` per branch,
+    and ``features`` ``(n, n_features)`` when asked for.
     """
+    fused = bool(getattr(model, "fused_output", False))
     was = model.training
     model.eval()
     out: dict[str, list[np.ndarray]] = {}
@@ -304,10 +306,13 @@ def network_outputs(model: nn.Module, x: torch.Tensor, branch_names: Sequence[st
                 logits = model(xb)
                 if logits.ndim == 3:
                     margins = (logits[..., 1] - logits[..., 0]).double().numpy()
+                    if fused:
+                        margins, fused_margin = margins[:, :-1], margins[:, -1]
+                        out.setdefault("margin_fused", []).append(fused_margin)
                     names = list(branch_names) or [str(k) for k in range(margins.shape[1])]
                     for k, name in enumerate(names):
                         out.setdefault(f"margin_{name}", []).append(margins[:, k])
-                    out.setdefault("margin", []).append(margins.mean(1))
+                    out.setdefault("margin", []).append(fused_margin if fused else margins.mean(1))
                 else:
                     out.setdefault("margin", []).append((logits[:, 1] - logits[:, 0]).double().numpy())
                 if features:
@@ -369,6 +374,17 @@ def checkpoint_heads(ckpt: Checkpoint) -> list[LogisticHead]:
     return [LogisticHead.from_dict(h) for h in raw]
 
 
+class _FusedOutput(nn.Module):
+    """The fused classifier's logits ``(batch, classes)`` of a network with ``fused_output`` (for Grad-CAM)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, -1]
+
+
 class ClassifierPredictor:
     """Calibrated classification with a task's checkpoint.
 
@@ -415,7 +431,7 @@ class ClassifierPredictor:
         out = network_outputs(self.model, prepared.tensor[None].to(self.device),
                               self.preprocessing.branch_names, features=self.needs_features())
         if prepared.missing:
-            drop = {"margin", "features"} | {f"margin_{b}" for b in prepared.missing}
+            drop = {"margin", "margin_fused", "features"} | {f"margin_{b}" for b in prepared.missing}
             out = {k: v for k, v in out.items() if k not in drop}
         return out
 
@@ -450,23 +466,32 @@ class ClassifierPredictor:
 
     def explain(self, prepared: Prepared, head: LogisticHead | None = None) -> dict[str, sitk.Image]:
         """Grad-CAM maps on the inputs' grids; with branches, the maps of the used branches weighted by the
-        absolute stacking coefficients of ``head`` (equal weights otherwise)."""
+        absolute stacking coefficients of ``head`` (equal weights otherwise). When ``head`` uses the network's fused
+        classifier (``margin_fused``), that classifier's Grad-CAM in each branch's trunk is added with the absolute
+        coefficient of ``margin_fused`` (shared equally between the branches)."""
         from oncolabel.explain import grad_cam
 
         x = prepared.tensor[None].to(self.device)
         names = self.preprocessing.branch_names
         if not names:
             return self.preprocessing.heatmap(grad_cam(self.model, x, target_class=1), prepared)
-        weights = {}
-        for k, b in enumerate(names):
-            if b in prepared.missing:
-                continue
-            w = 1.0
-            if head is not None and f"margin_{b}" in head.inputs:
-                w = abs(float(head.coef[list(head.inputs).index(f"margin_{b}")]))
-            weights[k] = w
-        total = sum(weights.values()) or 1.0
-        cam = sum(w / total * grad_cam(self.model, x, target_class=1, branch=k) for k, w in weights.items())
+
+        def coef(name: str) -> float | None:
+            return (abs(float(head.coef[list(head.inputs).index(name)])) if head is not None and name in head.inputs
+                    else None)
+
+        present = [k for k, b in enumerate(names) if b not in prepared.missing]
+        parts: list[tuple[float, Callable[[], np.ndarray]]] = []
+        for k in present:
+            w = coef(f"margin_{names[k]}")
+            parts.append((1.0 if w is None else w, lambda k=k: grad_cam(self.model, x, target_class=1, branch=k)))
+        fused = coef("margin_fused")
+        if fused is not None and getattr(self.model, "fused_output", False):
+            for k in present:
+                parts.append((fused / len(present), lambda k=k: grad_cam(
+                    _FusedOutput(self.model), x, target_class=1, layer=self.model.cam_target(k))))
+        total = sum(w for w, _ in parts) or 1.0
+        cam = sum(w / total * make() for w, make in parts)
         return self.preprocessing.heatmap(np.asarray(cam, dtype=np.float32), prepared)
 
     def uncertainty(self, images: Mapping[str, sitk.Image], *, measure: str = "entropy") -> dict[str, float]:
@@ -591,7 +616,9 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
 
     * ``temperature``: temperature scaling of the fused margin.
     * ``stacking``: one logistic model per non-empty subset of branches (all branches first), plus, with
-      ``covariates``, the multivariable model on all branches and the covariates.
+      ``covariates``, the multivariable model on all branches and the covariates. A network with a fused classifier
+      (scores ``margin_fused``) adds the stacking of the fused and all branch margins (chosen whenever every input is
+      there), and its multivariable model uses the fused margin too; the branch subsets remain the fallback.
     * ``deep_features``: the Platt scaling of the out-of-fold ``feature_margin`` (composed with the final model's
       feature regression later), plus temperature scaling of the margin as a fallback.
     """
@@ -602,11 +629,14 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
     heads: list[LogisticHead] = []
     if post.head == "stacking":
         names = list(spec.preprocessing.branch_names)
+        fused = ["margin_fused"] if "margin_fused" in s else []
         if covariates:
             cov_names = list(post.covariates)
             data = {**s, **{k: np.asarray(covariates[k], dtype=np.float64) for k in cov_names}}
-            heads.append(fit_logistic(data, y, [f"margin_{b}" for b in names] + cov_names, method="multivariable",
-                                      **info))
+            heads.append(fit_logistic(data, y, fused + [f"margin_{b}" for b in names] + cov_names,
+                                      method="multivariable", **info))
+        if fused:
+            heads.append(fit_logistic(s, y, fused + [f"margin_{b}" for b in names], method="stacking", **info))
         for r in range(len(names), 0, -1):
             for subset in itertools.combinations(names, r):
                 method = "stacking" if r > 1 else "platt"

@@ -401,9 +401,12 @@ def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
 # --- classification -------------------------------------------------------------------------------------------
 
 
-def fused_logits(logits: torch.Tensor) -> torch.Tensor:
-    """``(batch, classes)`` logits; a multi-branch output ``(batch, branches, classes)`` is averaged over branches."""
-    return logits.mean(dim=1) if logits.ndim == 3 else logits
+def fused_logits(logits: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+    """``(batch, classes)`` logits; a multi-branch output ``(batch, branches, classes)`` is averaged over branches,
+    unless ``model`` has a fused classifier (``model.fused_output``), whose logits (the last row) are returned."""
+    if logits.ndim != 3:
+        return logits
+    return logits[:, -1] if getattr(model, "fused_output", False) else logits.mean(dim=1)
 
 
 class BranchCrossEntropy(nn.CrossEntropyLoss):
@@ -480,7 +483,7 @@ class ClassificationAdapter:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
                 x = torch.stack([self.tensor(it) for it in items[start:start + batch_size]]).to(device)
-                out.append(torch.softmax(fused_logits(model(x)), dim=1).float().cpu().numpy())
+                out.append(torch.softmax(fused_logits(model(x), model), dim=1).float().cpu().numpy())
         model.train(was_training)
         return np.concatenate(out)
 

@@ -4,7 +4,7 @@ Szegedy C, Vanhoucke V, Ioffe S, Shlens J, Wojna Z. "Rethinking the Inception Ar
 (CVPR 2016). The network is torchvision's ``inception_v3(weights=None, aux_logits=False, init_weights=True)``,
 trained from scratch (no weights are ever downloaded).
 
-Two additions, both off by default:
+Three additions, all off by default:
 
 * ``width``: every convolution's channel count is multiplied by ``width`` (a multiple of 1/8, so that the
   concatenated branch widths of each Inception block still add up). ``width=1`` is the published network
@@ -15,6 +15,13 @@ Two additions, both off by default:
   phase). The output is then ``(batch, branches, out_channels)``: one logit vector per branch, each trained with its
   own loss by :class:`oncolabel.training.ClassificationAdapter`. Because the trunks share no parameter, this is
   exactly one independent model per branch, trained on the same batches.
+
+* ``fusion="features"`` (with ``branches > 1``): a further linear classifier on the concatenated pooled features of
+  all trunks (late fusion at the feature level, so that it can combine what the branches measure: the washout of a
+  renal mass is corticomedullary minus nephrographic attenuation, which no single phase shows). The output is then
+  ``(batch, branches + 1, out_channels)``, the fused logits last (:attr:`InceptionV3.fused_output`); every trunk
+  keeps its own classifier and loss, so each branch remains a classifier of its own input (per-phase AUCs, and the
+  branches' logits still serve when an input is missing).
 
 The input must be at least 75 x 75 pixels (the stride of the stem and the two reduction blocks).
 """
@@ -76,14 +83,16 @@ class InceptionV3(nn.Module):
             default; ``Mixed_5d`` gives finer maps on small inputs).
         init: ``torchvision`` (its N(0, 0.1) truncated-normal weights) or ``kaiming`` (He fan-in initialisation of
             every convolution, which the narrow trunks needed to train from scratch; see ``docs/classifiers.md``).
+        fusion: ``none`` or ``features`` (a linear classifier on all branches' pooled features, output last).
 
     Attributes:
         trunks: the torchvision ``Inception3`` modules, one per branch.
+        fusion_head: the fused classifier (dropout, linear), or None.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 2, width: float = 1.0,
-                 branches: int = 1, dropout: float = 0.5, cam_layer: str = "Mixed_6e", init: str = "torchvision"
-                 ) -> None:
+                 branches: int = 1, dropout: float = 0.5, cam_layer: str = "Mixed_6e", init: str = "torchvision",
+                 fusion: str = "none") -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"spatial_dims={spatial_dims}: Inception-v3 is a 2D network")
@@ -104,6 +113,20 @@ class InceptionV3(nn.Module):
         if not hasattr(self.trunks[0], cam_layer):
             raise ValueError(f"cam_layer={cam_layer!r} is not a block of Inception-v3 (e.g. 'Mixed_6e', 'Mixed_5d')")
         self.cam_layer = cam_layer
+        if fusion not in ("none", "features"):
+            raise ValueError(f"fusion={fusion!r}: use 'none' or 'features'")
+        if fusion == "features" and branches < 2:
+            raise ValueError(f"fusion='features' needs branches >= 2, got {branches}")
+        self.fusion = fusion
+        self.fusion_head: nn.Module | None = None
+        if fusion == "features":
+            self.fusion_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.n_features, out_channels))
+            nn.init.zeros_(self.fusion_head[1].bias)
+
+    @property
+    def fused_output(self) -> bool:
+        """Whether the last output row is the fused classifier's (``fusion="features"``)."""
+        return self.fusion_head is not None
 
     @property
     def n_features(self) -> int:
@@ -129,24 +152,32 @@ class InceptionV3(nn.Module):
         """The module Grad-CAM hooks for ``branch``."""
         return getattr(self.trunks[branch], self.cam_layer)
 
+    @staticmethod
+    def _pooled(trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A trunk's pooled penultimate activations (its forward pass without the final linear layer)."""
+        fc = trunk.fc
+        trunk.fc = nn.Identity()
+        try:
+            return trunk(x)
+        finally:
+            trunk.fc = fc
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate activations ``(batch, n_features)`` (branches concatenated)."""
-        out = []
-        for trunk, xb in zip(self.trunks, self._chunks(x)):
-            fc = trunk.fc
-            trunk.fc = nn.Identity()
-            try:
-                out.append(trunk(xb))
-            finally:
-                trunk.fc = fc
-        return torch.cat(out, dim=1)
+        return torch.cat([self._pooled(trunk, xb) for trunk, xb in zip(self.trunks, self._chunks(x))], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [trunk(xb) for trunk, xb in zip(self.trunks, self._chunks(x))]
-        return logits[0] if self.branches == 1 else torch.stack(logits, dim=1)
+        if self.fusion_head is None:
+            logits = [trunk(xb) for trunk, xb in zip(self.trunks, self._chunks(x))]
+            return logits[0] if self.branches == 1 else torch.stack(logits, dim=1)
+        feats = [self._pooled(trunk, xb) for trunk, xb in zip(self.trunks, self._chunks(x))]
+        logits = [trunk.fc(f) for trunk, f in zip(self.trunks, feats)] + [self.fusion_head(torch.cat(feats, dim=1))]
+        return torch.stack(logits, dim=1)
 
     def enable_mc_dropout(self, enabled: bool = True) -> "InceptionV3":
         """Keep the trunks' dropout active in eval mode (Monte-Carlo dropout)."""
         for trunk in self.trunks:
             trunk.dropout.train(enabled)
+        if self.fusion_head is not None:
+            self.fusion_head[0].train(enabled)
         return self

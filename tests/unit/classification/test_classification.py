@@ -75,6 +75,57 @@ def test_inception_v3_shapes_widths_and_the_published_size():
     assert NETWORKS["InceptionV3"] is InceptionV3
 
 
+def test_inception_feature_fusion_adds_a_fused_classifier_last():
+    torch.manual_seed(0)
+    net = InceptionV3(in_channels=6, out_channels=2, width=0.125, branches=2, fusion="features").eval()
+    plain = InceptionV3(in_channels=6, out_channels=2, width=0.125, branches=2).eval()
+    x = torch.rand(3, 6, 80, 80)
+    with torch.no_grad():
+        out, feats = net(x), net.features(x)
+    assert net.fused_output and not plain.fused_output and out.shape == (3, 3, 2)
+    with torch.no_grad():  # branch rows: each trunk's own classifier; last row: linear in all branches' features
+        np.testing.assert_allclose(out[:, 0], net.trunks[0](x[:, :3]), atol=1e-5)
+        np.testing.assert_allclose(out[:, 2], net.fusion_head(feats), atol=1e-5)
+    assert set(plain.state_dict()) < set(net.state_dict())  # the plain network's parameters are unchanged
+    from oncolabel.classification import _FusedOutput
+
+    cam = grad_cam(_FusedOutput(net), x[:1], layer=net.cam_target(1))  # the fused decision, seen in trunk 1
+    assert cam.shape == (80, 80) and 0.0 <= cam.min() and cam.max() <= 1.0 and not net.training
+    with pytest.raises(ValueError, match="branches >= 2"):
+        InceptionV3(in_channels=3, fusion="features")
+    with pytest.raises(ValueError, match="fusion="):
+        InceptionV3(in_channels=6, branches=2, fusion="logits")
+
+
+def test_fused_network_outputs_heads_and_validation_logits():
+    from oncolabel.classification import CVResult, fit_heads, network_outputs
+    from oncolabel.training import fused_logits
+
+    torch.manual_seed(1)
+    net = InceptionV3(in_channels=6, out_channels=2, width=0.125, branches=2, fusion="features")
+    x = torch.rand(4, 6, 80, 80)
+    s = network_outputs(net, x, ("a", "b"))
+    assert set(s) == {"margin", "margin_a", "margin_b", "margin_fused"}
+    np.testing.assert_array_equal(s["margin"], s["margin_fused"])
+    with torch.no_grad():
+        logits = net.eval()(x)
+    assert torch.equal(fused_logits(logits, net), logits[:, -1])
+    assert torch.equal(fused_logits(logits), logits.mean(dim=1))
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    scores = {k: rng.normal(size=60) + y for k in ("margin_unenhanced", "margin_corticomedullary",
+                                                   "margin_nephrographic", "margin_excretory", "margin_fused")}
+    cv = CVResult(y=y, groups=np.arange(60), fold=np.arange(60) % 3, scores=scores, fold_auc=[], seconds=0.0)
+    heads = fit_heads(get_task("renal_mass"), cv, covariates={"age": rng.normal(60, 10, 60),
+                                                               "sex_male": rng.integers(0, 2, 60).astype(float),
+                                                               "size_mm": rng.uniform(12, 40, 60)})
+    full = set(scores)
+    assert select_head([h for h in heads if h.method != "multivariable"], full).inputs[0] == "margin_fused"
+    assert "margin_fused" in heads[0].inputs and heads[0].method == "multivariable"
+    fallback = select_head(heads, full - {"margin_fused", "margin_excretory"})  # a phase missing: branch stacking
+    assert fallback.inputs == ("margin_unenhanced", "margin_corticomedullary", "margin_nephrographic")
+
+
 @pytest.mark.slow
 def test_full_width_inception_is_torchvisions():
     import torchvision
