@@ -380,6 +380,7 @@ class _FusedOutput(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self.train(net.training)  # so that Grad-CAM restores the network's own mode, not a new module's default
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)[:, -1]
