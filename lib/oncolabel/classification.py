@@ -133,6 +133,10 @@ class ClassifierPreprocessing:
         return {"class": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
 
+#: item keys that are training targets, not inputs (left out of the preprocessing cache keys)
+TARGET_KEYS = ("label", "soft_label")
+
+
 class CachedPreprocessing:
     """A preprocessing object whose :meth:`load` results are kept in ``cache`` (shared by the folds of a CV run).
 
@@ -144,7 +148,7 @@ class CachedPreprocessing:
         self.cache = cache if cache is not None else {}
 
     def load(self, item: Mapping[str, Any]) -> torch.Tensor:
-        key = repr(sorted((k, str(v)) for k, v in item.items() if k != "label"))
+        key = repr(sorted((k, str(v)) for k, v in item.items() if k not in TARGET_KEYS))
         if key not in self.cache:
             self.cache[key] = self.inner.load(item)
         return self.cache[key]

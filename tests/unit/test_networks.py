@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -42,3 +44,28 @@ def test_classifier_shapes_and_features(dims, size):
     x = torch.rand(2, *size)
     with torch.no_grad():
         assert net(x).shape == (2, 3) and net.features(x).shape == (2, net.n_features) == (2, 32)
+
+
+def test_classifier_mask_pooling_averages_over_the_region():
+    """Mask pooling: with a full mask it is global average pooling (+ log size 0); the size feature is the log of the
+    mask's mean; the features do not depend on the mask's scale outside [0, 1]; bad settings are refused."""
+    from oncolabel.networks import CNNClassifier
+
+    torch.manual_seed(0)
+    net = CNNClassifier(spatial_dims=3, in_channels=2, channels=(8, 16), pooling="mask").eval()
+    ref = CNNClassifier(spatial_dims=3, in_channels=2, channels=(8, 16)).eval()
+    ref.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("head")}, strict=False)
+    x = torch.rand(2, 2, 16, 16, 16)
+    x[:, 1] = 1.0
+    with torch.no_grad():
+        f = net.features(x)
+        assert net.n_features == 17 and f.shape == (2, 17) and net(x).shape == (2, 2)
+        torch.testing.assert_close(f[:, :16], ref.features(x))
+        assert torch.allclose(f[:, 16], torch.zeros(2), atol=1e-5)
+        x[:, 1] = 0.0
+        x[:, 1, 4:12, 4:12, 4:12] = 1.0  # 1/8 of the cube
+        assert torch.allclose(net.features(x)[:, 16], torch.full((2,), math.log(1 / 8)), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        CNNClassifier(pooling="max")
+    with pytest.raises(ValueError, match="mask_channel"):
+        CNNClassifier(in_channels=2, pooling="mask", mask_channel=2)

@@ -123,3 +123,45 @@ def test_precise_batchnorm_averages_many_batches_and_keeps_weights(toy_pair):
     assert any(not torch.allclose(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in weights.items())
+
+
+def test_soft_labels_train_towards_the_given_probabilities():
+    """Soft labels: cross-entropy against (1 - q, q); 0/1 soft labels are the hard labels; batches stay class-balanced
+    by the hard label and carry the soft targets; bad values are refused."""
+    import numpy as np
+    import torch
+
+    from oncolabel.tasks.base import NetworkSpec, TaskSpec
+    from oncolabel.training import BranchCrossEntropy, ClassificationAdapter
+
+    loss = BranchCrossEntropy()
+    logits = torch.tensor([[0.5, -0.5], [-1.0, 2.0], [0.0, 0.0]])
+    q = torch.tensor([0.2, 0.9, 0.5])
+    logp = torch.log_softmax(logits, dim=1)
+    expected = -((1 - q) * logp[:, 0] + q * logp[:, 1]).mean()
+    assert loss(logits, q) == pytest.approx(float(expected), rel=1e-6)
+    hard = torch.tensor([0, 1, 1])
+    assert loss(logits, hard.float()) == pytest.approx(float(loss(logits, hard)), rel=1e-6)
+    branches = torch.stack([logits, -logits], dim=1)  # (batch, 2 branches, classes)
+    assert loss(branches, q) == pytest.approx(float((loss(logits, q) + loss(-logits, q)) / 2), rel=1e-6)
+
+    class Prep:
+        def load(self, item):
+            return torch.full((1, 4, 4), float(item["seed"]))
+
+        def to_dict(self):
+            return {"class": "Prep"}
+
+    spec = TaskSpec(name="toy", cli_name="toy", kind="classification", description="toy", labels={"no": 0, "yes": 1},
+                    network=NetworkSpec("CNNClassifier", {"spatial_dims": 2, "in_channels": 1}), preprocessing=Prep())
+    adapter = ClassificationAdapter(spec)
+    items = [{"seed": i, "label": int(i >= 4), "soft_label": 0.1 * i} for i in range(8)]
+    x, y = next(adapter.batches(items, 64, np.random.default_rng(0)))
+    assert y.dtype == torch.float32 and 20 < int((y >= 0.4).sum()) < 44  # balanced by the hard label
+    assert torch.allclose(y, 0.1 * x[:, 0, 0, 0])  # each item's own soft label
+    _, y = next(adapter.batches([{k: v for k, v in it.items() if k != "soft_label"} for it in items], 8,
+                                np.random.default_rng(0)))
+    assert y.dtype == torch.long  # no soft labels: unchanged
+    assert adapter._key(items[0]) == adapter._key({"seed": 0, "label": 1})  # targets are not inputs
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        next(adapter.batches([{**items[0], "soft_label": 1.5}, items[5]], 4, np.random.default_rng(0)))
