@@ -51,21 +51,28 @@ def test_renal_ceiling_is_high_but_not_perfect_and_size_is_not_informative():
     assert 0.5 < roc_auc(y, [t["age"] for t in traits]) < 0.7  # mildly informative
 
 
+def _renal_bayes(enhancement_lik, age_lik, unenhanced: float, central: bool, log_het: float, male: bool) -> float:
+    """P(malignant) by Bayes' rule written out; ``enhancement_lik(subtype)``, ``age_lik(mu, sd)`` give the terms
+    that differ between the known-answer tests."""
+    cfg = rm.RenalMassPhantomConfig()
+    lik = []
+    for s in rm.SUBTYPES:
+        v = norm.pdf(unenhanced, *s.unenhanced) * (s.central_area if central else 1 - s.central_area)
+        v *= norm.pdf(log_het, s.heterogeneity, rm.HETEROGENEITY_SD) * enhancement_lik(s)
+        mu, sd, pm = cfg.age_male[int(s.malignant)]
+        v *= age_lik(mu, sd) * (pm if male else 1 - pm)
+        v *= s.weight * (cfg.malignant_fraction if s.malignant else 1 - cfg.malignant_fraction)
+        lik.append((s.malignant, v))
+    return sum(v for m, v in lik if m) / sum(v for _, v in lik)
+
+
 def test_renal_posterior_is_bayes_rule():
     """Known answer: with one subtype per class the posterior is prior x likelihood ratio."""
     t = {"unenhanced_hu": 35.0, "enhancement_hu": {"corticomedullary": 100.0, "nephrographic": 70.0,
                                                   "excretory": 45.0},
          "central_area": True, "log_heterogeneity": 2.6, "age": 60.0, "sex": "M"}
-    cfg = rm.RenalMassPhantomConfig()
-    lik = []
-    for s in rm.SUBTYPES:
-        v = norm.pdf(35.0, *s.unenhanced) * s.central_area * norm.pdf(2.6, s.heterogeneity, rm.HETEROGENEITY_SD)
-        v *= np.prod([norm.pdf(x, *s.enhancement[j]) for j, x in enumerate((100.0, 70.0, 45.0))])
-        mu, sd, pm = cfg.age_male[int(s.malignant)]
-        v *= norm.pdf(60.0, mu, sd) * pm * s.weight * (cfg.malignant_fraction if s.malignant else
-                                                       1 - cfg.malignant_fraction)
-        lik.append((s.malignant, v))
-    expected = sum(v for m, v in lik if m) / sum(v for _, v in lik)
+    expected = _renal_bayes(lambda s: np.prod([norm.pdf(x, *ms) for x, ms in zip((100.0, 70.0, 45.0), s.enhancement)]),
+                            lambda mu, sd: norm.pdf(60.0, mu, sd), 35.0, True, 2.6, True)
     assert rm.posterior_malignant(t) == pytest.approx(expected, rel=1e-9)
 
 
@@ -74,17 +81,12 @@ def test_renal_posterior_treats_clipped_draws_as_censored():
     t = {"unenhanced_hu": 36.0, "enhancement_hu": {"corticomedullary": 0.0, "nephrographic": 40.0,
                                                   "excretory": 35.0},
          "central_area": False, "log_heterogeneity": 2.2, "age": 95.0, "sex": "F"}
-    cfg = rm.RenalMassPhantomConfig()
-    lik = []
-    for s in rm.SUBTYPES:
+
+    def enhancement(s):
         (m_cm, sd_cm), *rest = s.enhancement
-        v = norm.pdf(36.0, *s.unenhanced) * (1 - s.central_area) * norm.pdf(2.2, s.heterogeneity, rm.HETEROGENEITY_SD)
-        v *= norm.cdf(0.0, m_cm, sd_cm) * np.prod([norm.pdf(x, *ms) for x, ms in zip((40.0, 35.0), rest)])
-        mu, sd, pm = cfg.age_male[int(s.malignant)]
-        v *= norm.sf(95.0, mu, sd) * (1 - pm) * s.weight * (cfg.malignant_fraction if s.malignant else
-                                                            1 - cfg.malignant_fraction)
-        lik.append((s.malignant, v))
-    expected = sum(v for m, v in lik if m) / sum(v for _, v in lik)
+        return norm.cdf(0.0, m_cm, sd_cm) * np.prod([norm.pdf(x, *ms) for x, ms in zip((40.0, 35.0), rest)])
+
+    expected = _renal_bayes(enhancement, lambda mu, sd: norm.sf(95.0, mu, sd), 36.0, False, 2.2, False)
     assert rm.posterior_malignant(t) == pytest.approx(expected, rel=1e-9)
 
 
