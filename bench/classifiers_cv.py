@@ -162,6 +162,21 @@ def hn_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np.nd
     return out, {"radiomics": p_rad, "clinical": p_clin, "cnn_output": res.scores["margin"]}
 
 
+def hn_soft_labels(items: list[dict[str, Any]], raw: list[dict[str, Any]], spread: float
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """H&N training items with soft labels from the shrinkage rate measured on the two masks (pre-treatment and
+    follow-up): ``Phi((rate - median) / (spread x SD))``, the median and SD over the cohort (the label is the
+    median split of the same rates). Only training folds' items are trained on; test folds are scored on images."""
+    from oncolabel.io import read_image
+    from oncolabel.tasks.hn_response import cohort_soft_labels, shrinkage_rate
+
+    rates = np.array([shrinkage_rate(read_image(it["mask"]), read_image(it["followup_mask"])) for it in raw])
+    q, info = cohort_soft_labels(rates, spread)
+    agree = float(np.mean((rates > info["threshold_rate"]) == np.array([it["label"] for it in items], dtype=bool)))
+    info.update({"source": "1 - V_followup / V_pre from the masks", "sign_agrees_with_label": round(agree, 4)})
+    return [{**it, "soft_label": float(v)} for it, v in zip(items, q)], info
+
+
 ANALYSES = {"renal_mass": renal_analysis, "pet_lymphoma": pet_analysis, "hn_response": hn_analysis}
 
 
@@ -177,6 +192,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--learning-rate", type=float)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--soft-spread", type=float, metavar="S",
+                    help="hn_response: train on soft labels from the follow-up masks' shrinkage rate, spread S x SD "
+                         "(see hn_soft_labels); default: the class labels")
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     ap.add_argument("--report", type=Path, help="write an HTML report (ROC, DeLong, calibration)")
     ap.add_argument("--ship", type=Path, help="also train the final model on every case and write it here (+ .json)")
@@ -193,6 +211,11 @@ def main() -> None:
     raw = read_classification_cohort(args.cohort)
     items = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": it["label"]} for it in raw]
     groups = [it["case_id"] for it in raw]
+    soft = None
+    if args.soft_spread:
+        if args.task != "hn_response":
+            ap.error("--soft-spread needs --task hn_response (the cohort's follow-up masks)")
+        items, soft = hn_soft_labels(items, raw, args.soft_spread)
     y = np.array([it["label"] for it in items])
     posterior = np.array([it["posterior"] for it in raw])
     cov = None
@@ -216,7 +239,7 @@ def main() -> None:
         "task": args.task, "command": " ".join(sys.argv), "cohort": str(args.cohort),
         "cohort_summary": manifest.get("summary"), "n": int(y.size), "positives": int(y.sum()),
         "cv": metrics, "ceiling": ceiling, "gap_ceiling_minus_cv": round(ceiling["auc"] - metrics["cv_auc"], 4),
-        "model_vs_ceiling_delong": _delong(y, p_cal, posterior), "cv_settings": cv.settings,
+        "model_vs_ceiling_delong": _delong(y, p_cal, posterior), "cv_settings": cv.settings, "soft_labels": soft,
         "cv_seconds": round(cv.seconds, 1)}
     extra, models = ANALYSES[args.task](cv, raw, y, p_cal)
     results[args.task] = extra
@@ -251,6 +274,8 @@ def main() -> None:
         ckpt = fit.checkpoint
         ckpt.metrics.update({"ceiling_auc": ceiling["auc"], "gap_ceiling_minus_cv": results["gap_ceiling_minus_cv"]})
         ckpt.training["command"] = " ".join(sys.argv)
+        if soft:
+            ckpt.training["soft_labels"] = soft
         save_checkpoint(ckpt, args.ship)
         card = model_card(ckpt, command=" ".join(sys.argv), seed=args.seed,
                           cohort={"path": str(args.cohort), "generator": manifest.get("generator"),

@@ -13,6 +13,7 @@ so a reader never sees a torn file and a crash mid-write leaves the previous mod
 from __future__ import annotations
 
 import datetime as _dt
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,6 +47,23 @@ class Checkpoint:
     def version(self) -> str:
         """Short model version: the first 12 hex digits of the file's SHA-256."""
         return (self.sha256 or "unsaved")[:12]
+
+    def preprocessing_matches(self, preprocessing: Any) -> bool:
+        """Whether this checkpoint was trained with ``preprocessing`` (a task spec's preprocessing object).
+
+        A setting added to a preprocessing class after the checkpoint was written is absent from its record and
+        counts as its default value: options are added with defaults that keep the old behaviour, so older
+        checkpoints stay usable. Any other difference (a changed value, a setting the class no longer has) is a
+        mismatch.
+        """
+        current = preprocessing.to_dict()
+        saved = dict(self.preprocessing)
+        inner = getattr(preprocessing, "inner", preprocessing)  # a caching wrapper delegates to the real object
+        if dataclasses.is_dataclass(inner):
+            for f in dataclasses.fields(inner):
+                if f.name not in saved and f.name in current and f.default is not dataclasses.MISSING:
+                    saved[f.name] = f.default
+        return saved == current
 
 
 def save_checkpoint(ckpt: Checkpoint, dest: str | Path) -> Path:

@@ -58,7 +58,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def build_model(ckpt: Checkpoint, spec: TaskSpec) -> nn.Module:
     """The network of ``ckpt``, checked against ``spec``'s preprocessing."""
-    if dict(ckpt.preprocessing) != spec.preprocessing.to_dict():
+    if not ckpt.preprocessing_matches(spec.preprocessing):
         raise CheckpointError(
             f"checkpoint {ckpt.path} was trained with preprocessing {dict(ckpt.preprocessing)}, but task "
             f"{spec.name!r} now uses {spec.preprocessing.to_dict()}; retrain or use a matching checkpoint")

@@ -127,7 +127,7 @@ class Trainer:
         net = self.init.network if self.init else self.spec.network.to_dict()
         model = build_network(net["name"], net["kwargs"])
         if self.init is not None:
-            if dict(self.init.preprocessing) != self.spec.preprocessing.to_dict():
+            if not self.init.preprocessing_matches(self.spec.preprocessing):
                 raise InvalidInputError("the warm-start checkpoint was trained with other preprocessing than the task spec")
             model.load_state_dict(self.init.state_dict)
         return model.to(self.device)

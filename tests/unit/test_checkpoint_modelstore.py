@@ -85,3 +85,26 @@ def test_modelstore_versions_and_atomic_publish(tmp_path):
 def test_modelstore_without_initial(tmp_path):
     with pytest.raises(ModelNotFoundError):
         ModelStore(tmp_path, "bone_metastasis").current()
+
+
+def test_preprocessing_added_later_counts_as_its_default():
+    """An option added to a preprocessing class (default = old behaviour) keeps older checkpoints usable; a changed
+    value or a setting the class no longer has is still a mismatch."""
+    from dataclasses import asdict, dataclass
+
+    from oncolabel.checkpoint import Checkpoint
+
+    @dataclass(frozen=True)
+    class Prep:
+        window: float = 200.0
+        ring_mm: float = 0.0  # the option added later
+
+        def to_dict(self):
+            return {"class": "Prep", **asdict(self)}
+
+    old = Checkpoint(task="t", network={}, preprocessing={"class": "Prep", "window": 200.0}, state_dict={})
+    assert old.preprocessing_matches(Prep())
+    assert not old.preprocessing_matches(Prep(ring_mm=10.0))
+    assert not old.preprocessing_matches(Prep(window=100.0))
+    gone = Checkpoint(task="t", network={}, preprocessing={"class": "Prep", "window": 200.0, "zoom": 2}, state_dict={})
+    assert not gone.preprocessing_matches(Prep())

@@ -27,3 +27,22 @@ def test_spec_settings_are_json_ready():
 
     s = get_task("bone_metastasis").settings()
     assert json.loads(json.dumps(s))["preprocessing"]["spacing_mm"] == 1.25
+
+
+@pytest.mark.parametrize("name", ["bone_metastasis", "hn_response", "pannet_ln", "pet_lymphoma", "renal_mass"])
+def test_shipped_model_matches_its_task_spec(name):
+    """A change to a task's preprocessing must come with a retrained shipped model: the CLI and the server refuse a
+    checkpoint whose preprocessing differs from the spec, so a stale model would break the task for every user."""
+    from oncolabel.checkpoint import load_checkpoint
+    from oncolabel.inference import build_model, default_checkpoint_path
+
+    spec = get_task(name)
+    path = default_checkpoint_path(spec)
+    if name == "pannet_ln":  # cross-fitted CNNs + the RDP head: its own loader, same preprocessing check
+        from oncolabel.scoring.rdp import RdpModel
+
+        assert RdpModel.load(path).cnns
+        return
+    ckpt = load_checkpoint(path, task=spec.name)
+    model = build_model(ckpt, spec)  # raises CheckpointError on a preprocessing or weight mismatch
+    assert not model.training and ckpt.network["name"] == spec.network.name

@@ -19,7 +19,10 @@ Generative model (every draw recorded in ``traits``):
 
 ``posterior`` = ``P(s > 0 | traits) = Phi(b . z(traits) / sigma)``; T stage is derived from the tumour's largest
 diameter (image), so the clinical variables carry information only through the image traits: the ceiling is reachable
-from the image.
+from the image in principle. In practice three traits are measured almost exactly, but the heterogeneity (a texture
+of about 1 mm grain, about 8 HU after the scanner's blur) is mixed with the scan's noise (8-14 HU, varying between
+scans) and needs a noise reference outside the tumour (``bench/hn_response_observability.py``: r = 0.74 with the
+truth for a simple measurement).
 """
 
 from __future__ import annotations

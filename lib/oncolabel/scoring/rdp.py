@@ -204,7 +204,7 @@ class RdpModel:
         self.spec = spec or get_task(TASK)
         if checkpoint.task != self.spec.name:
             raise CheckpointError(f"checkpoint is for task {checkpoint.task!r}, not {self.spec.name!r}")
-        if dict(checkpoint.preprocessing) != self.spec.preprocessing.to_dict():
+        if not checkpoint.preprocessing_matches(self.spec.preprocessing):
             raise CheckpointError("the RDP model was built with other preprocessing or radiomics settings than the "
                                   "task now uses; rebuild it (see the model card)")
         head = (checkpoint.training or {}).get("rdp_head")

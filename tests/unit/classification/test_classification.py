@@ -217,6 +217,35 @@ def test_renal_missing_phase_and_covariates(toy_models, toy_cohorts):
         predictor.predict({**images, "excretory": moved})
 
 
+def test_renal_fused_network_end_to_end(toy_cohorts, tmp_path):
+    """A renal spec with the fused classifier: heads stack it with the phases, Grad-CAM covers it, a missing phase
+    falls back to the phases' own classifiers."""
+    import dataclasses
+
+    from oncolabel.checkpoint import save_checkpoint
+    from oncolabel.classification import fit_classifier
+    from oncolabel.tasks.base import NetworkSpec
+
+    from tests.unit.classification.conftest import single_thread
+
+    base = get_task("renal_mass")
+    spec = dataclasses.replace(base, network=NetworkSpec(base.network.name, {**base.network.kwargs,
+                                                                             "fusion": "features"}))
+    raw = toy_cohorts["renal_mass"]
+    items = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": it["label"]} for it in raw]
+    with single_thread():
+        fit = fit_classifier(spec, items, n_splits=2, iterations=2, batch_size=4)
+        predictor = ClassifierPredictor(save_checkpoint(fit.checkpoint, tmp_path / "fused.pt"), task=spec)
+        images = spec.preprocessing.read(raw[0])
+        full = predictor.predict(images)
+        partial = predictor.predict({**images, "nephrographic": None}, allow_missing=True)
+    assert "margin_fused" in fit.cv.scores and "cv_auc_margin_fused" in fit.metrics
+    assert full.head["inputs"][0] == "margin_fused" and len(full.head["inputs"]) == 5
+    heat = sitk.GetArrayViewFromImage(full.heatmaps["corticomedullary"])
+    assert np.isfinite(heat).all() and heat.max() <= 1.0 + 1e-6 and not predictor.model.training
+    assert "margin_fused" not in partial.head["inputs"] and len(partial.head["inputs"]) == 3
+
+
 def test_predictor_refuses_other_tasks_and_bare_checkpoints(toy_models, tmp_path):
     from oncolabel.checkpoint import save_checkpoint
 
