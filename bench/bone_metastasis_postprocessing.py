@@ -27,6 +27,14 @@ MIN_MM3 = (20.0, 50.0, 100.0, 200.0)
 SEEDS = (0.0, 0.8, 0.9, 0.95)  # hysteresis: a kept component reaches this probability somewhere (0: off)
 
 
+def _box(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    if not idx.size:
+        return tuple(slice(0, 1) for _ in mask.shape)
+    lo, hi = np.maximum(idx.min(0) - margin, 0), np.minimum(idx.max(0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -37,7 +45,12 @@ def main() -> None:
     cases = []
     for item in cohort_items(args.val):
         img = read_image(item["image"])
-        cases.append((img, base.predict_probability(img), sitk.GetArrayFromImage(read_image(item["label"])) > 0))
+        prob = base.predict_probability(img)
+        truth = sitk.GetArrayFromImage(read_image(item["label"])) > 0
+        # every count is unchanged on the bounding box of (lowest threshold | truth) plus a margin: slices, components
+        # and overlaps outside it are empty in both; the grid search then runs on a small crop
+        box = _box((prob >= min(THRESHOLDS)) | truth)
+        cases.append((img, prob[box], truth[box]))
     rows = []
     for thr, mm3, seed in itertools.product(THRESHOLDS, MIN_MM3, SEEDS):
         if 0 < seed <= thr:

@@ -109,3 +109,41 @@ def test_predictor_postprocess_applies_hysteresis_only_above_the_threshold():
         post = dataclasses.replace(spec.postprocessing, threshold=0.5, min_lesion_mm3=1.0, seed_threshold=seed)
         pred = SegmentationPredictor.from_model(net, dataclasses.replace(spec, postprocessing=post))
         assert int(pred.postprocess(prob, ref).sum()) == expected
+
+
+def test_component_functions_equal_the_whole_volume_computation():
+    """The lesion functions work on the mask's bounding box; results equal labelling the whole volume (random
+    masks near the volume's edges, empty masks, seeds outside the mask)."""
+    from scipy import ndimage
+
+    from oncolabel.lesions import (STRUCTURE_3D, bounding_box, components_with_seeds, find_lesions,
+                                   remove_small_components)
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        shape = tuple(int(v) for v in rng.integers(4, 24, size=3))
+        mask = ndimage.binary_dilation(rng.random(shape) < 0.02, iterations=int(rng.integers(0, 2)))
+        if trial == 0:
+            mask[:] = False
+        seeds = rng.random(shape) < 0.05
+        lab, n = ndimage.label(mask, structure=STRUCTURE_3D)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        keep = sizes >= 4
+        keep[0] = False
+        np.testing.assert_array_equal(remove_small_components(mask, 4), keep[lab])
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(lab[seeds & (lab > 0)])] = True
+        keep[0] = False
+        np.testing.assert_array_equal(components_with_seeds(mask, seeds), keep[lab])
+        ref = sitk.Image(shape[2], shape[1], shape[0], sitk.sitkUInt8)
+        ref.SetSpacing((0.7, 0.8, 2.0))
+        lesions = find_lesions(mask, ref)
+        assert len(lesions) == n and (bounding_box(mask) is None) == (n == 0)
+        if n:
+            order = np.argsort(-sizes[1:], kind="stable")
+            centres = ndimage.center_of_mass(mask, lab, order + 1)
+            objs = ndimage.find_objects(lab)
+            for lesion, i, (zc, yc, xc) in zip(lesions, order, centres):
+                assert lesion.voxels == sizes[i + 1]
+                np.testing.assert_allclose(lesion.centroid_index, (xc, yc, zc), atol=0.006)
+                assert lesion.slices == (objs[i][0].start, objs[i][0].stop - 1)

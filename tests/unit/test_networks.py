@@ -69,3 +69,29 @@ def test_classifier_mask_pooling_averages_over_the_region():
         CNNClassifier(pooling="max")
     with pytest.raises(ValueError, match="mask_channel"):
         CNNClassifier(in_channels=2, pooling="mask", mask_channel=2)
+
+
+def test_fold_batch_norm_keeps_the_function():
+    """Folded network = original in eval mode (non-trivial running statistics), every norm folded, original kept."""
+    import torch
+
+    from oncolabel.networks import DeepLabV3Plus
+    from oncolabel.networks.fuse import fold_batch_norm
+
+    torch.manual_seed(0)
+    net = DeepLabV3Plus(in_channels=3, out_channels=2, channels=(8, 8, 16, 16), aspp_channels=8,
+                        low_level_channels=8, decoder_channels=8)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    folded, n = fold_batch_norm(net)
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert n == norms > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 40, 36)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-4)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == norms  # the original is untouched

@@ -5,8 +5,10 @@ Study emulated: DeepLabV3+ segmentation of spinal bone metastases on CT, evaluat
 reading study. Labels: 0 background, 1 metastasis.
 
 Design choices (measured, see README "Bone metastasis"): slice-wise 2.5D input (the slice and one neighbour
-each side as channels), 1.25 mm in-plane working pixels, HU window -250..1250 (keeps lytic lesions, which are
-darker than cancellous bone, and blastic lesions, which are brighter, both inside the window).
+each side as channels), 1.25 mm in-plane working pixels, HU window -250..1750 (keeps lytic lesions, which are
+darker than cancellous bone, and blastic lesions, which are brighter, inside the window, and does not clip the
+1000-1500 HU of bone islands, a mimic of blastic metastases: with a 1250 HU ceiling they were one of the
+main sources of false positives).
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ class SegmentationPostprocessing:
     """Probability -> label: threshold; keep the 3D components that reach ``seed_threshold`` somewhere (hysteresis;
     not applied when it is not above ``threshold``); drop components smaller than ``min_lesion_mm3``."""
 
-    threshold: float = 0.5
-    min_lesion_mm3: float = 20.0
-    seed_threshold: float = 0.0
+    threshold: float = 0.4
+    min_lesion_mm3: float = 100.0
+    seed_threshold: float = 0.9
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
-PREPROCESSING = CTSlicePreprocessing(hu_low=-250.0, hu_high=1250.0, spacing_mm=1.25, context=1)
+PREPROCESSING = CTSlicePreprocessing(hu_low=-250.0, hu_high=1750.0, spacing_mm=1.25, context=1)
 
 
 @register_task("bone_metastasis")
