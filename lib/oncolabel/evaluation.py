@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry
-from oncolabel.lesions import label_components
+from oncolabel.lesions import bounding_box, label_components
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,11 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, *, spacing: Sequence[float]
         raise InvalidInputError(f"case {case_id}: prediction shape {pred.shape} differs from truth shape {truth.shape}")
     if pred.ndim != 3:
         raise InvalidInputError(f"case {case_id}: expected 3D masks, got shape {pred.shape}")
-    p, t = pred.astype(bool), truth.astype(bool)
+    p, t = np.asarray(pred).astype(bool, copy=False), np.asarray(truth).astype(bool, copy=False)
+    box = bounding_box(p | t)  # every count is zero outside it: slices, components and overlaps
+    if box is None:
+        box = (slice(0, 0),) * 3
+    p, t = p[box], t[box]
     inter = p & t
     t_pos, p_pos, overlap = slice_table(p, t, spacing=spacing, min_area_mm2=min_area_mm2)
     i_area = overlap.astype(int)

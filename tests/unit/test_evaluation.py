@@ -147,3 +147,13 @@ def test_component_functions_equal_the_whole_volume_computation():
                 assert lesion.voxels == sizes[i + 1]
                 np.testing.assert_allclose(lesion.centroid_index, (xc, yc, zc), atol=0.006)
                 assert lesion.slices == (objs[i][0].start, objs[i][0].stop - 1)
+
+
+def test_case_counts_of_empty_masks_are_zero():
+    empty = np.zeros((5, 6, 7), bool)
+    c = case_counts(empty, empty, spacing=(1.0, 1.0, 1.0), case_id="none")
+    assert (c.truth_slices, c.predicted_slices, c.truth_lesions, c.false_positive_lesions, c.intersection) == (0,) * 5
+    one = empty.copy()
+    one[4, 5, 6] = True  # a voxel in the last corner: the crop must keep it
+    c = case_counts(one, empty, spacing=(4.0, 4.0, 1.0))
+    assert (c.predicted_slices, c.false_positive_lesions, c.predicted_voxels) == (1, 1, 1)
