@@ -164,12 +164,16 @@ class SegmentationPredictor:
         require_3d(image, what="CT image")
         hu = sitk.GetArrayViewFromImage(image)
         sx, sy = image.GetSpacing()[:2]
-        return self.spec.preprocessing.prepare(np.asarray(hu, dtype=np.float32), (sy, sx))
+        # a copy: the image's own buffer is read-only (one conversion anyway for integer CT)
+        return self.spec.preprocessing.prepare(np.array(hu, dtype=np.float32), (sy, sx))
 
     def predict_probability(self, image: sitk.Image) -> np.ndarray:
         """Metastasis probability on ``image``'s grid, ``(z, y, x)`` float32."""
         prepared = self.prepare(image)
-        return self.spec.preprocessing.restore(self._forward(prepared), prepared)
+        prob = self._forward(prepared)
+        if getattr(self.spec.postprocessing, "flip_average", False):  # test-time flip, averaged before restoring
+            prob = prob.add_(self._forward(prepared, flip=True)).mul_(0.5)
+        return self.spec.preprocessing.restore(prob, prepared)
 
     def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
         post = self.spec.postprocessing

@@ -157,3 +157,31 @@ def test_case_counts_of_empty_masks_are_zero():
     one[4, 5, 6] = True  # a voxel in the last corner: the crop must keep it
     c = case_counts(one, empty, spacing=(4.0, 4.0, 1.0))
     assert (c.predicted_slices, c.false_positive_lesions, c.predicted_voxels) == (1, 1, 1)
+
+
+def test_flip_average_is_the_mean_of_the_plain_and_mirrored_passes():
+    import dataclasses
+
+    import torch
+
+    from oncolabel.inference import SegmentationPredictor
+    from oncolabel.networks import DeepLabV3Plus
+    from oncolabel.tasks import get_task
+
+    torch.manual_seed(0)
+    spec = get_task("bone_metastasis")
+    net = DeepLabV3Plus(in_channels=spec.preprocessing.in_channels, channels=(4, 4, 4, 4), aspp_channels=4,
+                        low_level_channels=4, decoder_channels=4).eval()
+    rng = np.random.default_rng(0)
+    hu = rng.normal(40, 30, (3, 48, 40)).astype(np.float32)
+    hu[:, 10:30, 8:20] += 700.0  # an asymmetric bright block: the mirrored pass sees something else
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((1.25, 1.25, 3.0))
+    plain = SegmentationPredictor.from_model(net, spec)
+    flip = SegmentationPredictor.from_model(net, dataclasses.replace(
+        spec, postprocessing=dataclasses.replace(spec.postprocessing, flip_average=True)))
+    prepared = plain.prepare(image)
+    mirrored = spec.preprocessing.restore(plain._forward(prepared, flip=True), prepared)
+    p0, p1 = plain.predict_probability(image), flip.predict_probability(image)
+    assert not np.allclose(p0, mirrored, atol=1e-4)
+    np.testing.assert_allclose(p1, (p0 + mirrored) / 2, atol=1e-5)
