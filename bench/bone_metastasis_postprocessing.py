@@ -14,25 +14,17 @@ import dataclasses
 import itertools
 import json
 
-import numpy as np
 import SimpleITK as sitk
 
 from oncolabel.cli.train import cohort_items
 from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor
 from oncolabel.io import read_image
+from oncolabel.lesions import bounding_box
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_MM3 = (20.0, 50.0, 100.0, 200.0)
 SEEDS = (0.0, 0.8, 0.9, 0.95)  # hysteresis: a kept component reaches this probability somewhere (0: off)
-
-
-def _box(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
-    idx = np.argwhere(mask)
-    if not idx.size:
-        return tuple(slice(0, 1) for _ in mask.shape)
-    lo, hi = np.maximum(idx.min(0) - margin, 0), np.minimum(idx.max(0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def main() -> None:
@@ -47,9 +39,9 @@ def main() -> None:
         img = read_image(item["image"])
         prob = base.predict_probability(img)
         truth = sitk.GetArrayFromImage(read_image(item["label"])) > 0
-        # every count is unchanged on the bounding box of (lowest threshold | truth) plus a margin: slices, components
-        # and overlaps outside it are empty in both; the grid search then runs on a small crop
-        box = _box((prob >= min(THRESHOLDS)) | truth)
+        # every count is unchanged on the bounding box of (lowest threshold | truth): slices, components and
+        # overlaps outside it are empty in both; the grid search then runs on a small crop
+        box = bounding_box((prob >= min(THRESHOLDS)) | truth) or (slice(0, 1),) * 3
         cases.append((img, prob[box], truth[box]))
     rows = []
     for thr, mm3, seed in itertools.product(THRESHOLDS, MIN_MM3, SEEDS):

@@ -41,8 +41,8 @@ from oncolabel.phantoms.hn_response import WEIGHTS
 from oncolabel.phantoms.io import read_classification_cohort
 from oncolabel.stats import roc_auc
 from oncolabel.tasks import TaskSpec, get_task
-from oncolabel.tasks.base import NetworkSpec
-from oncolabel.tasks.hn_response import cohort_soft_labels, shrinkage_rate
+from oncolabel.tasks.base import spec_variant
+from oncolabel.tasks.hn_response import cohort_soft_labels, mask_volume_ml, shrinkage_rate
 from oncolabel.training import Trainer
 
 
@@ -66,19 +66,12 @@ def with_soft_labels(items: Sequence[Mapping[str, Any]], spread: float | None) -
 
 
 def configured_spec(setting: Mapping[str, Any]) -> TaskSpec:
-    spec = get_task("hn_response")
-    prep = dataclasses.replace(spec.preprocessing, **setting.get("preprocessing", {}))
-    net = NetworkSpec(spec.network.name, {**spec.network.kwargs, **setting.get("network", {})})
-    training = dataclasses.replace(spec.training, **setting.get("training", {}))
-    return dataclasses.replace(spec, preprocessing=prep, network=net, training=training)
+    return spec_variant(get_task("hn_response"), preprocessing=setting.get("preprocessing"),
+                        network=setting.get("network"), training=setting.get("training"))
 
 
 def log_volume(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    out = []
-    for it in items:
-        m = sitk.ReadImage(it["mask"])
-        out.append(math.log(float((sitk.GetArrayViewFromImage(m) > 0).sum()) * float(np.prod(m.GetSpacing())) / 1e3))
-    return np.array(out)
+    return np.array([math.log(mask_volume_ml(sitk.ReadImage(it["mask"]))) for it in items])
 
 
 def trait_readout(f_tr: np.ndarray, f_te: np.ndarray, t_tr: np.ndarray, t_te: np.ndarray) -> dict[str, float]:

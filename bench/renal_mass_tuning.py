@@ -32,16 +32,16 @@ from oncolabel.classification import CachedPreprocessing, checkpoint_model, netw
 from oncolabel.phantoms.io import read_classification_cohort
 from oncolabel.stats import roc_auc
 from oncolabel.tasks import get_task
-from oncolabel.tasks.base import NetworkSpec
+from oncolabel.tasks.base import spec_variant
 from oncolabel.training import Trainer
 
 
 def variant(spec: Any, network: dict[str, Any], preprocessing: dict[str, Any], training: dict[str, Any]) -> Any:
-    """``spec`` with network keyword arguments, preprocessing fields and training defaults replaced."""
+    """``spec`` with network keyword arguments, preprocessing fields and training defaults replaced (the network's
+    input channels follow the preprocessing)."""
     prep = dataclasses.replace(spec.preprocessing, **preprocessing)
-    kwargs = {**spec.network.kwargs, **network, "in_channels": prep.in_channels}
-    return dataclasses.replace(spec, preprocessing=prep, network=NetworkSpec(spec.network.name, kwargs),
-                               training=dataclasses.replace(spec.training, **training))
+    return spec_variant(spec, preprocessing=preprocessing, network={**network, "in_channels": prep.in_channels},
+                        training=training)
 
 
 def cached_tensors(prep: Any, items: list[dict[str, Any]], cache_dir: Path) -> dict[str, torch.Tensor]:

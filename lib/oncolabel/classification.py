@@ -291,6 +291,14 @@ def select_head(heads: Sequence[LogisticHead], available: set[str]) -> LogisticH
     return max(usable, key=lambda h: (len(h.inputs), -heads.index(h)))
 
 
+def fused_logits(logits: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+    """``(batch, classes)`` logits; a multi-branch output ``(batch, branches, classes)`` is averaged over branches,
+    unless ``model`` has a fused classifier (``model.fused_output``), whose logits (the last row) are returned."""
+    if logits.ndim != 3:
+        return logits
+    return logits[:, -1] if getattr(model, "fused_output", False) else logits.mean(dim=1)
+
+
 def network_outputs(model: nn.Module, x: torch.Tensor, branch_names: Sequence[str] = (), *,
                     features: bool = False, batch_size: int = 16) -> dict[str, np.ndarray]:
     """Scores of a batch of inputs ``(n, channels, *spatial)`` in eval mode, without gradients.
@@ -308,17 +316,16 @@ def network_outputs(model: nn.Module, x: torch.Tensor, branch_names: Sequence[st
             for start in range(0, x.shape[0], batch_size):
                 xb = x[start:start + batch_size].float()
                 logits = model(xb)
+                main = fused_logits(logits, model)
+                out.setdefault("margin", []).append((main[:, 1] - main[:, 0]).double().numpy())
                 if logits.ndim == 3:
                     margins = (logits[..., 1] - logits[..., 0]).double().numpy()
                     if fused:
-                        margins, fused_margin = margins[:, :-1], margins[:, -1]
-                        out.setdefault("margin_fused", []).append(fused_margin)
+                        margins = margins[:, :-1]
+                        out.setdefault("margin_fused", []).append(out["margin"][-1])
                     names = list(branch_names) or [str(k) for k in range(margins.shape[1])]
                     for k, name in enumerate(names):
                         out.setdefault(f"margin_{name}", []).append(margins[:, k])
-                    out.setdefault("margin", []).append(fused_margin if fused else margins.mean(1))
-                else:
-                    out.setdefault("margin", []).append((logits[:, 1] - logits[:, 0]).double().numpy())
                 if features:
                     out.setdefault("features", []).append(model.features(xb).double().numpy())
     finally:

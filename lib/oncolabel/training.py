@@ -24,7 +24,7 @@ from monai.losses import DiceCELoss
 from torch import nn
 
 from oncolabel.checkpoint import Checkpoint, save_checkpoint
-from oncolabel.classification import TARGET_KEYS
+from oncolabel.classification import TARGET_KEYS, fused_logits
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, read_image
 from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
@@ -400,14 +400,6 @@ def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
 
 
 # --- classification -------------------------------------------------------------------------------------------
-
-
-def fused_logits(logits: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-    """``(batch, classes)`` logits; a multi-branch output ``(batch, branches, classes)`` is averaged over branches,
-    unless ``model`` has a fused classifier (``model.fused_output``), whose logits (the last row) are returned."""
-    if logits.ndim != 3:
-        return logits
-    return logits[:, -1] if getattr(model, "fused_output", False) else logits.mean(dim=1)
 
 
 class BranchCrossEntropy(nn.CrossEntropyLoss):

@@ -46,3 +46,15 @@ def test_shipped_model_matches_its_task_spec(name):
     ckpt = load_checkpoint(path, task=spec.name)
     model = build_model(ckpt, spec)  # raises CheckpointError on a preprocessing or weight mismatch
     assert not model.training and ckpt.network["name"] == spec.network.name
+
+
+def test_spec_variant_replaces_only_what_it_is_given():
+    from oncolabel.tasks.base import spec_variant
+
+    spec = get_task("hn_response")
+    v = spec_variant(spec, preprocessing={"context_mm": 10.0}, network={"pooling": "mask"},
+                     training={"max_iterations": 7})
+    assert v.preprocessing.context_mm == 10.0 and v.preprocessing.hu_low == spec.preprocessing.hu_low
+    assert v.network.kwargs == {**spec.network.kwargs, "pooling": "mask"} and v.network.name == spec.network.name
+    assert v.training.max_iterations == 7 and v.training.batch_size == spec.training.batch_size
+    assert spec_variant(spec) == spec and get_task("hn_response") == spec  # the registered spec is unchanged

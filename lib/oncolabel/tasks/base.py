@@ -8,7 +8,7 @@ all read the task from its spec, so a setting lives in exactly one place.
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from torch import nn
@@ -99,6 +99,16 @@ def register_task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], 
         return factory
 
     return deco
+
+
+def spec_variant(spec: TaskSpec, *, preprocessing: Mapping[str, Any] | None = None,
+                 network: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None) -> TaskSpec:
+    """``spec`` with some preprocessing fields, network keyword arguments and training defaults replaced (for
+    experiments that compare settings; a shipped setting belongs in the task's own spec)."""
+    prep = replace(spec.preprocessing, **preprocessing) if preprocessing else spec.preprocessing
+    net = NetworkSpec(spec.network.name, {**spec.network.kwargs, **network}) if network else spec.network
+    train = replace(spec.training, **training) if training else spec.training
+    return replace(spec, preprocessing=prep, network=net, training=train)
 
 
 def task_names() -> list[str]:

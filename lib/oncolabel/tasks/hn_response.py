@@ -118,16 +118,18 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
         return x + noise
 
 
+def mask_volume_ml(mask: sitk.Image) -> float:
+    """Volume of a mask's nonzero voxels in ml (its own voxel size)."""
+    return float((sitk.GetArrayViewFromImage(mask) > 0).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
+
+
 def shrinkage_rate(mask_pre: sitk.Image, mask_followup: sitk.Image) -> float:
     """Rate of tumour volume change between the two time points, ``1 - V_followup / V_pre`` (volumes from the masks,
     each in ml with its own voxel size); 1 = complete response, negative = growth."""
-    def volume_ml(mask: sitk.Image) -> float:
-        return float((sitk.GetArrayViewFromImage(mask) > 0).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
-
-    v0 = volume_ml(mask_pre)
+    v0 = mask_volume_ml(mask_pre)
     if v0 <= 0:
         raise InvalidInputError("the pre-treatment tumour mask is empty: the shrinkage rate is undefined")
-    return 1.0 - volume_ml(mask_followup) / v0
+    return 1.0 - mask_volume_ml(mask_followup) / v0
 
 
 def soft_labels(rates: Any, *, threshold: float, spread: float) -> np.ndarray:
