@@ -40,6 +40,9 @@ class Checkpoint:
     parent_sha256: str | None = None
     created_utc: str = ""
     software: dict[str, str] = field(default_factory=dict)
+    #: a fitted false-positive filter of predicted components (:class:`oncolabel.candidates.ComponentFilter`
+    #: ``to_dict()``, plain numbers) or None
+    component_filter: dict[str, Any] | None = None
     path: Path | None = None
     sha256: str | None = None
 
@@ -76,6 +79,7 @@ def save_checkpoint(ckpt: Checkpoint, dest: str | Path) -> Path:
         "metrics": ckpt.metrics, "training": ckpt.training, "parent_sha256": ckpt.parent_sha256,
         "created_utc": ckpt.created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "software": ckpt.software or package_versions(("torch", "monai", "numpy")),
+        "component_filter": ckpt.component_filter,
     }
     with atomic_path(dest) as tmp:
         torch.save(payload, tmp)
@@ -105,4 +109,4 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
                       state_dict=raw["state_dict"], metrics=raw.get("metrics", {}),
                       training=raw.get("training", {}), parent_sha256=raw.get("parent_sha256"),
                       created_utc=raw.get("created_utc", ""), software=raw.get("software", {}),
-                      path=p, sha256=file_sha256(p))
+                      component_filter=raw.get("component_filter"), path=p, sha256=file_sha256(p))

@@ -23,7 +23,9 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
 from oncolabel.io import array_to_image, require_3d
-from oncolabel.lesions import Lesion, components_with_seeds, find_lesions, remove_small_components
+from oncolabel.candidates import (COMPONENT_FEATURES, ComponentFilter, candidate_mask, component_features,
+                                  grow_along_z)
+from oncolabel.lesions import Lesion, bounding_box, find_lesions, label_components
 from oncolabel.networks.fuse import fold_batch_norm
 from oncolabel.preprocessing import PreparedVolume
 from oncolabel.provenance import package_versions
@@ -119,6 +121,8 @@ class SegmentationPredictor:
         model, _ = fold_batch_norm(build_model(self.checkpoint, self.spec))
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self._lock = threading.Lock()  # MC-dropout toggles module state; serialise forward passes
+        self.component_filter = (ComponentFilter.from_dict(self.checkpoint.component_filter)
+                                 if self.checkpoint.component_filter else None)
 
     @classmethod
     def from_model(cls, model: nn.Module, spec: TaskSpec, *, device: str | torch.device | None = "cpu",
@@ -128,7 +132,7 @@ class SegmentationPredictor:
         self.spec, self.device, self.batch_size = spec, resolve_device(device), int(batch_size)
         self.checkpoint = Checkpoint(task=spec.name, network=spec.network.to_dict(),
                                      preprocessing=spec.preprocessing.to_dict(), state_dict={})
-        self.model, self._lock = model, threading.Lock()
+        self.model, self._lock, self.component_filter = model, threading.Lock(), None
         return self
 
     @property
@@ -175,13 +179,57 @@ class SegmentationPredictor:
             prob = prob.add_(self._forward(prepared, flip=True)).mul_(0.5)
         return self.spec.preprocessing.restore(prob, prepared)
 
-    def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
+    def candidates(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
+        """The thresholded components before the optional filter and growth (the spec's post-processing)."""
         post = self.spec.postprocessing
         voxel_mm3 = float(np.prod(image.GetSpacing()))
-        mask = prob >= post.threshold
-        if post.seed_threshold > post.threshold:
-            mask = components_with_seeds(mask, prob >= post.seed_threshold)
-        return remove_small_components(mask, max(1, int(np.ceil(post.min_lesion_mm3 / voxel_mm3))))
+        return candidate_mask(prob, threshold=post.threshold, seed_threshold=post.seed_threshold,
+                              min_voxels=int(np.ceil(post.min_lesion_mm3 / voxel_mm3)))
+
+    def _work_box(self, mask: np.ndarray, image: sitk.Image, extra_z: int = 0) -> tuple[slice, ...] | None:
+        """Bounding box of ``mask`` widened by what the component features look at (3 mm ring) + ``extra_z``."""
+        box = bounding_box(mask)
+        if box is None:
+            return None
+        pad = [int(np.ceil(3.0 / s)) + 2 + (extra_z if axis == 0 else 0)
+               for axis, s in enumerate(image.GetSpacing()[::-1])]
+        return tuple(slice(max(0, b.start - q), min(n, b.stop + q)) for b, q, n in zip(box, pad, mask.shape))
+
+    def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
+        """Probability -> lesion mask: candidates, then the checkpoint's false-positive filter and the growth
+        into adjacent slices when the spec enables them (both on the candidates' widened bounding box)."""
+        post = self.spec.postprocessing
+        mask = self.candidates(prob, image)
+        use_filter = self.component_filter is not None and getattr(post, "component_filter", False)
+        steps = int(getattr(post, "grow_slices", 0))
+        box = self._work_box(mask, image, steps) if (use_filter or steps > 0) else None
+        if box is None:
+            return mask
+        sub = mask[box]
+        hu = sitk.GetArrayViewFromImage(image)[box]
+        if use_filter:
+            labels, _ = label_components(sub)
+            keep = self.component_filter.keep(component_features(prob[box], hu, labels, image.GetSpacing()[::-1]))
+            sub = np.concatenate([[False], keep])[labels]
+        if steps > 0:
+            sub = grow_along_z(sub, hu, steps=steps, quantiles=tuple(post.grow_quantiles))
+        out = np.zeros_like(mask)
+        out[box] = sub
+        return out
+
+    def component_table(self, image: sitk.Image, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features (:data:`oncolabel.candidates.COMPONENT_FEATURES`) of this model's candidate components on a
+        labelled case, and whether each touches the truth (1) or is a false positive (0): what
+        :func:`oncolabel.candidates.fit_component_filter` learns from."""
+        prob = self.predict_probability(image)
+        mask = self.candidates(prob, image)
+        box = self._work_box(mask, image)
+        if box is None:
+            return np.zeros((0, len(COMPONENT_FEATURES))), np.zeros(0, dtype=np.int64)
+        labels, n = label_components(mask[box])
+        X = component_features(prob[box], sitk.GetArrayViewFromImage(image)[box], labels, image.GetSpacing()[::-1])
+        hits = np.bincount(labels[np.asarray(truth, dtype=bool)[box]], minlength=n + 1)[1:]
+        return X, (hits > 0).astype(np.int64)
 
     def predict(self, image: sitk.Image) -> SegmentationResult:
         """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""
@@ -215,7 +263,13 @@ class SegmentationPredictor:
                 "active_fraction": frac}
 
     def provenance(self) -> dict[str, Any]:
-        return predictor_provenance(self.spec, self.checkpoint, self.device)
+        out = predictor_provenance(self.spec, self.checkpoint, self.device)
+        if self.component_filter is not None:
+            cf = self.checkpoint.component_filter or {}
+            out["component_filter"] = {
+                "applied": bool(getattr(self.spec.postprocessing, "component_filter", False)),
+                **{k: cf.get(k) for k in ("kind", "threshold", "n_train", "fitted_on_model", "fitted_on", "cv_auc")}}
+        return out
 
 
 def predictor_provenance(spec: TaskSpec, ck: Checkpoint, device: torch.device) -> dict[str, Any]:

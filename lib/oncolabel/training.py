@@ -141,7 +141,10 @@ class Trainer:
                           training={**self.settings(), "n_train": n_train, "n_val": n_val, "best_iteration": best_it,
                                     "history_tail": history[-5:]},
                           parent_sha256=self.init.sha256 if self.init else None,
-                          software=package_versions(("torch", "monai", "numpy")))
+                          software=package_versions(("torch", "monai", "numpy")),
+                          # a fine-tuned model keeps its parent's false-positive filter (fitted on the parent's
+                          # outputs; the filter records which model that was); refit with `oncolabel fit-filter`
+                          component_filter=self.init.component_filter if self.init else None)
 
     def _recalibrate(self, model: nn.Module, train_items: Sequence[Mapping[str, Any]], it: int) -> None:
         """Let the adapter re-estimate normalisation statistics on inference-like inputs (if it knows how).

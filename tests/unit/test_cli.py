@@ -80,3 +80,36 @@ def test_evaluate_command(tmp_path, capsys):
     (tmp_path / "truth" / "labels" / "c2.nii.gz").write_bytes((tmp_path / "pred" / "c1.nii.gz").read_bytes())
     assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 1
     assert "no prediction for 1 truth case(s): c2" in capsys.readouterr().err
+
+
+def test_fit_filter_stores_a_filter_that_infer_then_applies(tmp_path, capsys):
+    """``fit-filter`` on the sample phantoms with the shipped model: a new checkpoint (same weights, a filter,
+    a report); ``infer`` with it records the filter. Refuses to overwrite its input model."""
+    import shutil
+    from pathlib import Path
+
+    from oncolabel.checkpoint import load_checkpoint
+
+    cohort = Path(__file__).resolve().parents[2] / "sample-data" / "bone-metastasis"
+    out = tmp_path / "filtered.pt"
+    assert main(["fit-filter", "bone-metastasis", "--cohort", str(cohort), "--out", str(out), "--folds", "2"]) == 0
+    assert "cross-validated AUC" in capsys.readouterr().out
+    ck = load_checkpoint(out)
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert ck.component_filter["fitted_on_model"] == report["model_sha256"] != ck.sha256
+    assert report["report"]["n_cases"] == 5 and report["notice"].startswith("research use only")
+    image = sorted((cohort / "images").glob("*.nii.gz"))[0]
+    assert main(["infer", "bone-metastasis", str(image), str(tmp_path / "l.nii.gz"), "--model", str(out),
+                 "--json", str(tmp_path / "l.json")]) == 0
+    prov = json.loads((tmp_path / "l.json").read_text())["provenance"]
+    assert prov["component_filter"]["applied"] and prov["model_sha256"] == ck.sha256
+    before = out.read_bytes()
+    assert main(["fit-filter", "bone-metastasis", "--model", str(out), "--cohort", str(cohort), "--out", str(out)]) == 1
+    assert "is the input model" in capsys.readouterr().err and out.read_bytes() == before
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(cohort / "images", unlabelled / "images")
+    (unlabelled / "labels").mkdir()
+    first = sorted((cohort / "labels").glob("*.nii.gz"))[0]
+    shutil.copy(first, unlabelled / "labels" / first.name)  # one label for five images
+    assert main(["fit-filter", "bone-metastasis", "--cohort", str(unlabelled), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "no label for" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
