@@ -2,7 +2,8 @@
 growth into the adjacent slices.
 
 The segmentation network's thresholded output (:func:`candidate_mask`) is a set of 3D connected components. Two
-optional steps act on them (both measured on held-out phantoms; see ``docs/bone_metastasis_postprocessing.md``):
+optional steps act on them (both measured on held-out phantoms: README, "Bone metastasis", and
+``bench/bone_metastasis_candidates.py``):
 
 * :class:`ComponentFilter` - a logistic regression on :data:`COMPONENT_FEATURES` (network confidence, size, shape,
   CT attenuation inside and around the component) that scores each component as metastasis vs false positive
