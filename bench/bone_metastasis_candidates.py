@@ -27,7 +27,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel import RESEARCH_USE_ONLY
-from oncolabel.candidates import ComponentFilter, candidate_mask, component_features, grow_along_z
+from oncolabel.candidates import candidate_mask, component_features, grow_along_z, out_of_fold_scores
 from oncolabel.cli.train import cohort_items
 from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor
@@ -39,7 +39,7 @@ from oncolabel.stats import roc_auc
 
 def cached_case(predictor: SegmentationPredictor, item: dict, cache: Path) -> dict:
     """Probability, CT and truth cropped to where anything is (probability >= 0.1 or truth), padded."""
-    path = cache / predictor.version / (Path(item["image"]).parent.parent.name + "__" +
+    path = cache / (Path(item["image"]).parent.parent.name + "__" +
                                         Path(item["image"]).name.replace(".nii.gz", ".npz"))
     if not path.exists():
         image, label = read_image(item["image"]), read_image(item["label"])
@@ -68,16 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", nargs="*", default=[], metavar="T,SEED,MM3",
                     help="candidate rules (threshold, seed threshold, minimum mm^3); default: the spec's")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spacing", type=float, help="working pixel size (mm) instead of the task's (experiment)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    predictor = SegmentationPredictor(a.model)
+    if a.spacing:
+        from bone_metastasis_spacing import predictor_at_spacing  # this folder's sibling script
+
+        predictor = predictor_at_spacing(a.model, a.spacing, threads=a.threads)
+    else:
+        predictor = SegmentationPredictor(a.model)
     post = predictor.spec.postprocessing
     rules = a.rules or [f"{post.threshold},{post.seed_threshold},{post.min_lesion_mm3}"]
     start = time.time()
-    cases = [cached_case(predictor, item, a.cache) for item in cohort_items(a.cohort)]
+    cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else ""))
+    cases = [cached_case(predictor, item, cache) for item in cohort_items(a.cohort)]
     t_cases = time.time() - start
-    from sklearn.model_selection import GroupKFold
-
     rows, aucs = [], {}
     for rule in rules:
         threshold, seed_threshold, min_mm3 = (float(v) for v in rule.split(","))
@@ -87,13 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             c["labels"], n = label_components(mask)
             c["X"] = component_features(c["prob"], c["hu"], c["labels"], c["spacing"][::-1])
             c["y"] = (np.bincount(c["labels"][c["truth"]], minlength=n + 1)[1:] > 0).astype(int)
-        X = np.vstack([c["X"] for c in cases])
         y = np.concatenate([c["y"] for c in cases])
-        groups = np.concatenate([np.full(len(c["y"]), k) for k, c in enumerate(cases)])
-        oof = np.zeros(len(y))
-        perm = np.random.default_rng(0).permutation(len(cases))
-        for tr, te in GroupKFold(5).split(X, y, perm[groups]):
-            oof[te] = ComponentFilter().fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
+        oof = out_of_fold_scores([(c["X"], c["y"]) for c in cases], folds=5, seed=0)
+        if np.isnan(oof).any() or len(np.unique(y)) < 2:
+            raise SystemExit(f"rule {rule}: too few cases or components to score every one out of fold")
         aucs[rule] = {"filter_cv_auc": round(float(roc_auc(y, oof)), 4), "n_components": int(len(y)),
                       "n_true": int(y.sum())}
         scores = np.split(oof, np.cumsum([len(c["y"]) for c in cases])[:-1])
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     report = {"notice": RESEARCH_USE_ONLY, "command": " ".join(sys.argv), "model_version": predictor.version,
+              "spacing_mm": predictor.spec.preprocessing.spacing_mm,
               "cohorts": a.cohort, "n_cases": len(cases), "rules": aucs, "postprocessing": post.to_dict(),
               "seconds_cases": round(t_cases, 1), "rows": rows,
               "software": package_versions(("torch", "numpy", "scikit-learn"))}

@@ -29,6 +29,18 @@ from oncolabel.io import read_image
 from oncolabel.tasks import get_task
 
 
+def predictor_at_spacing(model: str | None, spacing_mm: float, *, component_filter: bool = False,
+                         threads: int = 2) -> SegmentationPredictor:
+    """The bone-metastasis predictor of ``model`` (default: shipped) run at ``spacing_mm`` working pixels."""
+    torch.set_num_threads(threads)
+    spec = get_task("bone_metastasis")
+    ck = load_checkpoint(model or default_checkpoint_path(spec), task=spec.name)
+    prep = dataclasses.replace(spec.preprocessing, spacing_mm=spacing_mm)
+    variant = dataclasses.replace(spec, preprocessing=prep, postprocessing=dataclasses.replace(
+        spec.postprocessing, component_filter=component_filter))
+    return SegmentationPredictor(dataclasses.replace(ck, preprocessing=prep.to_dict()), task=variant)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="checkpoint (default: the shipped model)")
@@ -37,15 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spacing", type=float, nargs="+", default=[1.25, 0.8])
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    spec = get_task("bone_metastasis")
-    ck = load_checkpoint(a.model or default_checkpoint_path(spec), task=spec.name)
     items = cohort_items(a.cohort)[:a.first]
     for spacing in a.spacing:
-        prep = dataclasses.replace(spec.preprocessing, spacing_mm=spacing)
-        variant = dataclasses.replace(spec, preprocessing=prep, postprocessing=dataclasses.replace(
-            spec.postprocessing, component_filter=False))
-        predictor = SegmentationPredictor(dataclasses.replace(ck, preprocessing=prep.to_dict()), task=variant)
+        predictor = predictor_at_spacing(a.model, spacing, threads=a.threads)
         counts, start = [], time.time()
         for item in items:
             image, label = read_image(item["image"]), read_image(item["label"])

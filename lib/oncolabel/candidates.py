@@ -28,7 +28,7 @@ from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.lesions import components_with_seeds, label_components, remove_small_components
 
 __all__ = ["COMPONENT_FEATURES", "ComponentFilter", "candidate_mask", "component_features",
-           "fit_component_filter", "grow_along_z"]
+           "fit_component_filter", "grow_along_z", "out_of_fold_scores"]
 
 #: one row per component, in this order (the filter stored in a checkpoint records these names and is only
 #: applied when they match)
@@ -227,35 +227,49 @@ def grow_along_z(mask: np.ndarray, hu: np.ndarray, *, steps: int = 1,
     return out
 
 
+def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3, folds: int = 5,
+                       seed: int = 0) -> np.ndarray:
+    """Each component's P(metastasis) from a :class:`ComponentFilter` fitted without its case.
+
+    Cases (not components) are split into ``folds`` (fewer when there are fewer cases), in an order shuffled with
+    ``seed``; a fold whose training part lacks one of the classes leaves its components NaN (not scored).
+    Returns one array over all components, in table order.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    n_features = len(COMPONENT_FEATURES)
+    X = np.vstack([t[0] for t in tables]) if tables else np.zeros((0, n_features))
+    y = np.concatenate([t[1] for t in tables]).astype(int) if tables else np.zeros(0, int)
+    groups = (np.concatenate([np.full(len(t[1]), k, dtype=np.int64) for k, t in enumerate(tables)]) if tables
+              else np.zeros(0, np.int64))
+    oof = np.full(len(y), np.nan)
+    k = min(folds, len(np.unique(groups)))
+    if k < 2:
+        return oof
+    perm = np.random.default_rng(seed).permutation(len(tables))  # GroupKFold is deterministic: shuffle cases
+    for tr, te in GroupKFold(k).split(X, y, perm[groups]):
+        if len(np.unique(y[tr])) == 2:
+            oof[te] = ComponentFilter(C=C).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
+    return oof
+
+
 def fit_component_filter(tables: Iterable[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3,
                          threshold: float = 0.15, folds: int = 5, seed: int = 0) -> tuple[ComponentFilter, dict]:
-    """Fit a :class:`ComponentFilter` on per-case ``(X, y)`` tables; report its case-grouped cross-validated AUC.
-
-    Cases (not components) are split into ``folds`` so that no case contributes to both sides of a fold.
-    """
+    """Fit a :class:`ComponentFilter` on per-case ``(X, y)`` tables; report its case-grouped cross-validated AUC
+    (:func:`out_of_fold_scores`: no case contributes to both sides of a fold)."""
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
 
     tables = list(tables)
     X = np.vstack([t[0] for t in tables]) if tables else np.zeros((0, len(COMPONENT_FEATURES)))
-    y = np.concatenate([t[1] for t in tables]) if tables else np.zeros(0, int)
-    groups = (np.concatenate([np.full(len(t[1]), k, dtype=np.int64) for k, t in enumerate(tables)]) if tables
-              else np.zeros(0, np.int64))
+    y = np.concatenate([t[1] for t in tables]).astype(int) if tables else np.zeros(0, int)
     if len(y) == 0 or len(np.unique(y)) < 2:
         raise InvalidInputError("the cohorts gave no mix of true and false-positive components to fit a filter on")
-    oof = np.full(len(y), np.nan)
-    k = min(folds, len(np.unique(groups)))
-    if k >= 2:
-        perm = np.random.default_rng(seed).permutation(len(tables))  # GroupKFold is deterministic: shuffle cases
-        for tr, te in GroupKFold(k).split(X, y, perm[groups]):
-            if len(np.unique(y[tr])) < 2:
-                continue
-            oof[te] = ComponentFilter(C=C, threshold=threshold).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
+    oof = out_of_fold_scores(tables, C=C, folds=folds, seed=seed)
     done = ~np.isnan(oof)
+    true, false = done & (y == 1), done & (y == 0)
     report = {"n_cases": len(tables), "n_components": int(len(y)), "n_true": int(y.sum()),
-              "folds": k, "seed": seed,
-              "cv_auc": float(roc_auc_score(y[done], oof[done])) if done.any() and len(np.unique(y[done])) == 2
-              else None,
-              "cv_kept_true": float((oof[done & (y == 1)] >= threshold).mean()) if (done & (y == 1)).any() else None,
-              "cv_kept_false": float((oof[done & (y == 0)] >= threshold).mean()) if (done & (y == 0)).any() else None}
+              "folds": min(folds, len({k for k, t in enumerate(tables) if len(t[1])})), "seed": seed,
+              "cv_auc": float(roc_auc_score(y[done], oof[done])) if true.any() and false.any() else None,
+              "cv_kept_true": float((oof[true] >= threshold).mean()) if true.any() else None,
+              "cv_kept_false": float((oof[false] >= threshold).mean()) if false.any() else None}
     return ComponentFilter(C=C, threshold=threshold).fit(X, y), report

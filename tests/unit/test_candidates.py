@@ -204,3 +204,23 @@ def test_candidate_mask_is_the_threshold_hysteresis_and_size_rule():
     assert candidate_mask(prob, threshold=0.5, seed_threshold=0.9, min_voxels=2).sum() == 32
     assert candidate_mask(prob, threshold=0.5, seed_threshold=0.0, min_voxels=2).sum() == 64
     assert candidate_mask(prob, threshold=0.5, seed_threshold=0.0, min_voxels=1).sum() == 65
+
+
+def test_out_of_fold_scores_never_use_the_scored_case():
+    """Case 0 carries a feature that predicts its own labels perfectly and is constant in every other case: a
+    filter that had seen case 0 would score it perfectly; out of fold it cannot."""
+    from oncolabel.candidates import out_of_fold_scores
+    from oncolabel.stats import roc_auc
+
+    rng = np.random.default_rng(3)
+    tables = _tables(rng, 30)
+    y0 = np.array([0, 1] * 6)
+    X0 = rng.normal(size=(12, len(COMPONENT_FEATURES)))
+    X0[:, 7] = 100.0 * y0
+    tables[0] = (X0, y0)
+    oof = out_of_fold_scores(tables, folds=5, seed=0)
+    assert oof.shape == (sum(len(t[1]) for t in tables),) and np.isfinite(oof).all()
+    leaky = ComponentFilter().fit(np.vstack([t[0] for t in tables]), np.concatenate([t[1] for t in tables]))
+    assert roc_auc(y0, leaky.predict_proba(X0)[:, 1]) == 1.0
+    assert roc_auc(y0, oof[:12]) < 0.9
+    assert np.isnan(out_of_fold_scores(tables[:1])).all()  # one case: nothing to fold
