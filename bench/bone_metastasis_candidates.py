@@ -27,7 +27,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel import RESEARCH_USE_ONLY
-from oncolabel.candidates import candidate_mask, component_features, grow_along_z, out_of_fold_scores
+from oncolabel.candidates import RING_MM, candidate_mask, component_features, grow_along_z, out_of_fold_scores
 from oncolabel.cli.train import cohort_items
 from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor
@@ -46,7 +46,7 @@ def cached_case(predictor: SegmentationPredictor, item: dict, cache: Path) -> di
         truth = sitk.GetArrayFromImage(label) > 0
         prob = predictor.predict_probability(image)
         box = bounding_box((prob >= 0.1) | truth) or tuple(slice(0, 1) for _ in range(3))
-        pad = [int(np.ceil(3.0 / s)) + 6 for s in image.GetSpacing()[::-1]]
+        pad = [int(np.ceil(RING_MM / s)) + 6 for s in image.GetSpacing()[::-1]]
         box = tuple(slice(max(0, b.start - q), min(n, b.stop + q)) for b, q, n in zip(box, pad, prob.shape))
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, prob=prob[box].astype(np.float16), truth=truth[box],

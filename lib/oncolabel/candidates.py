@@ -27,7 +27,7 @@ from scipy import ndimage
 from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.lesions import components_with_seeds, label_components, remove_small_components
 
-__all__ = ["COMPONENT_FEATURES", "ComponentFilter", "candidate_mask", "component_features",
+__all__ = ["COMPONENT_FEATURES", "RING_MM", "ComponentFilter", "candidate_mask", "component_features",
            "fit_component_filter", "grow_along_z", "out_of_fold_scores"]
 
 #: one row per component, in this order (the filter stored in a checkpoint records these names and is only
@@ -44,6 +44,11 @@ COMPONENT_FEATURES: tuple[str, ...] = (
 )
 
 
+#: width (mm) of the shell around a component whose attenuation the features describe; callers that crop a volume
+#: before computing features widen their crop by at least this
+RING_MM: float = 3.0
+
+
 def candidate_mask(prob: np.ndarray, *, threshold: float, seed_threshold: float, min_voxels: int) -> np.ndarray:
     """Threshold ``prob``; keep components reaching ``seed_threshold`` (when above ``threshold``) and of at least
     ``min_voxels`` voxels."""
@@ -58,7 +63,7 @@ def _box(sl: tuple[slice, ...], pad: Sequence[int], shape: Sequence[int]) -> tup
 
 
 def component_features(prob: np.ndarray, hu: np.ndarray, labels: np.ndarray, spacing_zyx: Sequence[float], *,
-                       ring_mm: float = 3.0) -> np.ndarray:
+                       ring_mm: float = RING_MM) -> np.ndarray:
     """Feature rows (:data:`COMPONENT_FEATURES`) of the components ``1..labels.max()`` of ``labels``.
 
     Every component is measured on its own bounding box, widened by ``ring_mm``: the ring is the shell of up to

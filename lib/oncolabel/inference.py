@@ -23,8 +23,8 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
 from oncolabel.io import array_to_image, require_3d
-from oncolabel.candidates import (COMPONENT_FEATURES, ComponentFilter, candidate_mask, component_features,
-                                  grow_along_z)
+from oncolabel.candidates import (COMPONENT_FEATURES, RING_MM, ComponentFilter, candidate_mask,
+                                  component_features, grow_along_z)
 from oncolabel.lesions import Lesion, bounding_box, find_lesions, label_components
 from oncolabel.networks.fuse import fold_batch_norm
 from oncolabel.preprocessing import PreparedVolume
@@ -187,11 +187,11 @@ class SegmentationPredictor:
                               min_voxels=int(np.ceil(post.min_lesion_mm3 / voxel_mm3)))
 
     def _work_box(self, mask: np.ndarray, image: sitk.Image, extra_z: int = 0) -> tuple[slice, ...] | None:
-        """Bounding box of ``mask`` widened by what the component features look at (3 mm ring) + ``extra_z``."""
+        """Bounding box of ``mask`` widened by what the component features look at (their ring) + ``extra_z``."""
         box = bounding_box(mask)
         if box is None:
             return None
-        pad = [int(np.ceil(3.0 / s)) + 2 + (extra_z if axis == 0 else 0)
+        pad = [int(np.ceil(RING_MM / s)) + 2 + (extra_z if axis == 0 else 0)
                for axis, s in enumerate(image.GetSpacing()[::-1])]
         return tuple(slice(max(0, b.start - q), min(n, b.stop + q)) for b, q, n in zip(box, pad, mask.shape))
 
