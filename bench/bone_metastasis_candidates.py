@@ -27,7 +27,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel import RESEARCH_USE_ONLY
-from oncolabel.candidates import RING_MM, candidate_mask, component_features, grow_along_z, out_of_fold_scores
+from oncolabel.candidates import RING_MM, candidate_mask, component_table, grow_along_z, out_of_fold_scores
 from oncolabel.cli.train import cohort_items
 from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor
@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             mask = candidate_mask(c["prob"], threshold=threshold, seed_threshold=seed_threshold,
                                   min_voxels=int(np.ceil(min_mm3 / np.prod(c["spacing"]))))
-            c["labels"], n = label_components(mask)
-            c["X"] = component_features(c["prob"], c["hu"], c["labels"], c["spacing"][::-1])
-            c["y"] = (np.bincount(c["labels"][c["truth"]], minlength=n + 1)[1:] > 0).astype(int)
+            c["labels"], _ = label_components(mask)
+            c["X"], c["y"] = component_table(c["prob"], c["hu"], c["labels"], c["truth"], c["spacing"][::-1])
         y = np.concatenate([c["y"] for c in cases])
         oof = out_of_fold_scores([(c["X"], c["y"]) for c in cases], folds=5, seed=0)
         if np.isnan(oof).any() or len(np.unique(y)) < 2:

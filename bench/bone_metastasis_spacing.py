@@ -27,6 +27,7 @@ from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor, default_checkpoint_path
 from oncolabel.io import read_image
 from oncolabel.tasks import get_task
+from oncolabel.tasks.base import spec_variant
 
 
 def predictor_at_spacing(model: str | None, spacing_mm: float, *, component_filter: bool = False,
@@ -35,10 +36,10 @@ def predictor_at_spacing(model: str | None, spacing_mm: float, *, component_filt
     torch.set_num_threads(threads)
     spec = get_task("bone_metastasis")
     ck = load_checkpoint(model or default_checkpoint_path(spec), task=spec.name)
-    prep = dataclasses.replace(spec.preprocessing, spacing_mm=spacing_mm)
-    variant = dataclasses.replace(spec, preprocessing=prep, postprocessing=dataclasses.replace(
-        spec.postprocessing, component_filter=component_filter))
-    return SegmentationPredictor(dataclasses.replace(ck, preprocessing=prep.to_dict()), task=variant)
+    variant = dataclasses.replace(spec_variant(spec, preprocessing={"spacing_mm": spacing_mm}),
+                                  postprocessing=dataclasses.replace(spec.postprocessing,
+                                                                     component_filter=component_filter))
+    return SegmentationPredictor(dataclasses.replace(ck, preprocessing=variant.preprocessing.to_dict()), task=variant)
 
 
 def main(argv: list[str] | None = None) -> int:

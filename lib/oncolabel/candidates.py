@@ -28,7 +28,7 @@ from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.lesions import components_with_seeds, label_components, remove_small_components
 
 __all__ = ["COMPONENT_FEATURES", "RING_MM", "ComponentFilter", "candidate_mask", "component_features",
-           "fit_component_filter", "grow_along_z", "out_of_fold_scores"]
+           "component_table", "fit_component_filter", "grow_along_z", "out_of_fold_scores"]
 
 #: one row per component, in this order (the filter stored in a checkpoint records these names and is only
 #: applied when they match)
@@ -119,6 +119,15 @@ def component_features(prob: np.ndarray, hu: np.ndarray, labels: np.ndarray, spa
             np.quantile(nb, 0.99), (nb < -30).mean(), zcorr,
         ])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(COMPONENT_FEATURES))
+
+
+def component_table(prob: np.ndarray, hu: np.ndarray, labels: np.ndarray, truth: np.ndarray,
+                    spacing_zyx: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the components ``1..n`` of ``labels`` and their class: 1 when a component touches the truth
+    (the evaluation's true-positive rule), 0 for a false positive. What :func:`fit_component_filter` learns from."""
+    X = component_features(prob, hu, labels, spacing_zyx)
+    hits = np.bincount(labels[np.asarray(truth, dtype=bool)], minlength=len(X) + 1)[1:]
+    return X, (hits > 0).astype(np.int64)
 
 
 class ComponentFilter:
@@ -232,6 +241,14 @@ def grow_along_z(mask: np.ndarray, hu: np.ndarray, *, steps: int = 1,
     return out
 
 
+def _stack(tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All components of per-case tables: features, classes and the case index of each."""
+    if not tables:
+        return np.zeros((0, len(COMPONENT_FEATURES))), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (np.vstack([t[0] for t in tables]), np.concatenate([t[1] for t in tables]).astype(np.int64),
+            np.concatenate([np.full(len(t[1]), k, dtype=np.int64) for k, t in enumerate(tables)]))
+
+
 def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3, folds: int = 5,
                        seed: int = 0) -> np.ndarray:
     """Each component's P(metastasis) from a :class:`ComponentFilter` fitted without its case.
@@ -242,11 +259,7 @@ def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: fl
     """
     from sklearn.model_selection import GroupKFold
 
-    n_features = len(COMPONENT_FEATURES)
-    X = np.vstack([t[0] for t in tables]) if tables else np.zeros((0, n_features))
-    y = np.concatenate([t[1] for t in tables]).astype(int) if tables else np.zeros(0, int)
-    groups = (np.concatenate([np.full(len(t[1]), k, dtype=np.int64) for k, t in enumerate(tables)]) if tables
-              else np.zeros(0, np.int64))
+    X, y, groups = _stack(tables)
     oof = np.full(len(y), np.nan)
     k = min(folds, len(np.unique(groups)))
     if k < 2:
@@ -262,19 +275,18 @@ def fit_component_filter(tables: Iterable[tuple[np.ndarray, np.ndarray]], *, C: 
                          threshold: float = 0.15, folds: int = 5, seed: int = 0) -> tuple[ComponentFilter, dict]:
     """Fit a :class:`ComponentFilter` on per-case ``(X, y)`` tables; report its case-grouped cross-validated AUC
     (:func:`out_of_fold_scores`: no case contributes to both sides of a fold)."""
-    from sklearn.metrics import roc_auc_score
+    from oncolabel.stats import roc_auc
 
     tables = list(tables)
-    X = np.vstack([t[0] for t in tables]) if tables else np.zeros((0, len(COMPONENT_FEATURES)))
-    y = np.concatenate([t[1] for t in tables]).astype(int) if tables else np.zeros(0, int)
+    X, y, groups = _stack(tables)
     if len(y) == 0 or len(np.unique(y)) < 2:
         raise InvalidInputError("the cohorts gave no mix of true and false-positive components to fit a filter on")
     oof = out_of_fold_scores(tables, C=C, folds=folds, seed=seed)
     done = ~np.isnan(oof)
     true, false = done & (y == 1), done & (y == 0)
     report = {"n_cases": len(tables), "n_components": int(len(y)), "n_true": int(y.sum()),
-              "folds": min(folds, len({k for k, t in enumerate(tables) if len(t[1])})), "seed": seed,
-              "cv_auc": float(roc_auc_score(y[done], oof[done])) if true.any() and false.any() else None,
+              "folds": min(folds, len(np.unique(groups))), "seed": seed,
+              "cv_auc": float(roc_auc(y[done], oof[done])) if true.any() and false.any() else None,
               "cv_kept_true": float((oof[true] >= threshold).mean()) if true.any() else None,
               "cv_kept_false": float((oof[false] >= threshold).mean()) if false.any() else None}
     return ComponentFilter(C=C, threshold=threshold).fit(X, y), report

@@ -24,7 +24,7 @@ from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
 from oncolabel.io import array_to_image, require_3d
 from oncolabel.candidates import (COMPONENT_FEATURES, RING_MM, ComponentFilter, candidate_mask,
-                                  component_features, grow_along_z)
+                                  component_features, component_table, grow_along_z)
 from oncolabel.lesions import Lesion, bounding_box, find_lesions, label_components
 from oncolabel.networks.fuse import fold_batch_norm
 from oncolabel.preprocessing import PreparedVolume
@@ -220,16 +220,16 @@ class SegmentationPredictor:
     def component_table(self, image: sitk.Image, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features (:data:`oncolabel.candidates.COMPONENT_FEATURES`) of this model's candidate components on a
         labelled case, and whether each touches the truth (1) or is a false positive (0): what
-        :func:`oncolabel.candidates.fit_component_filter` learns from."""
+        :func:`oncolabel.candidates.fit_component_filter` learns from (:func:`oncolabel.candidates.component_table`
+        on the candidates' widened bounding box)."""
         prob = self.predict_probability(image)
         mask = self.candidates(prob, image)
         box = self._work_box(mask, image)
         if box is None:
             return np.zeros((0, len(COMPONENT_FEATURES))), np.zeros(0, dtype=np.int64)
-        labels, n = label_components(mask[box])
-        X = component_features(prob[box], sitk.GetArrayViewFromImage(image)[box], labels, image.GetSpacing()[::-1])
-        hits = np.bincount(labels[np.asarray(truth, dtype=bool)[box]], minlength=n + 1)[1:]
-        return X, (hits > 0).astype(np.int64)
+        labels, _ = label_components(mask[box])
+        return component_table(prob[box], sitk.GetArrayViewFromImage(image)[box], labels, np.asarray(truth)[box],
+                               image.GetSpacing()[::-1])
 
     def predict(self, image: sitk.Image) -> SegmentationResult:
         """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -30,6 +30,7 @@ from oncolabel.io import check_same_geometry, read_image
 from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
 from oncolabel.provenance import package_versions
 from oncolabel.tasks import TaskSpec
+from oncolabel.tasks.base import spec_variant
 from oncolabel.tasks.base import build_network
 from oncolabel.transforms import RandInplaneZoom
 
@@ -398,8 +399,8 @@ def finetune_settings(spec: TaskSpec) -> dict[str, Any]:
 
 
 def with_overrides(spec: TaskSpec, **training: Any) -> TaskSpec:
-    """``spec`` with some training defaults replaced."""
-    return replace(spec, training=replace(spec.training, **training))
+    """``spec`` with some training defaults replaced (:func:`oncolabel.tasks.base.spec_variant`)."""
+    return spec_variant(spec, training=training)
 
 
 # --- classification -------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from oncolabel.candidates import (COMPONENT_FEATURES, ComponentFilter, candidate_mask, component_features,
-                                  fit_component_filter, grow_along_z)
+                                  component_table, fit_component_filter, grow_along_z)
 from oncolabel.checkpoint import load_checkpoint, save_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError
 from oncolabel.lesions import label_components
@@ -46,6 +46,11 @@ def test_component_features_measure_size_attenuation_surroundings_and_shape():
     assert island[F["frac_very_dense"]] == 1.0 and island[F["frac_hu_over_1000"]] == 1.0
     assert lytic[F["n_slices"]] == 6 and lytic[F["z_extent_mm"]] == pytest.approx(12.0)
     assert island[F["n_slices"]] == 2
+    truth = np.zeros(labels.shape, bool)
+    truth[8, 19, 19] = True  # one voxel of the lytic block: it counts as true, the island as a false positive
+    Xt, y = component_table(prob, hu, labels, truth, spacing)
+    np.testing.assert_array_equal(Xt, X)
+    assert y.tolist() == [1, 0]
 
 
 def test_component_features_reject_mismatched_or_non_consecutive_input():
