@@ -69,18 +69,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="candidate rules (threshold, seed threshold, minimum mm^3); default: the spec's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spacing", type=float, help="working pixel size (mm) instead of the task's (experiment)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.spacing:
         from bone_metastasis_spacing import predictor_at_spacing  # this folder's sibling script
 
-        predictor = predictor_at_spacing(a.model, a.spacing, threads=a.threads)
+        predictor = predictor_at_spacing(a.model, a.spacing, threads=a.threads, precision=a.precision)
     else:
-        predictor = SegmentationPredictor(a.model)
+        predictor = SegmentationPredictor(a.model, precision=a.precision)
     post = predictor.spec.postprocessing
     rules = a.rules or [f"{post.threshold},{post.seed_threshold},{post.min_lesion_mm3}"]
     start = time.time()
-    cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else ""))
+    cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else "")
+                       + ("_bf16" if predictor.precision == "bf16" else ""))
     cases = [cached_case(predictor, item, cache) for item in cohort_items(a.cohort)]
     t_cases = time.time() - start
     rows, aucs = [], {}
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     report = {"notice": RESEARCH_USE_ONLY, "command": " ".join(sys.argv), "model_version": predictor.version,
-              "spacing_mm": predictor.spec.preprocessing.spacing_mm,
+              "spacing_mm": predictor.spec.preprocessing.spacing_mm, "precision": predictor.precision,
               "cohorts": a.cohort, "n_cases": len(cases), "rules": aucs, "postprocessing": post.to_dict(),
               "seconds_cases": round(t_cases, 1), "rows": rows,
               "software": package_versions(("torch", "numpy", "scikit-learn"))}

@@ -2,16 +2,19 @@
 
 Both runs use the same DeepLabV3+ weights on the same phantom CTs (512 x 512 x 200 at 1 mm slices, one per seed):
 
-* **ours** - :class:`oncolabel.inference.SegmentationPredictor` as the task runs it, and with the optional
-  left-right flip average (two network passes, ``ours_flip``): body crop, 1.25 mm working pixels, batches of
-  slices, batch norms folded into the convolutions, channels-last memory layout, ``torch.inference_mode``;
-  probabilities mapped back onto the CT grid; component analysis on the mask's bounding box.
+* **ours** - :class:`oncolabel.inference.SegmentationPredictor` as the task runs it (``--precision``, default
+  ``auto``: bf16 autocast where the CPU has AMX, :mod:`oncolabel.precision`), the same in float32
+  (``ours_fp32``), and with the optional left-right flip average (two network passes, ``ours_flip``): body crop,
+  the task's working pixels, batches of slices, batch norms folded into the convolutions, channels-last memory
+  layout, ``torch.inference_mode``; probabilities mapped back onto the CT grid; component analysis on the mask's
+  bounding box.
 * **baseline** - the naive way: the checkpoint's network as stored, every slice at its full 512 x 512 native
   resolution, batch 1, fp32, same HU window and 2.5D neighbours, same threshold and post-processing.
 
 Prints both wall times, the ratio, and both runs' slice-wise sensitivity / PPV against the phantom truth.
 
     python bench/bone_metastasis_infer.py [--model CKPT] [--threads 2] [--slices 200] [--seeds 7 8 9 10]
+        [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -58,15 +61,18 @@ def main() -> None:
                     help="one phantom volume per seed (accuracy is pooled over them; time is per volume)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per volume (the fastest counts)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="ours (default: auto)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dataclasses.replace(BoneMetastasisPhantomConfig(), z_mm=(float(args.slices), float(args.slices)),
                               thickness_mm=(1.0,), lesion_free_fraction=0.0)
-    predictor = SegmentationPredictor(args.model)  # the task's settings
+    predictor = SegmentationPredictor(args.model, precision=args.precision)  # the task's settings
     spec = predictor.spec
+    fp32 = SegmentationPredictor(predictor.checkpoint, precision="fp32")
     flip = SegmentationPredictor(predictor.checkpoint, task=dataclasses.replace(
-        spec, postprocessing=dataclasses.replace(spec.postprocessing, flip_average=True)))
+        spec, postprocessing=dataclasses.replace(spec.postprocessing, flip_average=True)), precision=args.precision)
     methods = {"ours": lambda img: sitk.GetArrayFromImage(predictor.predict(img).label) > 0,
+               "ours_fp32": lambda img: sitk.GetArrayFromImage(fp32.predict(img).label) > 0,
                "ours_flip": lambda img: sitk.GetArrayFromImage(flip.predict(img).label) > 0,
                "baseline": lambda img: baseline(predictor, img)}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
@@ -76,6 +82,7 @@ def main() -> None:
         image, truth = case.image, sitk.GetArrayFromImage(case.label) > 0
         if i == 0:
             predictor.predict(image)  # warm-up (allocator, kernels)
+            fp32.predict(image)
         line = [f"phantom {case.case_id}: size {image.GetSize()}, spacing "
                 f"{tuple(round(s, 3) for s in image.GetSpacing())}, {len(case.lesions)} metastases"]
         for name, run in methods.items():
@@ -95,17 +102,21 @@ def main() -> None:
                          "seconds": [round(t, 3) for t in seconds[name]],
                          "slice_sensitivity": ev.slice_sensitivity.value, "slice_ppv": ev.slice_ppv.value,
                          "lesion_sensitivity": ev.lesion_sensitivity.value, "dice": ev.dice_pooled}
-        print(f"{name:9s} {np.mean(seconds[name]):7.2f} s per volume ({args.threads} threads)  slice sensitivity "
+        print(f"{name:10s} {np.mean(seconds[name]):7.2f} s per volume ({args.threads} threads)  slice sensitivity "
               f"{ev.slice_sensitivity.value:.3f}  slice PPV {ev.slice_ppv.value:.3f}  lesion sensitivity "
               f"{ev.lesion_sensitivity.value:.3f}  Dice {ev.dice_pooled:.3f}", flush=True)
     ratio = results["baseline"]["seconds_per_volume"] / results["ours"]["seconds_per_volume"]
+    ratio_fp32 = results["baseline"]["seconds_per_volume"] / results["ours_fp32"]["seconds_per_volume"]
     ratio_flip = results["baseline"]["seconds_per_volume"] / results["ours_flip"]["seconds_per_volume"]
-    print(f"speed-up (baseline / ours): {ratio:.1f}x with the task's settings, {ratio_flip:.1f}x with the flip average "
-          "(two passes)  (goal >= 5x at equal accuracy; ours <= 10 s on 2 cores)")
+    print(f"speed-up (baseline / ours): {ratio:.1f}x with the task's settings ({predictor.precision}), "
+          f"{ratio_fp32:.1f}x in float32, {ratio_flip:.1f}x with the flip average (two passes)  "
+          "(goal >= 5x at equal accuracy; ours <= 10 s on 2 cores)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"seeds": args.seeds, "slices": args.slices, "threads": args.threads,
-                       "model": predictor.version, "results": results, "ratio": ratio,
+                       "model": predictor.version, "precision": predictor.precision,
+                       "spacing_mm": spec.preprocessing.spacing_mm, "results": results, "ratio": ratio,
+                       "ratio_fp32": ratio_fp32,
                        "ratio_flip_average": ratio_flip}, fh, indent=2)
 
 

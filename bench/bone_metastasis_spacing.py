@@ -31,7 +31,7 @@ from oncolabel.tasks.base import spec_variant
 
 
 def predictor_at_spacing(model: str | None, spacing_mm: float, *, component_filter: bool = False,
-                         threads: int = 2) -> SegmentationPredictor:
+                         threads: int = 2, precision: str = "auto") -> SegmentationPredictor:
     """The bone-metastasis predictor of ``model`` (default: shipped) run at ``spacing_mm`` working pixels."""
     torch.set_num_threads(threads)
     spec = get_task("bone_metastasis")
@@ -39,7 +39,8 @@ def predictor_at_spacing(model: str | None, spacing_mm: float, *, component_filt
     variant = dataclasses.replace(spec_variant(spec, preprocessing={"spacing_mm": spacing_mm}),
                                   postprocessing=dataclasses.replace(spec.postprocessing,
                                                                      component_filter=component_filter))
-    return SegmentationPredictor(dataclasses.replace(ck, preprocessing=variant.preprocessing.to_dict()), task=variant)
+    return SegmentationPredictor(dataclasses.replace(ck, preprocessing=variant.preprocessing.to_dict()), task=variant,
+                                 precision=precision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,17 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, help="only the first N cases (over all cohorts, in order)")
     ap.add_argument("--spacing", type=float, nargs="+", default=[1.25, 0.8])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     a = ap.parse_args(argv)
     items = cohort_items(a.cohort)[:a.first]
     for spacing in a.spacing:
-        predictor = predictor_at_spacing(a.model, spacing, threads=a.threads)
+        predictor = predictor_at_spacing(a.model, spacing, threads=a.threads, precision=a.precision)
         counts, start = [], time.time()
         for item in items:
             image, label = read_image(item["image"]), read_image(item["label"])
             mask = predictor.postprocess(predictor.predict_probability(image), image)
             counts.append(case_counts(mask, sitk.GetArrayFromImage(label) > 0, spacing=image.GetSpacing()))
         pooled = evaluate_cases(counts, n_boot=1).to_dict()["pooled"]
-        row = {"spacing_mm": spacing, "cases": len(items), "seconds": round(time.time() - start, 1),
+        row = {"spacing_mm": spacing, "precision": predictor.precision, "cases": len(items), "seconds": round(time.time() - start, 1),
                **{k: round(pooled[k]["value"], 3) for k in ("slice_sensitivity", "slice_ppv", "lesion_sensitivity",
                                                              "lesion_sensitivity_large")},
                "fp_per_scan": round(pooled["false_positives_per_scan"], 2), "dice": round(pooled["dice_pooled"], 3)}

@@ -1,7 +1,8 @@
 """Inference: checkpoint + task spec -> results on the input image's grid.
 
 :class:`SegmentationPredictor` runs the task's one preprocessing (:mod:`oncolabel.preprocessing`), the network
-in batches over all slices (``torch.inference_mode``, channels-last memory layout), maps probabilities back onto
+in batches over all slices (``torch.inference_mode``, channels-last memory layout, bfloat16 autocast where the
+hardware runs it natively: :mod:`oncolabel.precision`), maps probabilities back onto
 the input grid and post-processes them (component analysis on the mask's bounding box). The loaded network has
 its batch norms folded into the convolutions (:func:`oncolabel.networks.fuse.fold_batch_norm`). The CLI, the MONAI Label infer task, the benchmark and evaluation use it.
 """
@@ -27,6 +28,7 @@ from oncolabel.candidates import (COMPONENT_FEATURES, RING_MM, ComponentFilter, 
                                   component_features, component_table, grow_along_z)
 from oncolabel.lesions import Lesion, bounding_box, find_lesions, label_components
 from oncolabel.networks.fuse import fold_batch_norm
+from oncolabel.precision import autocast, resolve_precision
 from oncolabel.preprocessing import PreparedVolume
 from oncolabel.provenance import package_versions
 from oncolabel.tasks import TaskSpec, get_task
@@ -105,10 +107,12 @@ class SegmentationPredictor:
         task: task name or spec.
         device: ``cpu`` or ``cuda``.
         batch_size: slices per forward pass.
+        precision: ``auto`` (bf16 where the hardware runs it natively, else fp32), ``fp32`` or ``bf16``
+            (:mod:`oncolabel.precision`); recorded in the provenance.
     """
 
     def __init__(self, checkpoint: str | Path | Checkpoint | None = None, *, task: str | TaskSpec = "bone_metastasis",
-                 device: str | torch.device | None = "cpu", batch_size: int = 32) -> None:
+                 device: str | torch.device | None = "cpu", batch_size: int = 32, precision: str = "auto") -> None:
         self.spec = get_task(task) if isinstance(task, str) else task
         if self.spec.kind != "segmentation":
             raise InvalidInputError(f"task {self.spec.name!r} is a {self.spec.kind} task, not segmentation")
@@ -116,6 +120,7 @@ class SegmentationPredictor:
             checkpoint = default_checkpoint_path(self.spec)
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, task=self.spec.name)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.batch_size = int(batch_size)
         # batch norms folded into the convolutions (same function, about 15 % less time on a CPU)
         model, _ = fold_batch_norm(build_model(self.checkpoint, self.spec))
@@ -126,10 +131,14 @@ class SegmentationPredictor:
 
     @classmethod
     def from_model(cls, model: nn.Module, spec: TaskSpec, *, device: str | torch.device | None = "cpu",
-                   batch_size: int = 32) -> "SegmentationPredictor":
-        """A predictor around an in-memory model (validation during training); nothing is loaded or copied."""
+                   batch_size: int = 32, precision: str = "fp32") -> "SegmentationPredictor":
+        """A predictor around an in-memory model (validation during training); nothing is loaded or copied.
+
+        ``fp32`` adds no autocast of its own: the trainer's (when it trains in bf16) stays in force.
+        """
         self = cls.__new__(cls)
         self.spec, self.device, self.batch_size = spec, resolve_device(device), int(batch_size)
+        self.precision = resolve_precision(precision, self.device)
         self.checkpoint = Checkpoint(task=spec.name, network=spec.network.to_dict(),
                                      preprocessing=spec.preprocessing.to_dict(), state_dict={})
         self.model, self._lock, self.component_filter = model, threading.Lock(), None
@@ -144,7 +153,7 @@ class SegmentationPredictor:
         prep = self.spec.preprocessing
         n = prepared.image.shape[0]
         out = torch.empty((n, *prepared.size), dtype=torch.float32)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
             self.model.eval()
             if mc_dropout:
                 self.model.enable_mc_dropout(True)
@@ -155,7 +164,7 @@ class SegmentationPredictor:
                     if flip:
                         x = torch.flip(x, dims=(-1,))
                     x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-                    p = torch.softmax(self.model(x), dim=1)[:, 1]
+                    p = torch.softmax(self.model(x).float(), dim=1)[:, 1]
                     if flip:
                         p = torch.flip(p, dims=(-1,))
                     out[start:start + len(zs)] = p.float().cpu()
@@ -264,6 +273,7 @@ class SegmentationPredictor:
 
     def provenance(self) -> dict[str, Any]:
         out = predictor_provenance(self.spec, self.checkpoint, self.device)
+        out["precision"] = self.precision
         if self.component_filter is not None:
             cf = self.checkpoint.component_filter or {}
             out["component_filter"] = {

@@ -27,6 +27,7 @@ from oncolabel.checkpoint import Checkpoint, save_checkpoint
 from oncolabel.classification import TARGET_KEYS, fused_logits
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, read_image
+from oncolabel.precision import as_float32, autocast, resolve_precision
 from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
 from oncolabel.provenance import package_versions
 from oncolabel.tasks import TaskSpec
@@ -83,12 +84,18 @@ class Trainer:
         spec: the task.
         iterations, batch_size, learning_rate, weight_decay, validate_every: override ``spec.training``.
         init: checkpoint to warm-start from (fine-tuning); its weights and its sha256 (recorded as parent).
+        init_other_preprocessing: allow ``init`` to have been trained with other preprocessing than ``spec``'s
+            (e.g. another working pixel size, which the zoom augmentation prepares a network for); its
+            preprocessing is recorded in the training settings. Off: such a warm start is an error.
         device: ``cpu`` / ``cuda``.
         seed: seeds numpy and torch for this run.
         stop_event: set it from another thread to cancel; :meth:`fit` then raises :class:`TrainingCancelled`.
         progress: called with a dict after every logged step (``iteration``, ``loss``, and validation metrics).
         save_best_to: if given, the best checkpoint so far is written there (atomically) after every validation
             that improves, so an interrupted run still leaves its best model.
+        precision: ``fp32`` (default) or ``bf16`` autocast for the forward passes of training and validation
+            (weights, optimiser and loss stay float32), or ``auto`` (:mod:`oncolabel.precision`); recorded in the
+            checkpoint's training settings.
     """
 
     def __init__(self, spec: TaskSpec, *, iterations: int | None = None, batch_size: int | None = None,
@@ -97,7 +104,8 @@ class Trainer:
                  device: str | torch.device = "cpu", seed: int | None = None,
                  stop_event: threading.Event | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None,
-                 save_best_to: str | Path | None = None) -> None:
+                 save_best_to: str | Path | None = None, precision: str = "fp32",
+                 init_other_preprocessing: bool = False) -> None:
         t = spec.training
         self.spec = spec
         self.iterations = int(iterations if iterations is not None else t.max_iterations)
@@ -107,9 +115,11 @@ class Trainer:
         self.validate_every = int(validate_every or t.validate_every)
         self.seed = int(seed if seed is not None else t.seed)
         self.init = init
+        self.init_other_preprocessing = bool(init_other_preprocessing)
         from oncolabel.inference import resolve_device
 
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.stop_event = stop_event
         self.progress = progress
         self.save_best_to = Path(save_best_to) if save_best_to else None
@@ -122,14 +132,21 @@ class Trainer:
     def settings(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "validate_every": self.validate_every, "seed": self.seed,
-                "device": str(self.device), "init_sha256": self.init.sha256 if self.init else None}
+                "device": str(self.device), "precision": self.precision, "init_sha256": self.init.sha256 if self.init else None,
+                **({"init_preprocessing": dict(self.init.preprocessing)} if self._init_differs() else {})}
+
+    def _init_differs(self) -> bool:
+        return self.init is not None and not self.init.preprocessing_matches(self.spec.preprocessing)
 
     def _model(self) -> nn.Module:
         net = self.init.network if self.init else self.spec.network.to_dict()
         model = build_network(net["name"], net["kwargs"])
         if self.init is not None:
-            if not self.init.preprocessing_matches(self.spec.preprocessing):
-                raise InvalidInputError("the warm-start checkpoint was trained with other preprocessing than the task spec")
+            if self._init_differs() and not self.init_other_preprocessing:
+                raise InvalidInputError(
+                    f"the warm-start checkpoint was trained with other preprocessing ({dict(self.init.preprocessing)}) "
+                    f"than the task spec ({self.spec.preprocessing.to_dict()}); allow it explicitly "
+                    "(init_other_preprocessing / --init-other-preprocessing) to adapt the network")
             model.load_state_dict(self.init.state_dict)
         return model.to(self.device)
 
@@ -189,7 +206,9 @@ class Trainer:
             if x.ndim == 4 and getattr(self.adapter, "channels_last", True):  # 2D only; an adapter may opt out
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y.to(self.device))
+            with autocast(self.precision, self.device):
+                out = model(x)
+            loss = loss_fn(as_float32(out), y.to(self.device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at iteration {it}")
             loss.backward()
@@ -202,8 +221,9 @@ class Trainer:
                 rec = {"iteration": it, "loss": round(running, 5), "lr": sched.get_last_lr()[0],
                        "seconds": round(time.time() - start, 1)}
                 if validate_now:
-                    self._recalibrate(model, train_items, it)
-                    metrics = self.adapter.validate(model, val_items, self.device)
+                    with autocast(self.precision, self.device):
+                        self._recalibrate(model, train_items, it)
+                        metrics = self.adapter.validate(model, val_items, self.device)
                     rec.update({f"val_{k}": v for k, v in metrics.items()})
                     if metrics["score"] > best_score:
                         best_score, best_it, best_metrics = metrics["score"], it, metrics
@@ -215,7 +235,8 @@ class Trainer:
                 logger.info("train %s: %s", self.spec.name, rec)
                 self._report(rec)
         if best_state is None:  # no validation: keep the final weights
-            self._recalibrate(model, train_items, self.iterations)
+            with autocast(self.precision, self.device):
+                self._recalibrate(model, train_items, self.iterations)
             best_state, best_it = model.state_dict(), self.iterations
         ckpt = self._checkpoint(best_state, best_metrics, best_it, len(train_items), len(val_items or []), history)
         return TrainResult(checkpoint=ckpt, history=history, best_iteration=best_it, seconds=time.time() - start)

@@ -26,7 +26,7 @@ def test_spec_settings_are_json_ready():
     import json
 
     s = get_task("bone_metastasis").settings()
-    assert json.loads(json.dumps(s))["preprocessing"]["spacing_mm"] == 1.25
+    assert json.loads(json.dumps(s))["preprocessing"]["spacing_mm"] == 0.8
 
 
 @pytest.mark.parametrize("name", ["bone_metastasis", "hn_response", "pannet_ln", "pet_lymphoma", "renal_mass"])

@@ -165,3 +165,21 @@ def test_soft_labels_train_towards_the_given_probabilities():
     assert adapter._key(items[0]) == adapter._key({"seed": 0, "label": 1})  # targets are not inputs
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         next(adapter.batches([{**items[0], "soft_label": 1.5}, items[5]], 4, np.random.default_rng(0)))
+
+
+def test_warm_start_from_other_preprocessing_needs_consent_and_is_recorded(toy_pair, toy_checkpoint):
+    import dataclasses
+
+    ip, lp = toy_pair
+    items = [{"image": str(ip), "label": str(lp)}]
+    spec = get_task("bone_metastasis")
+    parent = load_checkpoint(toy_checkpoint)
+    other = dataclasses.replace(parent, preprocessing={**parent.preprocessing,
+                                                       "spacing_mm": spec.preprocessing.spacing_mm * 1.5})
+    with pytest.raises(InvalidInputError, match="other preprocessing"):
+        Trainer(spec, iterations=2, batch_size=2, init=other, seed=0).fit(items)
+    ck = Trainer(spec, iterations=2, batch_size=2, init=other, seed=0, init_other_preprocessing=True).fit(items).checkpoint
+    assert ck.training["init_preprocessing"]["spacing_mm"] == other.preprocessing["spacing_mm"]
+    assert ck.preprocessing["spacing_mm"] == spec.preprocessing.spacing_mm  # the child is the spec's
+    same = Trainer(spec, iterations=2, batch_size=2, init=parent, seed=0).fit(items).checkpoint
+    assert "init_preprocessing" not in same.training

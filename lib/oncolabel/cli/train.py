@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--validate-every", type=int)
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    seg.add_argument("--init-other-preprocessing", action="store_true",
+                     help="allow --init to come from other preprocessing (e.g. another working pixel size)")
+    seg.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                     help="bf16: autocast forward passes (several times faster on AMX CPUs and recent GPUs); "
+                          "auto: bf16 where the hardware runs it natively")
     seg.set_defaults(func=run_segmentation, spec_name="bone_metastasis")
 
 
@@ -56,7 +61,8 @@ def run_segmentation(args: argparse.Namespace) -> int:
 
     trainer = Trainer(spec, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.learning_rate,
                       validate_every=args.validate_every, init=init, device=args.device, seed=args.seed,
-                      progress=progress, save_best_to=args.out if val_items else None)
+                      progress=progress, save_best_to=args.out if val_items else None,
+                      precision=args.precision, init_other_preprocessing=args.init_other_preprocessing)
     result = trainer.fit(train_items, val_items)
     result.checkpoint.training.update({"command": " ".join(sys.argv), "train_data": args.data, "val_data": args.val})
     out = save_checkpoint(result.checkpoint, args.out)
