@@ -175,10 +175,9 @@ class SegmentationPredictor:
 
     def prepare(self, image: sitk.Image) -> PreparedVolume:
         require_3d(image, what="CT image")
-        hu = sitk.GetArrayViewFromImage(image)
+        hu = sitk.GetArrayViewFromImage(image)  # read-only view; prepare copies only the body box
         sx, sy = image.GetSpacing()[:2]
-        # a copy: the image's own buffer is read-only (one conversion anyway for integer CT)
-        return self.spec.preprocessing.prepare(np.array(hu, dtype=np.float32), (sy, sx))
+        return self.spec.preprocessing.prepare(hu, (sy, sx))
 
     def predict_probability(self, image: sitk.Image) -> np.ndarray:
         """Metastasis probability on ``image``'s grid, ``(z, y, x)`` float32."""

@@ -87,11 +87,16 @@ class CTSlicePreprocessing:
                 max(16, round(w * spacing_yx[1] / self.spacing_mm)))
 
     def prepare(self, hu: np.ndarray, spacing_yx: tuple[float, float], *, check: bool = True) -> PreparedVolume:
-        """Window, crop and resize a ``(z, y, x)`` HU volume with in-plane spacing ``(sy, sx)`` mm."""
+        """Window, crop and resize a ``(z, y, x)`` HU volume with in-plane spacing ``(sy, sx)`` mm.
+
+        ``hu`` may be any real dtype and read-only (e.g. a view of an int16 CT): only the body box is copied and
+        converted to float32, and ``hu`` is never written.
+        """
         if check:
             self.check_ct(hu)
         box = BodyBox.from_volume(hu, threshold=self.body_threshold_hu)
-        img = IntensityWindow(self.hu_low, self.hu_high)(torch.from_numpy(np.ascontiguousarray(crop_to_box(hu, box))))
+        crop = np.array(crop_to_box(hu, box), dtype=np.float32, order="C", copy=True)
+        img = IntensityWindow(self.hu_low, self.hu_high)(torch.from_numpy(crop))
         img = InplaneZoom(self.working_size(box, spacing_yx), mode="bilinear")(img)
         return PreparedVolume(image=img.contiguous(), box=box, original_shape=tuple(hu.shape))
 

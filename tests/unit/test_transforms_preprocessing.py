@@ -63,6 +63,18 @@ def test_prepare_restore_roundtrip_geometry():
     assert back.shape == truth.shape and dice > 0.85
 
 
+def test_prepare_reads_a_read_only_int16_view_without_writing_it():
+    prep = CTSlicePreprocessing()
+    image, _ = toy_ct(1)
+    view = sitk.GetArrayViewFromImage(image)  # int16, read-only
+    before = view.copy()
+    a = prep.prepare(view, (1.5, 1.5))
+    b = prep.prepare(sitk.GetArrayFromImage(image).astype(np.float32), (1.5, 1.5))
+    assert view.dtype == np.int16 and not view.flags.writeable
+    assert torch.equal(a.image, b.image) and a.box == b.box and a.image.dtype == torch.float32
+    assert np.array_equal(view, before)
+
+
 def test_check_ct_rejects_non_ct_intensities():
     prep = CTSlicePreprocessing()
     with pytest.raises(InvalidInputError, match="not a CT"):

@@ -108,7 +108,8 @@ class DeepLabV3Plus(nn.Module):
         high = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
         y = self.decoder(torch.cat([high, self.low_proj(low)], dim=1))
         y = self.classifier(self.dropout(y))
-        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        # the few-channel logits upsample 2-2.5x faster in the default layout than channels-last (same values)
+        return F.interpolate(y.contiguous(), size=size, mode="bilinear", align_corners=False)
 
     def enable_mc_dropout(self, enabled: bool = True) -> "DeepLabV3Plus":
         """Keep dropout active in eval mode (Monte-Carlo dropout, Gal & Ghahramani 2016)."""
