@@ -113,3 +113,32 @@ def test_fit_filter_stores_a_filter_that_infer_then_applies(tmp_path, capsys):
     shutil.copy(first, unlabelled / "labels" / first.name)  # one label for five images
     assert main(["fit-filter", "bone-metastasis", "--cohort", str(unlabelled), "--out", str(tmp_path / "x.pt")]) == 1
     assert "no label for" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_train_command_spacing_override_and_warm_start_across_preprocessing(tmp_path, capsys):
+    """``oncolabel train``: ``--spacing-mm`` trains an intermediate stage at another working pixel size; warming the
+    task's own training from it needs ``--init-other-preprocessing`` (one clear line otherwise) and is recorded."""
+    from oncolabel.checkpoint import load_checkpoint
+    from oncolabel.tasks import get_task
+
+    cohort = tmp_path / "cohort"
+    (cohort / "images").mkdir(parents=True)
+    (cohort / "labels").mkdir()
+    image, label = toy_ct(4)
+    sitk.WriteImage(image, str(cohort / "images" / "c0.nii.gz"))
+    sitk.WriteImage(label, str(cohort / "labels" / "c0.nii.gz"))
+    spacing = get_task("bone_metastasis").preprocessing.spacing_mm
+    common = ["train", "bone-metastasis", "--data", str(cohort), "--iterations", "2", "--batch-size", "2"]
+    stage = tmp_path / "stage.pt"
+    assert main([*common, "--out", str(stage), "--spacing-mm", str(spacing * 1.5)]) == 0
+    assert load_checkpoint(stage).preprocessing["spacing_mm"] == spacing * 1.5
+    capsys.readouterr()
+    refused = tmp_path / "refused.pt"
+    assert main([*common, "--out", str(refused), "--init", str(stage)]) != 0
+    assert "other preprocessing" in capsys.readouterr().err and not refused.exists()
+    child = tmp_path / "child.pt"
+    assert main([*common, "--out", str(child), "--init", str(stage), "--init-other-preprocessing"]) == 0
+    ck = load_checkpoint(child)
+    assert ck.preprocessing["spacing_mm"] == spacing
+    assert ck.training["init_preprocessing"]["spacing_mm"] == spacing * 1.5
+    assert main([*common, "--out", str(tmp_path / "bad.pt"), "--spacing-mm", "0"]) != 0

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--validate-every", type=int)
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    seg.add_argument("--spacing-mm", type=float, metavar="MM",
+                     help="working pixel size for this run instead of the task's (an intermediate stage: the "
+                          "predictor only serves checkpoints with the task's preprocessing)")
     seg.add_argument("--init-other-preprocessing", action="store_true",
                      help="allow --init to come from other preprocessing (e.g. another working pixel size)")
     seg.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
@@ -49,10 +52,16 @@ def cohort_items(folders: list[str]) -> list[dict[str, str]]:
 
 def run_segmentation(args: argparse.Namespace) -> int:
     from oncolabel.checkpoint import load_checkpoint, save_checkpoint
+    from oncolabel.errors import InvalidInputError
     from oncolabel.tasks import get_task
+    from oncolabel.tasks.base import spec_variant
     from oncolabel.training import Trainer
 
     spec = get_task(args.spec_name)
+    if args.spacing_mm is not None:
+        if args.spacing_mm <= 0:
+            raise InvalidInputError(f"--spacing-mm {args.spacing_mm}: must be > 0")
+        spec = spec_variant(spec, preprocessing={"spacing_mm": args.spacing_mm})
     train_items, val_items = cohort_items(args.data), cohort_items(args.val) if args.val else []
     init = load_checkpoint(args.init, task=spec.name) if args.init else None
 
