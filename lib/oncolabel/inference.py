@@ -23,7 +23,7 @@ from torch import nn
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.checkpoint import Checkpoint, load_checkpoint
 from oncolabel.errors import CheckpointError, InvalidInputError, ModelNotFoundError
-from oncolabel.io import array_to_image, require_3d
+from oncolabel.io import array_to_image
 from oncolabel.candidates import (COMPONENT_FEATURES, RING_MM, ComponentFilter, candidate_mask,
                                   component_features, component_table, grow_along_z)
 from oncolabel.lesions import Lesion, bounding_box, find_lesions, label_components
@@ -167,17 +167,14 @@ class SegmentationPredictor:
                     p = torch.softmax(self.model(x).float(), dim=1)[:, 1]
                     if flip:
                         p = torch.flip(p, dims=(-1,))
-                    out[start:start + len(zs)] = p.float().cpu()
+                    out[start:start + len(zs)] = p.cpu()
             finally:
                 if mc_dropout:
                     self.model.enable_mc_dropout(False)
         return out
 
     def prepare(self, image: sitk.Image) -> PreparedVolume:
-        require_3d(image, what="CT image")
-        hu = sitk.GetArrayViewFromImage(image)  # read-only view; prepare copies only the body box
-        sx, sy = image.GetSpacing()[:2]
-        return self.spec.preprocessing.prepare(hu, (sy, sx))
+        return self.spec.preprocessing.prepare_image(image)
 
     def predict_probability(self, image: sitk.Image) -> np.ndarray:
         """Metastasis probability on ``image``'s grid, ``(z, y, x)`` float32."""

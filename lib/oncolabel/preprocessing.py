@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from oncolabel.errors import InvalidInputError
+from oncolabel.io import require_3d
 from oncolabel.transforms import BodyBox, InplaneZoom, IntensityWindow, SliceContext, crop_to_box
 
 __all__ = ["CTSlicePreprocessing", "PreparedVolume"]
@@ -99,6 +101,14 @@ class CTSlicePreprocessing:
         img = IntensityWindow(self.hu_low, self.hu_high)(torch.from_numpy(crop))
         img = InplaneZoom(self.working_size(box, spacing_yx), mode="bilinear")(img)
         return PreparedVolume(image=img.contiguous(), box=box, original_shape=tuple(hu.shape))
+
+    def prepare_image(self, image: sitk.Image) -> PreparedVolume:
+        """:meth:`prepare` of a 3D SimpleITK CT: its read-only array view and its in-plane spacing (training and
+        inference both come through here)."""
+        require_3d(image, what="CT image")
+        hu = sitk.GetArrayViewFromImage(image)  # read-only; prepare copies only the body box
+        sx, sy = image.GetSpacing()[:2]
+        return self.prepare(hu, (sy, sx))
 
     def prepare_label(self, label: np.ndarray, prepared: PreparedVolume) -> torch.Tensor:
         """The label on the working grid of ``prepared`` (nearest neighbour), ``(z, h, w)`` uint8."""

@@ -257,8 +257,7 @@ def load_volume(item: Mapping[str, Any], prep: CTSlicePreprocessing) -> tuple[si
     img = read_image(item["image"])
     lab = read_image(item["label"])
     check_same_geometry(img, lab, what=f"label {item['label']}")
-    sx, sy = img.GetSpacing()[:2]
-    prepared = prep.prepare(sitk.GetArrayFromImage(img).astype(np.float32), (sy, sx))
+    prepared = prep.prepare_image(img)
     label = prep.prepare_label((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8), prepared)
     return img, prepared, label
 

@@ -73,6 +73,10 @@ def test_prepare_reads_a_read_only_int16_view_without_writing_it():
     assert view.dtype == np.int16 and not view.flags.writeable
     assert torch.equal(a.image, b.image) and a.box == b.box and a.image.dtype == torch.float32
     assert np.array_equal(view, before)
+    c = prep.prepare_image(image)  # the SimpleITK entry point training and inference share
+    assert torch.equal(c.image, a.image) and c.box == a.box
+    with pytest.raises(InvalidInputError, match="2D"):
+        prep.prepare_image(sitk.Image(32, 32, sitk.sitkInt16))
 
 
 def test_check_ct_rejects_non_ct_intensities():

@@ -72,12 +72,10 @@ def run(args: argparse.Namespace) -> int:
     write_json({"notice": RESEARCH_USE_ONLY, "checkpoint": str(out), "sha256": ckpt.sha256,
                 "model": str(model_path), "model_sha256": predictor.checkpoint.sha256, "report": report,
                 "filter": stored, "n_cases": len(items)}, Path(args.out).with_suffix(".json"))
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.0%}"
-
+    pct = {k: "n/a" if report[k] is None else f"{report[k]:.0%}" for k in ("cv_kept_true", "cv_kept_false")}
     auc = "n/a" if report["cv_auc"] is None else f"{report['cv_auc']:.3f}"
     print(f"{out}: model {ckpt.version} with a component filter fitted on {report['n_components']} components "
           f"of {len(items)} cases ({report['n_true']} true); cross-validated AUC {auc}; at threshold "
-          f"{args.threshold} it keeps {pct(report['cv_kept_true'])} of true and {pct(report['cv_kept_false'])} of "
+          f"{args.threshold} it keeps {pct['cv_kept_true']} of true and {pct['cv_kept_false']} of "
           "false-positive components")
     return 0
