@@ -9,7 +9,8 @@ the study's task-specific analyses:
   classifier when it has one), and the multivariable logistic regression (CNN output, age, sex, size) with Wald
   tests, against the image-only and the full ceilings;
 * pet_lymphoma: accuracy / sensitivity / specificity at 0.5 and the regional-uptake table with Fisher's exact test;
-* hn_response: deep features vs hand-crafted radiomics (pyradiomics first-order + shape) vs clinical model.
+* hn_response: the shipped model (deep features stacked with the noise-referenced tumour measurements), each part
+  alone, hand-crafted radiomics (pyradiomics first-order + shape) and the clinical model, with DeLong tests.
 
 With ``--ship PATH`` the final model (trained on every case, heads inside) is written to PATH with a JSON card next
 to it (command, seed, metrics). With ``--report FILE`` an HTML report (ROC, DeLong, calibration / reliability) is
@@ -158,8 +159,19 @@ def hn_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np.nd
     out = {"radiomics": {**_auc(y, p_rad), "features": len(names), "seconds": round(time.time() - t0, 1)},
            "clinical": {**_auc(y, p_clin), "variables": cnames},
            "cnn_output": _auc(y, res.scores["margin"]),
-           "deep_vs_radiomics": _delong(y, p_cal, p_rad), "deep_vs_clinical": _delong(y, p_cal, p_clin)}
-    return out, {"radiomics": p_rad, "clinical": p_clin, "cnn_output": res.scores["margin"]}
+           "model_vs_radiomics": _delong(y, p_cal, p_rad), "model_vs_clinical": _delong(y, p_cal, p_clin)}
+    models = {"radiomics": p_rad, "clinical": p_clin, "cnn_output": res.scores["margin"]}
+    measured = [m for m in get_task("hn_response").postprocessing.measurements if m in res.scores]
+    if measured:  # the shipped head stacks deep features and measurements: each part alone, on the same folds
+        p_meas = _cv_predict_lr(np.column_stack([res.scores[m] for m in measured]), y, res.fold)
+        out["model_inputs"] = ["deep-feature margin", *measured]
+        out["deep_features_alone"] = _auc(y, res.scores["feature_margin"])
+        out["measurements_alone"] = _auc(y, p_meas)
+        out["model_vs_measurements_alone"] = _delong(y, p_cal, p_meas)
+        out["model_vs_deep_features_alone"] = _delong(y, p_cal, res.scores["feature_margin"])
+        out["deep_features_alone_vs_radiomics"] = _delong(y, res.scores["feature_margin"], p_rad)
+        models.update({"deep_features_alone": res.scores["feature_margin"], "measurements_alone": p_meas})
+    return out, models
 
 
 def hn_soft_labels(items: list[dict[str, Any]], raw: list[dict[str, Any]], spread: float

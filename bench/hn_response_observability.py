@@ -13,13 +13,8 @@ and measuring the traits in the image (noise, blur, partial volume). This script
    the preprocessing keeps;
 4. the ceiling.
 
-Measurements (``measure``): volume = mask voxels x voxel volume; necrosis = fraction of the mask darker than the
-midpoint between the necrotic core (about 20 HU) and the viable tumour, after a 1.5 mm in-plane smoothing, counted
-> 2.5 mm inside the contour (partial volume at the edge is not necrosis); enhancement = mean HU of the viable
-tumour > 2.5 mm inside the contour and > 3 mm from the necrotic core; heterogeneity = ``0.5 log(var_tumour -
-var_noise)``, the variance of the CT in that viable interior minus the noise variance measured in homogeneous muscle
-> 10 mm from the tumour (robust: (1.4826 x MAD)^2; the texture and the noise are both finer than 2 mm, so only a
-noise reference separates them).
+Measurements: :mod:`oncolabel.features.tumour` (the rules the shipped H&N model uses; volume, necrotic fraction,
+viable enhancement, heterogeneity with a noise reference in the patient's own homogeneous soft tissue).
 
     python bench/hn_response_observability.py --cohort DIR [--out results.json]
 
@@ -37,12 +32,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from oncolabel.features.tumour import measure_tumour, tumour_measurements
 from oncolabel.phantoms.hn_response import WEIGHTS
 from oncolabel.phantoms.io import read_classification_cohort
 from oncolabel.stats import roc_auc
@@ -50,57 +45,8 @@ from oncolabel.stats import roc_auc
 TRAITS = tuple(WEIGHTS)  # log_volume_ml, necrosis_fraction, enhancement_hu, log_heterogeneity
 
 
-def _robust_sd(v: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else float("nan")
-
-
-def measure(ct: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[float, float, float], *,
-            context: bool = True) -> dict[str, float]:
-    """The four traits measured from a CT ``(z, y, x)`` in HU and its tumour mask (see the module docstring).
-
-    With ``context=False`` (the tumour-only network input has no surroundings) the heterogeneity is the log SD of
-    the viable tumour's residual without a noise reference.
-    """
-    sz, sy, sx = spacing_zyx
-    ct = ct.astype(np.float64)
-    m = mask > 0.5
-    voxel_ml = sz * sy * sx / 1000.0
-    out = {"log_volume_ml": math.log(max(float(mask.sum()) * voxel_ml, 1e-3))}
-    depth = ndimage.distance_transform_edt(m, sampling=spacing_zyx)
-    interior = depth > 2.5
-    if interior.sum() < 20:
-        interior = depth > 0.5 * depth.max()
-    smooth = ndimage.gaussian_filter(ct, (0.0, 1.5 / sy, 1.5 / sx))
-    bright = smooth[interior & (smooth > 50.0)]
-    viable_level = float(np.median(bright)) if bright.size else 85.0
-    threshold = 0.5 * (20.0 + viable_level)
-    core = interior & (smooth < threshold)
-    out["necrosis_fraction"] = float(core.sum() / max(m.sum(), 1))
-    far_from_core = ndimage.distance_transform_edt(~core, sampling=spacing_zyx) > 3.0 if core.any() else interior
-    viable = interior & far_from_core
-    if viable.sum() < 10:
-        viable = interior & ~core
-    out["enhancement_hu"] = float(ct[viable].mean()) if viable.any() else viable_level
-    var_t = float(ct[viable].var()) if viable.sum() > 1 else float("nan")
-    if context:
-        smooth3 = ndimage.gaussian_filter(ct, (0.0, 3.0 / sy, 3.0 / sx))
-        grad = ndimage.gaussian_gradient_magnitude(smooth3, (0.0, 1.0, 1.0))
-        away = ndimage.distance_transform_edt(~m, sampling=spacing_zyx) > 10.0
-        muscle = away & (smooth3 > 35) & (smooth3 < 70) & (grad < np.percentile(grad[away], 30))
-        sd_n = _robust_sd(ct[muscle])
-        out["log_heterogeneity"] = 0.5 * math.log(max(var_t - sd_n ** 2, 1.0))
-        out["noise_sd_hu"] = sd_n
-    else:
-        out["log_heterogeneity"] = 0.5 * math.log(max(var_t, 1e-3))
-    return out
-
-
 def measure_case(item: Mapping[str, Any]) -> dict[str, float]:
-    img = sitk.ReadImage(item["image"])
-    ct = sitk.GetArrayFromImage(img)
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(item["mask"]))
-    sx, sy, sz = img.GetSpacing()
-    return measure(ct, mask, (sz, sy, sx))
+    return measure_tumour(sitk.ReadImage(item["image"]), sitk.ReadImage(item["mask"]))
 
 
 def measure_network_input(item: Mapping[str, Any]) -> dict[str, float]:
@@ -112,7 +58,7 @@ def measure_network_input(item: Mapping[str, Any]) -> dict[str, float]:
     inside = tumour > 0.5
     hu = np.where(inside, x[0] / np.maximum(tumour, 1e-6), 0.0) * (P.hu_high - P.hu_low) + P.hu_low
     s = P.spacing_mm
-    out = measure(np.where(inside, hu, 0.0), tumour, (s, s, s), context=False)
+    out = tumour_measurements(np.where(inside, hu, 0.0), tumour, (s, s, s), noise_reference=False)
     out["log_volume_ml"] = math.log(max(float(tumour.sum()) * s ** 3 / 1000.0, 1e-3))
     return out
 

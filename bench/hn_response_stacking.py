@@ -2,9 +2,9 @@
 
 Takes the out-of-fold outputs of a cross-validation run of ``bench/classifiers_cv.py --task hn_response`` (its
 ``--out`` JSON: per case the fold, the calibrated deep-model probability and the radiomics model's), measures the four
-tumour traits on the same cases with the rules of ``bench/hn_response_observability.py`` (CT + tumour mask only:
-volume, necrotic fraction, viable enhancement, heterogeneity with a noise reference measured in the patient's own
-homogeneous muscle), and fits standardised logistic regressions on the *same folds*: measurements alone, deep output
+tumour traits on the same cases with :mod:`oncolabel.features.tumour` (CT + tumour mask only: volume, necrotic
+fraction, viable enhancement, heterogeneity with a noise reference measured in the patient's own homogeneous
+muscle), and fits standardised logistic regressions on the *same folds*: measurements alone, deep output
 + measurements, radiomics output + measurements. Prints and writes the cross-validated AUCs next to the ceiling.
 
     python bench/hn_response_stacking.py --cv bench/results/hn_response_cv_tuned_setting.json --cohort /tmp/hn/hn300 \\
@@ -26,8 +26,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hn_response_observability import TRAITS, measure_case  # this folder's sibling script
 from oncolabel import RESEARCH_USE_ONLY
+from oncolabel.features.tumour import MEASUREMENT_NAMES as TRAITS
+from oncolabel.features.tumour import measure_tumour
+from oncolabel.io import read_image
 from oncolabel.phantoms.io import read_classification_cohort
 from oncolabel.provenance import package_versions
 from oncolabel.stats import roc_auc
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"{len(missing)} CV cases are not in {a.cohort} (e.g. {missing[0]}): wrong cohort")
     y, fold = np.asarray(oof["y"]), np.asarray(oof["fold"])
-    meas = np.array([[measure_case(items[c])[t] for t in TRAITS] for c in oof["case_id"]])
+    measured = (measure_tumour(read_image(items[c]["image"]), read_image(items[c]["mask"])) for c in oof["case_id"])
+    meas = np.array([[m[t] for t in TRAITS] for m in measured])
     deep, radiomics = _logit(oof["calibrated"]), _logit(oof["radiomics"])
     res = {"deep_out_of_fold": round(float(roc_auc(y, deep[:, 0])), 4),
            "radiomics_out_of_fold": round(float(roc_auc(y, radiomics[:, 0])), 4),

@@ -65,17 +65,25 @@ class ClassificationPostprocessing:
             ``deep_features`` (logistic regression on the pooled penultimate features, then Platt scaling).
         covariates: clinical covariates a user may add at inference (e.g. ``("age", "sex_male", "size_mm")``); a
             head using them is chosen only when all are given.
+        measurements: image measurements (names from the preprocessing's ``measurement_names``, made by its
+            :meth:`ClassifierPreprocessing.measure`) that the ``deep_features`` head stacks with the deep-feature
+            margin; the deep-features-only head stays as the fallback when a case cannot be measured.
     """
 
     head: str = "temperature"
     covariates: tuple[str, ...] = ()
+    measurements: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.head not in ("temperature", "stacking", "deep_features"):
             raise InvalidInputError(f"head {self.head!r}: use 'temperature', 'stacking' or 'deep_features'")
+        if self.measurements and self.head != "deep_features":
+            raise InvalidInputError(f"image measurements are stacked with deep features: head {self.head!r} cannot "
+                                    "use them")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": type(self).__name__, "head": self.head, "covariates": list(self.covariates)}
+        return {"class": type(self).__name__, "head": self.head, "covariates": list(self.covariates),
+                "measurements": list(self.measurements)}
 
 
 @dataclass
@@ -100,18 +108,20 @@ class ClassifierPreprocessing:
 
     Subclasses implement :meth:`read` (item -> images), :meth:`prepare` (images -> :class:`Prepared`) and
     :meth:`heatmap` (a network-input-shaped map -> one image per input, on that input's grid), and may override
-    :meth:`augment`. :meth:`load` is what the trainer calls; inference calls ``prepare(read(...))`` too, so the two
-    are identical by construction.
+    :meth:`augment` and :meth:`measure`. :meth:`load` is what the trainer calls; inference calls
+    ``prepare(read(...))`` too, so the two are identical by construction.
 
     Attributes (class level):
         inputs: names of the input images (``("image",)``, the four CT phases, ``("image", "mask")``).
         branch_names: names of the network's branches (e.g. phases), or ``()`` for a single-output network.
         primary_input: the input whose grid the main heat map is written on.
+        measurement_names: the image measurements :meth:`measure` makes that a head may use (``()``: none).
     """
 
     inputs: tuple[str, ...] = ("image",)
     branch_names: tuple[str, ...] = ()
     primary_input: str = "image"
+    measurement_names: tuple[str, ...] = ()
 
     def read(self, item: Mapping[str, Any]) -> dict[str, sitk.Image]:
         raise NotImplementedError
@@ -128,6 +138,13 @@ class ClassifierPreprocessing:
 
     def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         return x
+
+    def measure(self, images: Mapping[str, sitk.Image]) -> dict[str, float]:
+        """Image measurements of one case at the inputs' own resolution (at least ``measurement_names``; more values
+        may be reported). Raises :class:`InvalidInputError` (or a subclass) when the case cannot be measured."""
+        if self.measurement_names:
+            raise NotImplementedError(f"{type(self).__name__} declares measurements but does not implement measure")
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"class": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
@@ -270,12 +287,22 @@ def fit_logistic(scores: Mapping[str, Any], y: Any, inputs: Sequence[str], *, me
                         {"n": int(y.size), "C": c, **info})
 
 
-def compose_platt(head: LogisticHead, platt: LogisticHead) -> LogisticHead:
-    """``head``'s logit recalibrated by a Platt head fitted on it (inputs ``("margin",)``): one logistic head."""
-    a = float(platt.coef[0] / platt.scale[0])
-    b = float(platt.intercept - platt.coef[0] * platt.mean[0] / platt.scale[0])
-    return dataclasses.replace(head, coef=head.coef * a, intercept=head.intercept * a + b,
-                               info={**head.info, "platt": {"a": a, "b": b}})
+def compose_platt(head: LogisticHead, outer: LogisticHead) -> LogisticHead:
+    """``head``'s logit fed to ``outer`` as its first input ``margin``, as one logistic head.
+
+    ``outer`` is a Platt head (inputs ``("margin",)``: a recalibration) or a stacking head whose other inputs
+    (e.g. image measurements) are kept after ``head``'s. ``info["outer"]`` keeps ``outer`` so that ``head`` can be
+    refitted and composed again (fine-tuning); ``info["platt"]`` the margin's slope and offset.
+    """
+    if not outer.inputs or outer.inputs[0] != "margin":
+        raise InvalidInputError(f"the outer head's first input must be 'margin', got {list(outer.inputs)}")
+    a = float(outer.coef[0] / outer.scale[0])
+    b = float(outer.intercept - outer.coef[0] * outer.mean[0] / outer.scale[0])
+    return dataclasses.replace(head, inputs=head.inputs + outer.inputs[1:],
+                               coef=np.concatenate([head.coef * a, outer.coef[1:]]),
+                               intercept=head.intercept * a + b, mean=np.concatenate([head.mean, outer.mean[1:]]),
+                               scale=np.concatenate([head.scale, outer.scale[1:]]),
+                               info={**head.info, "platt": {"a": a, "b": b}, "outer": outer.to_dict()})
 
 
 def select_head(heads: Sequence[LogisticHead], available: set[str]) -> LogisticHead:
@@ -352,6 +379,8 @@ class ClassificationResult:
         head: the calibrated model used (its method and inputs).
         branch_probabilities: branch name -> calibrated probability of class 1 from that branch alone.
         heatmaps: input name -> Grad-CAM heat map (float32, [0, 1]) on that input's grid.
+        measurements: the image measurements made for the model's heads (name -> value).
+        measurement_error: why the case could not be measured (the head without measurements was used).
         provenance: model version, settings, software, notice.
     """
 
@@ -361,6 +390,8 @@ class ClassificationResult:
     branch_probabilities: dict[str, float] = field(default_factory=dict)
     heatmaps: dict[str, sitk.Image] = field(default_factory=dict)
     missing_inputs: tuple[str, ...] = ()
+    measurements: dict[str, float] = field(default_factory=dict)
+    measurement_error: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -373,6 +404,9 @@ class ClassificationResult:
                 "prediction": self.prediction, "calibrated": True, "head": self.head,
                 "branch_probabilities": {k: round(v, 6) for k, v in self.branch_probabilities.items()},
                 "missing_inputs": list(self.missing_inputs), "heatmap_inputs": sorted(self.heatmaps),
+                **({"measurements": {k: round(v, 6) for k, v in self.measurements.items()}} if self.measurements
+                   else {}),
+                **({"measurement_error": self.measurement_error} if self.measurement_error else {}),
                 "model_version": self.provenance.get("model_version"), "provenance": self.provenance}
 
 
@@ -437,6 +471,10 @@ class ClassifierPredictor:
     def needs_features(self) -> bool:
         return any("features" in h.inputs for h in self.heads)
 
+    def needs_measurements(self) -> bool:
+        used = {name for h in self.heads for name in h.inputs}
+        return bool(used & set(self.preprocessing.measurement_names))
+
     def scores(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """Network scores of one prepared case, each with a leading axis of length 1 (missing branches and
         everything fused from them dropped)."""
@@ -448,8 +486,11 @@ class ClassifierPredictor:
         return out
 
     def predict_prepared(self, prepared: Prepared, *, covariates: Mapping[str, float] | None = None,
-                         heatmaps: bool = True) -> ClassificationResult:
+                         heatmaps: bool = True, measurements: Mapping[str, float] | None = None,
+                         measurement_error: str | None = None) -> ClassificationResult:
         scores: dict[str, Any] = dict(self.scores(prepared))
+        scores.update({k: np.array([float(v)]) for k, v in (measurements or {}).items()
+                       if k in self.preprocessing.measurement_names})
         cov = {k: np.array([float(v)]) for k, v in (covariates or {}).items() if v is not None}
         unknown = sorted(set(cov) - set(self.spec.postprocessing.covariates))
         if unknown:
@@ -468,13 +509,26 @@ class ClassifierPredictor:
         return ClassificationResult(probabilities=probs, prediction=max(probs, key=probs.get),
                                     head={"method": head.method, "inputs": list(head.inputs)},
                                     branch_probabilities=branch, heatmaps=maps, missing_inputs=prepared.missing,
+                                    measurements=dict(measurements or {}), measurement_error=measurement_error,
                                     provenance=self.provenance())
 
     def predict(self, images: Mapping[str, sitk.Image], *, covariates: Mapping[str, float] | None = None,
                 allow_missing: bool = False, heatmaps: bool = True) -> ClassificationResult:
-        """Classify one case given its input images by name (see the task's ``preprocessing.inputs``)."""
+        """Classify one case given its input images by name (see the task's ``preprocessing.inputs``).
+
+        When the model's heads use image measurements and the case cannot be measured (e.g. no noise reference
+        tissue), the head without them is used and the reason is returned (``measurement_error``, logged)."""
         prepared = self.preprocessing.prepare(images, allow_missing=allow_missing)
-        return self.predict_prepared(prepared, covariates=covariates, heatmaps=heatmaps)
+        measured, error = None, None
+        if self.needs_measurements():
+            try:
+                measured = self.preprocessing.measure(images)
+            except InvalidInputError as exc:
+                error = str(exc)
+                logger.warning("%s: image measurements unavailable, using the head without them: %s",
+                               self.spec.name, error)
+        return self.predict_prepared(prepared, covariates=covariates, heatmaps=heatmaps, measurements=measured,
+                                     measurement_error=error)
 
     def explain(self, prepared: Prepared, head: LogisticHead | None = None) -> dict[str, sitk.Image]:
         """Grad-CAM maps on the inputs' grids; with branches, the maps of the used branches weighted by the
@@ -574,7 +628,8 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     Each fold trains the task's network from scratch on the other folds (``iterations`` steps, seed
     ``seed + fold``, no early stopping on the test fold) and scores its test fold. With ``feature_c`` a logistic
     regression (L2 penalty ``1/feature_c``) on the fold model's deep features of its *training* cases is fitted and
-    applied to its test cases (``scores["feature_margin"]``).
+    applied to its test cases (``scores["feature_margin"]``). The image measurements the task's head uses
+    (``spec.postprocessing.measurements``) are made on every item first and returned among the scores.
 
     Args:
         items: dicts with the inputs (file paths) and ``label``.
@@ -590,7 +645,7 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     prep = CachedPreprocessing(spec.preprocessing, cache)
     cspec = dataclasses.replace(spec, preprocessing=prep)
     fold = np.full(len(items), -1)
-    scores: dict[str, np.ndarray] = {}
+    scores: dict[str, np.ndarray] = measure_items(spec, items)
     fold_auc = []
     splits = PatientStratifiedKFold(n_splits, random_state=seed).split(None, y, groups=g)
     for k, (train, test) in enumerate(splits):
@@ -622,6 +677,30 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
                     settings=settings)
 
 
+def measure_items(spec: TaskSpec, items: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The image measurements the task's head uses (``spec.postprocessing.measurements``), one array per name over
+    the items (``{}`` when it uses none).
+
+    Raises:
+        InvalidInputError: an item cannot be measured (the message names it): a training cohort must be measurable.
+    """
+    names = tuple(spec.postprocessing.measurements)
+    unknown = sorted(set(names) - set(spec.preprocessing.measurement_names))
+    if unknown:
+        raise InvalidInputError(f"task {spec.name!r} asks for measurements {unknown} that its preprocessing does not "
+                                f"make (it makes {list(spec.preprocessing.measurement_names)})")
+    out = {n: np.zeros(len(items)) for n in names}
+    for i, item in enumerate(items if names else ()):
+        try:
+            values = spec.preprocessing.measure(spec.preprocessing.read(item))
+        except InvalidInputError as exc:
+            where = item.get("image") or item.get("case") or f"item {i}"
+            raise type(exc)(f"{where}: {exc}") from exc
+        for n in names:
+            out[n][i] = values[n]
+    return out
+
+
 def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarray] | None = None
               ) -> list[LogisticHead]:
     """Calibrated heads from out-of-fold scores (the deep-feature head is completed by :func:`fit_classifier`).
@@ -631,8 +710,10 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
       ``covariates``, the multivariable model on all branches and the covariates. A network with a fused classifier
       (scores ``margin_fused``) adds the stacking of the fused and all branch margins (chosen whenever every input is
       there), and its multivariable model uses the fused margin too; the branch subsets remain the fallback.
-    * ``deep_features``: the Platt scaling of the out-of-fold ``feature_margin`` (composed with the final model's
-      feature regression later), plus temperature scaling of the margin as a fallback.
+    * ``deep_features``: with image measurements (``postprocessing.measurements``) first the logistic stacking of
+      the out-of-fold ``feature_margin`` and the measurements; then the Platt scaling of the ``feature_margin``
+      (both composed with the final model's feature regression later), and temperature scaling of the margin as a
+      fallback.
     """
     post = spec.postprocessing
     y, s = cv.y, cv.scores
@@ -656,6 +737,13 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
     elif post.head == "deep_features":
         if "feature_margin" not in s:
             raise InvalidInputError("the deep_features head needs a CV run with feature_c set")
+        measured = list(post.measurements)
+        if measured:
+            missing = [m for m in measured if m not in s]
+            if missing:
+                raise InvalidInputError(f"the CV scores lack the measurements {missing}")
+            heads.append(fit_logistic({**s, "margin": s["feature_margin"]}, y, ["margin", *measured],
+                                      method="stacking", **info))
         heads.append(fit_logistic({"margin": s["feature_margin"]}, y, ("margin",), method="platt", **info))
         heads.append(fit_temperature(s["margin"], y, **info))
     else:
@@ -690,7 +778,7 @@ def calibrated_oof(spec: TaskSpec, cv: CVResult, heads: Sequence[LogisticHead] |
         fold_heads = fit_heads(spec, _subset(cv, train))
         scores = {n: v[test] for n, v in cv.scores.items()}
         if spec.postprocessing.head == "deep_features":
-            out[test] = fold_heads[0].predict({"margin": scores["feature_margin"]})
+            out[test] = fold_heads[0].predict({**scores, "margin": scores["feature_margin"]})
         else:
             out[test] = select_head([h for h in fold_heads if h.method != "multivariable"], set(scores)).predict(scores)
     return out
@@ -723,7 +811,8 @@ def fit_classifier(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     if use_features:
         model = checkpoint_model(ckpt)
         feats = network_outputs(model, _stack(prep, items), features=True)["features"]
-        heads[0] = compose_platt(_feature_head(feats, cv.y, feature_c, fitted_on="final model, all cases"), heads[0])
+        feature_head = _feature_head(feats, cv.y, feature_c, fitted_on="final model, all cases")
+        heads = [h if h.method == "temperature" else compose_platt(feature_head, h) for h in heads]
     metrics = cv_metrics(cv, p_oof)
     ckpt.metrics.update(metrics)
     ckpt.training["heads"] = [h.to_dict() for h in heads]

@@ -7,6 +7,8 @@
   (:mod:`oncolabel.features.deep`; imports torch on first use).
 * :class:`StabilityFilter`, :class:`RedundancyFilter`, :class:`LassoSelector`, :class:`ColumnSubset` - selection
   steps meant to sit inside a cross-validated pipeline (:mod:`oncolabel.features.selection`).
+* :func:`measure_tumour` / :func:`tumour_measurements` - four noise-referenced tumour measurements (volume,
+  necrotic fraction, enhancement, heterogeneity) (:mod:`oncolabel.features.tumour`).
 
 Importing this package does not import pyradiomics (it is imported inside the extraction functions).
 """
@@ -24,10 +26,17 @@ from oncolabel.features.radiomics import (
 )
 from oncolabel.features.selection import ColumnSubset, LassoSelector, RedundancyFilter, StabilityFilter, icc_1_1
 from oncolabel.features.table import perturb_case, radiomics_table
+from oncolabel.features.tumour import (
+    MEASUREMENT_NAMES,
+    TumourMeasurementError,
+    measure_tumour,
+    tumour_measurements,
+)
 
-__all__ = ["ColumnSubset", "DeepFeatures", "LassoSelector", "RadiomicsError", "RadiomicsResult", "RedundancyFilter",
-           "StabilityFilter", "extract_radiomics", "extract_radiomics_with_provenance", "icc_1_1", "load_params",
-           "perturb_case", "radiomics_table"]
+__all__ = ["MEASUREMENT_NAMES", "ColumnSubset", "DeepFeatures", "LassoSelector", "RadiomicsError", "RadiomicsResult",
+           "RedundancyFilter", "StabilityFilter", "TumourMeasurementError", "extract_radiomics",
+           "extract_radiomics_with_provenance", "icc_1_1", "load_params", "measure_tumour", "perturb_case",
+           "radiomics_table", "tumour_measurements"]
 
 
 def __getattr__(name: str) -> Any:

@@ -300,7 +300,8 @@ class ClassificationTrain(SegmentationTrain):
                     refit = fit_logistic({"features": feats}, y, ("features",), method="deep_features",
                                          c=float(h.info.get("C", 0.05)), fitted_on="datastore labels (fine-tuning)")
                     platt = h.info["platt"]
-                    base = type(h)(("margin",), np.array([platt["a"]]), platt["b"], np.zeros(1), np.ones(1), "platt")
+                    base = (type(h).from_dict(h.info["outer"]) if "outer" in h.info else  # a stacking (measurements)
+                            type(h)(("margin",), np.array([platt["a"]]), platt["b"], np.zeros(1), np.ones(1), "platt"))
                     heads[k] = compose_platt(refit, base)
         return [h.to_dict() for h in heads]
 

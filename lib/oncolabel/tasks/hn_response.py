@@ -7,9 +7,13 @@ above vs below the median; deep features of a 3D CNN fed to a classifier (AUC 0.
 Inputs: the CT (HU) and the gross tumour volume mask on the CT's grid. The network input is an 80 mm cube centred on
 the mask's centroid, 2.5 mm voxels (32^3), two channels: the CT in a soft-tissue window (-100..200 HU -> 0..1) inside
 the contour (zero outside), and the mask (partial-volume resampled). Network: :class:`oncolabel.networks.CNNClassifier`
-with ``spatial_dims=3``; its pooled penultimate activations (deep features) feed an L2 logistic regression,
-Platt-calibrated on out-of-fold predictions (the ``deep_features`` head). :func:`radiomic_features` and
-:func:`clinical_features` give the comparison models' inputs.
+with ``spatial_dims=3``; its pooled penultimate activations (deep features) feed an L2 logistic regression whose
+margin is stacked, on out-of-fold predictions, with four noise-referenced tumour measurements made on the CT at its
+own resolution (:meth:`TumourCubePreprocessing.measure`, :mod:`oncolabel.features.tumour`: volume, necrotic
+fraction, enhancement, heterogeneity corrected by the noise in the patient's own muscle). The network alone does not
+learn the texture-versus-noise comparison from a few hundred cases; the measurements do it by rule (measured in
+``docs/classifiers.md``). A case that cannot be measured is scored by the deep-feature head alone (Platt-calibrated).
+:func:`radiomic_features` and :func:`clinical_features` give the comparison models' inputs.
 
 Measured options, off by default (``docs/classifiers.md``, "Head and neck"): a ring of context around the contour
 (``context_mm``), axial 90-degree rotations (``rotate``), mask pooling (``CNNClassifier(pooling="mask")``) and soft
@@ -30,6 +34,7 @@ from scipy import ndimage
 
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
 from oncolabel.errors import InvalidInputError
+from oncolabel.features.tumour import MEASUREMENT_NAMES, measure_tumour
 from oncolabel.imaging import centred_grid, map_to_image, resample_onto
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
@@ -69,6 +74,7 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
     inputs: ClassVar[tuple[str, ...]] = ("image", "mask")
     branch_names: ClassVar[tuple[str, ...]] = ()
     primary_input: ClassVar[str] = "image"
+    measurement_names: ClassVar[tuple[str, ...]] = MEASUREMENT_NAMES
 
     def read(self, item: Mapping[str, Any]) -> dict[str, sitk.Image]:
         missing = [k for k in self.inputs if not item.get(k)]
@@ -103,6 +109,14 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
 
     def heatmap(self, cam: np.ndarray, prepared: Prepared) -> dict[str, sitk.Image]:
         return {"image": map_to_image(cam, prepared.context["grid"], prepared.images["image"])}
+
+    def measure(self, images: Mapping[str, sitk.Image]) -> dict[str, float]:
+        """The noise-referenced tumour measurements (:func:`oncolabel.features.tumour.measure_tumour`) of the CT
+        at its own resolution: volume, necrotic fraction, enhancement, heterogeneity (and the noise level)."""
+        ct, mask = images.get("image"), images.get("mask")
+        if ct is None or mask is None:
+            raise InvalidInputError("hn-response measurements need the CT and the tumour mask")
+        return measure_tumour(ct, mask)
 
     def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Left-right and craniocaudal flips (with ``rotate``: and axial rotations by k x 90 degrees, i.e. all 16
@@ -182,13 +196,14 @@ def hn_response_spec() -> TaskSpec:
         cli_name="hn-response",
         kind="classification",
         description="Head-and-neck cancer: good vs poor tumour shrinkage during radiotherapy from the pre-treatment "
-                    "CT and tumour mask (3D CNN deep features). Research use only.",
+                    "CT and tumour mask (3D CNN deep features + noise-referenced tumour measurements). Research use "
+                    "only.",
         labels={"poor_response": 0, "good_response": 1},
         network=NetworkSpec("CNNClassifier", {"spatial_dims": 3, "in_channels": 2, "out_channels": 2,
                                               "channels": (8, 16, 32, 64), "dropout": 0.3}),
         preprocessing=PREPROCESSING,
         training=TrainingSpec(max_iterations=100, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
                               validate_every=200, finetune_iterations=40, finetune_learning_rate=5e-4),
-        postprocessing=ClassificationPostprocessing(head="deep_features"),
+        postprocessing=ClassificationPostprocessing(head="deep_features", measurements=MEASUREMENT_NAMES),
         default_model="hn_response.pt",
     )

@@ -49,6 +49,58 @@ def test_platt_stacking_compose_and_serialisation():
     assert binary_entropy([0.5, 1.0])[0] == pytest.approx(1.0) and binary_entropy([1.0])[0] < 1e-9
 
 
+def test_compose_with_a_stacking_head_keeps_its_other_inputs():
+    rng = np.random.default_rng(2)
+    f, m = rng.normal(size=(400, 3)), rng.normal(size=400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-(f[:, 0] - f[:, 1] + 0.8 * m)))).astype(int)
+    inner = fit_logistic({"features": f}, y, ("features",), method="deep_features", c=0.5)
+    outer = fit_logistic({"margin": inner.logit({"features": f}), "necrosis": m}, y, ("margin", "necrosis"),
+                         method="stacking")
+    composed = compose_platt(inner, outer)
+    assert composed.inputs == ("features", "necrosis") and composed.method == "deep_features"
+    np.testing.assert_allclose(composed.predict({"features": f, "necrosis": m}),
+                               outer.predict({"margin": inner.logit({"features": f}), "necrosis": m}))
+    again = LogisticHead.from_dict(composed.info["outer"])  # kept for refitting the inner head (fine-tuning)
+    np.testing.assert_allclose(again.coef, outer.coef)
+    with pytest.raises(InvalidInputError, match="'margin'"):
+        compose_platt(inner, LogisticHead(("necrosis",), np.ones(1), 0.0, np.zeros(1), np.ones(1), "platt"))
+
+
+def test_measurements_need_a_deep_feature_head_and_a_preprocessing_that_makes_them():
+    import dataclasses
+
+    from oncolabel.classification import ClassificationPostprocessing, measure_items
+
+    with pytest.raises(InvalidInputError, match="deep features"):
+        ClassificationPostprocessing(head="temperature", measurements=("log_volume_ml",))
+    spec = get_task("pet_lymphoma")
+    spec = dataclasses.replace(spec, postprocessing=ClassificationPostprocessing(head="deep_features",
+                                                                                 measurements=("necrosis",)))
+    with pytest.raises(InvalidInputError, match="does not make"):
+        measure_items(spec, [{"image": "x.nii.gz", "label": 0}])
+
+
+def test_hn_heads_stack_the_measurements_and_fall_back_without_them(toy_models, toy_cohorts):
+    from oncolabel.features.tumour import MEASUREMENT_NAMES
+
+    predictor = ClassifierPredictor(toy_models["hn_response"], task="hn_response")
+    assert predictor.heads[0].inputs == ("features", *MEASUREMENT_NAMES) and predictor.needs_measurements()
+    images = predictor.preprocessing.read(toy_cohorts["hn_response"][2])
+    res = predictor.predict(images, heatmaps=False)
+    assert res.head["inputs"] == ["features", *MEASUREMENT_NAMES] and res.measurement_error is None
+    assert set(MEASUREMENT_NAMES) <= set(res.to_json()["measurements"])
+    expected = predictor.heads[0].predict({"features": predictor.scores(predictor.preprocessing.prepare(images))
+                                           ["features"], **{k: [res.measurements[k]] for k in MEASUREMENT_NAMES}})
+    assert res.probabilities["good_response"] == pytest.approx(float(expected[0]))
+    ct = sitk.GetArrayFromImage(images["image"])  # the tumour in air: no tissue to measure the noise in
+    ct[sitk.GetArrayViewFromImage(images["mask"]) == 0] = -1000
+    air = sitk.GetImageFromArray(ct)
+    air.CopyInformation(images["image"])
+    fallback = predictor.predict({"image": air, "mask": images["mask"]}, heatmaps=False)
+    assert fallback.head["inputs"] == ["features"] and "noise reference" in fallback.to_json()["measurement_error"]
+    assert "measurements" not in fallback.to_json()
+
+
 def test_select_head_prefers_the_most_inputs_available():
     mk = lambda *names: LogisticHead(tuple(names), np.ones(len(names)), 0.0, np.zeros(len(names)),  # noqa: E731
                                      np.ones(len(names)), "stacking")
