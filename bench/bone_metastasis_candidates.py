@@ -17,6 +17,7 @@ Research use only (synthetic phantoms).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spacing", type=float, help="working pixel size (mm) instead of the task's (experiment)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    ap.add_argument("--bone-roi-margin", type=float, metavar="MM",
+                    help="run the network only on the bone region grown by MM (the spec's bone_roi_margin_mm)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.spacing:
@@ -78,11 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         predictor = predictor_at_spacing(a.model, a.spacing, threads=a.threads, precision=a.precision)
     else:
         predictor = SegmentationPredictor(a.model, precision=a.precision)
+    if a.bone_roi_margin is not None:
+        spec = predictor.spec
+        predictor = SegmentationPredictor(predictor.checkpoint, precision=a.precision, task=dataclasses.replace(
+            spec, postprocessing=dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=a.bone_roi_margin)))
     post = predictor.spec.postprocessing
     rules = a.rules or [f"{post.threshold},{post.seed_threshold},{post.min_lesion_mm3}"]
     start = time.time()
     cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else "")
-                       + ("_bf16" if predictor.precision == "bf16" else ""))
+                       + ("_bf16" if predictor.precision == "bf16" else "")
+                       + (f"_roi{a.bone_roi_margin:g}mm" if a.bone_roi_margin is not None else ""))
     cases = [cached_case(predictor, item, cache) for item in cohort_items(a.cohort)]
     t_cases = time.time() - start
     rows, aucs = [], {}

@@ -48,7 +48,7 @@ __all__ = [
     "ClassificationPostprocessing", "ClassifierPreprocessing", "Prepared", "LogisticHead", "fit_temperature",
     "fit_logistic", "select_head", "network_outputs", "ClassifierPredictor", "ClassificationResult",
     "CachedPreprocessing", "CVResult", "cross_validate", "fit_classifier", "FitResult", "binary_entropy",
-    "model_card", "checkpoint_model",
+    "model_card", "checkpoint_model", "refit_feature_heads",
 ]
 
 
@@ -303,6 +303,31 @@ def compose_platt(head: LogisticHead, outer: LogisticHead) -> LogisticHead:
                                intercept=head.intercept * a + b, mean=np.concatenate([head.mean, outer.mean[1:]]),
                                scale=np.concatenate([head.scale, outer.scale[1:]]),
                                info={**head.info, "platt": {"a": a, "b": b}, "outer": outer.to_dict()})
+
+
+def refit_feature_heads(heads: Sequence[LogisticHead], model: nn.Module, spec: TaskSpec,
+                        items: Sequence[Mapping[str, Any]]) -> list[LogisticHead]:
+    """The heads of a fine-tuned network: each composed deep-feature head gets its feature regression refitted on
+    ``model``'s features of ``items`` (with labels; the same penalty ``C``) and composed again with its stored outer
+    head (``info["outer"]``: a Platt recalibration or a stacking with measurements; older checkpoints: the Platt
+    slope and offset ``info["platt"]``). Other heads are returned unchanged, and all of them when ``items`` do not
+    hold two cases of each class."""
+    heads = list(heads)
+    y = np.asarray([int(it["label"]) for it in items])
+    composed = [k for k, h in enumerate(heads) if "features" in h.inputs and "platt" in h.info]
+    if not composed or y.size == 0 or min(np.bincount(y, minlength=2)) < 2:
+        return heads
+    x = torch.stack([spec.preprocessing.load(it) for it in items])
+    feats = network_outputs(model, x, features=True)["features"]
+    for k in composed:
+        h = heads[k]
+        refit = fit_logistic({"features": feats}, y, ("features",), method="deep_features",
+                             c=float(h.info.get("C", 0.05)), fitted_on="datastore labels (fine-tuning)")
+        platt = h.info["platt"]
+        outer = (LogisticHead.from_dict(h.info["outer"]) if "outer" in h.info else
+                 LogisticHead(("margin",), np.array([platt["a"]]), platt["b"], np.zeros(1), np.ones(1), "platt"))
+        heads[k] = compose_platt(refit, outer)
+    return heads
 
 
 def select_head(heads: Sequence[LogisticHead], available: set[str]) -> LogisticHead:

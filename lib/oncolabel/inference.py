@@ -163,15 +163,52 @@ class SegmentationPredictor:
                     x = prep.slices(prepared, zs)
                     if flip:
                         x = torch.flip(x, dims=(-1,))
-                    x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+                    o = out[start:start + len(zs)]
+                    roi = self._bone_roi(x)
+                    if roi is None:  # no bone in these slices: no bone metastasis
+                        o.zero_()
+                        continue
+                    ry, rx = roi
+                    x = x[..., ry, rx].to(self.device).contiguous(memory_format=torch.channels_last)
                     p = torch.softmax(self.model(x).float(), dim=1)[:, 1]
+                    w = o.shape[-1]
                     if flip:
-                        p = torch.flip(p, dims=(-1,))
-                    out[start:start + len(zs)] = p.cpu()
+                        p, rx = torch.flip(p, dims=(-1,)), slice(w - rx.stop, w - rx.start)
+                    if p.shape[-2:] != o.shape[-2:]:
+                        o.zero_()
+                    o[:, ry, rx] = p.cpu()
             finally:
                 if mc_dropout:
                     self.model.enable_mc_dropout(False)
         return out
+
+    def _bone_roi(self, x: torch.Tensor) -> tuple[slice, slice] | None:
+        """The in-plane box of a batch of network inputs ``(b, c, h, w)`` that the network is run on.
+
+        With the spec's ``bone_roi_margin_mm`` (post-processing) set: the box of every pixel above
+        ``bone_roi_hu`` in any slice or channel of the batch, grown by the margin (at least 32 working pixels a
+        side), or ``None`` when the batch holds no bone; without it, the whole input.
+        """
+        post = self.spec.postprocessing
+        margin_mm = getattr(post, "bone_roi_margin_mm", None)
+        h, w = x.shape[-2:]
+        if margin_mm is None:
+            return slice(0, h), slice(0, w)
+        prep = self.spec.preprocessing
+        box = bounding_box((x > prep.window_value(post.bone_roi_hu)).flatten(0, 1).any(0).numpy())
+        if box is None:
+            return None
+        pad = int(np.ceil(margin_mm / prep.spacing_mm))
+        out = []
+        for b, n in zip(box, (h, w)):
+            lo, hi = max(0, b.start - pad), min(n, b.stop + pad)
+            short = 32 - (hi - lo)
+            if short > 0:  # too small a box for the network's strides: widen it evenly, inside the image
+                lo = max(0, lo - (short + 1) // 2)
+                hi = min(n, lo + 32)
+                lo = max(0, hi - 32)
+            out.append(slice(lo, hi))
+        return out[0], out[1]
 
     def prepare(self, image: sitk.Image) -> PreparedVolume:
         return self.spec.preprocessing.prepare_image(image)

@@ -83,6 +83,10 @@ class CTSlicePreprocessing:
                 f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile): not a CT in Hounsfield units "
                 "(expected air near -1000 HU and soft tissue/bone above 0 HU)")
 
+    def window_value(self, hu: float) -> float:
+        """The network-input value of ``hu`` HU (the window maps ``hu_low..hu_high`` to 0..1, clipped)."""
+        return float(min(max((hu - self.hu_low) / (self.hu_high - self.hu_low), 0.0), 1.0))
+
     def working_size(self, box: BodyBox, spacing_yx: tuple[float, float]) -> tuple[int, int]:
         h, w = box.shape
         return (max(16, round(h * spacing_yx[0] / self.spacing_mm)),

@@ -30,18 +30,17 @@ from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
 from oncolabel.checkpoint import load_checkpoint
-from oncolabel.classification import (ClassifierPredictor, checkpoint_heads, checkpoint_model, compose_platt,
-                                      fit_logistic, network_outputs)
+from oncolabel.classification import (ClassifierPredictor, checkpoint_heads, checkpoint_model,
+                                      refit_feature_heads)
 from oncolabel.config import ServerConfig
 from oncolabel.errors import InvalidInputError, NotFoundError
-from oncolabel.io import case_id_of, read_image, write_image
+from oncolabel.io import case_id_of, write_image
 from oncolabel.modelstore import ModelStore
 from oncolabel.server.components import SERVER_TASK_FACTORIES
 from oncolabel.server.tasks import PredictorCache, SegmentationInfer, SegmentationTrain
@@ -288,21 +287,7 @@ class ClassificationTrain(SegmentationTrain):
         return out
 
     def _heads(self, parent: Any, ckpt: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        heads = checkpoint_heads(parent)
-        y = np.asarray([it["label"] for it in items])
-        feature_heads = [h for h in heads if "features" in h.inputs]
-        if feature_heads and min(np.bincount(y, minlength=2)) >= 2:
-            model = checkpoint_model(ckpt)  # the fine-tuned network
-            x = torch.stack([self.spec.preprocessing.load(it) for it in items])
-            feats = network_outputs(model, x, features=True)["features"]
-            for k, h in enumerate(heads):
-                if "features" in h.inputs and "platt" in h.info:
-                    refit = fit_logistic({"features": feats}, y, ("features",), method="deep_features",
-                                         c=float(h.info.get("C", 0.05)), fitted_on="datastore labels (fine-tuning)")
-                    platt = h.info["platt"]
-                    base = (type(h).from_dict(h.info["outer"]) if "outer" in h.info else  # a stacking (measurements)
-                            type(h)(("margin",), np.array([platt["a"]]), platt["b"], np.zeros(1), np.ones(1), "platt"))
-                    heads[k] = compose_platt(refit, base)
+        heads = refit_feature_heads(checkpoint_heads(parent), checkpoint_model(ckpt), self.spec, items)
         return [h.to_dict() for h in heads]
 
 

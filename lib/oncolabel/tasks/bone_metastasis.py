@@ -36,6 +36,14 @@ class SegmentationPostprocessing:
     lies within the component's ``grow_quantiles`` (0: off). Threshold 0.4 and the filter (threshold 0.15, in the
     shipped checkpoint) were chosen on 300 held-out phantoms; growth trades PPV for slice sensitivity at about equal
     slice F1 there, so it is off (README, "Bone metastasis").
+
+    ``bone_roi_margin_mm`` (off by default): the network runs, batch by batch, only on the in-plane box of the bone in
+    those slices (above ``bone_roi_hu``) grown by this margin, probability 0 elsewhere (metastases of this task lie
+    in bone). About 1.3-1.6 times faster, but not the same function: the network sees less context. Measured on 160
+    held-out phantoms (``bench/bone_metastasis_roi.py``; margin 35 mm, shipped filter): slice F1 0.757 vs 0.746, Dice
+    0.757 vs 0.746, but lesion sensitivity >= 10 mm 0.916 vs 0.939 (3 of 131 lesions; 1 without the filter, which
+    was fitted on whole-box outputs). The rule the other post-processing choices followed (slice F1, with lesions
+    >= 10 mm within 0.01) rejects it, so it is an option.
     """
 
     threshold: float = 0.4
@@ -45,6 +53,8 @@ class SegmentationPostprocessing:
     component_filter: bool = True
     grow_slices: int = 0
     grow_quantiles: tuple[float, float] = (25.0, 75.0)
+    bone_roi_hu: float = 200.0
+    bone_roi_margin_mm: float | None = None
 
     def to_dict(self) -> dict[str, float | bool]:
         return asdict(self)

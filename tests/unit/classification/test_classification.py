@@ -101,6 +101,36 @@ def test_hn_heads_stack_the_measurements_and_fall_back_without_them(toy_models, 
     assert "measurements" not in fallback.to_json()
 
 
+def test_fine_tuning_refits_the_feature_regression_and_keeps_the_measurement_stacking(toy_models, toy_cohorts):
+    from oncolabel.classification import checkpoint_heads, checkpoint_model, network_outputs, refit_feature_heads
+    from oncolabel.features.tumour import MEASUREMENT_NAMES
+
+    spec = get_task("hn_response")
+    ckpt = load_checkpoint(toy_models["hn_response"])
+    heads = checkpoint_heads(ckpt)
+    items = [{"image": it["image"], "mask": it["mask"], "label": it["label"]} for it in toy_cohorts["hn_response"]]
+    model = checkpoint_model(ckpt)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a "fine-tuned" network: other features
+        for prm in model.parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+    new = refit_feature_heads(heads, model, spec, items)
+    assert [h.inputs for h in new] == [h.inputs for h in heads]
+    assert new[0].inputs == ("features", *MEASUREMENT_NAMES)
+    outer = LogisticHead.from_dict(heads[0].info["outer"])
+    np.testing.assert_allclose(LogisticHead.from_dict(new[0].info["outer"]).coef, outer.coef)
+    x = torch.stack([spec.preprocessing.load(it) for it in items])
+    feats = network_outputs(model, x, features=True)["features"]
+    meas = {k: np.array([spec.preprocessing.measure(spec.preprocessing.read(it))[k] for it in items])
+            for k in MEASUREMENT_NAMES}
+    refit = fit_logistic({"features": feats}, [it["label"] for it in items], ("features",), method="deep_features",
+                         c=float(heads[0].info["C"]))
+    np.testing.assert_allclose(new[0].predict({"features": feats, **meas}),
+                               outer.predict({"margin": refit.logit({"features": feats}), **meas}), rtol=1e-6)
+    assert new[-1] is heads[-1]  # the temperature fallback is not a feature head
+    assert refit_feature_heads(heads, model, spec, items[:1]) == heads  # one class only: nothing refitted
+
+
 def test_select_head_prefers_the_most_inputs_available():
     mk = lambda *names: LogisticHead(tuple(names), np.ones(len(names)), 0.0, np.zeros(len(names)),  # noqa: E731
                                      np.ones(len(names)), "stacking")

@@ -1,0 +1,61 @@
+"""SegmentationPredictor: the network run only on the bone region (``bone_roi_margin_mm``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from oncolabel.inference import SegmentationPredictor
+from oncolabel.tasks import get_task
+from tests.conftest import toy_ct
+
+
+def roi_predictor(checkpoint, margin_mm, *, flip: bool = False) -> SegmentationPredictor:
+    spec = get_task("bone_metastasis")
+    post = dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=margin_mm, flip_average=flip)
+    return SegmentationPredictor(checkpoint, task=dataclasses.replace(spec, postprocessing=post), precision="fp32")
+
+
+def test_bone_roi_box_margin_minimum_size_and_no_bone(toy_checkpoint):
+    p = roi_predictor(toy_checkpoint, 8.0)  # 8 mm = 10 working pixels of 0.8 mm
+    x = torch.zeros(2, 3, 100, 120)
+    x[1, 2, 40:55, 60:75] = 1.0  # bone in one channel of one slice counts for the whole batch
+    assert p._bone_roi(x) == (slice(30, 65), slice(50, 85))
+    assert p._bone_roi(torch.zeros(2, 3, 100, 120)) is None
+    corner = torch.zeros(1, 3, 100, 120)
+    corner[0, 1, 0, 119] = 1.0  # a box of 11 x 11 pixels is widened to 32 inside the image
+    assert p._bone_roi(corner) == (slice(0, 32), slice(88, 120))
+    assert roi_predictor(toy_checkpoint, None)._bone_roi(x) == (slice(0, 100), slice(0, 120))
+    soft = torch.full((1, 3, 100, 120), p.spec.preprocessing.window_value(150.0))  # soft tissue is not bone
+    assert p._bone_roi(soft) is None
+
+
+def _toy_with_lateral_bone() -> sitk.Image:
+    image, _ = toy_ct(3)
+    hu = sitk.GetArrayFromImage(image)
+    hu[:, 40:48, 14:22] = 900  # a bone island off the midline: the region is not symmetric
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    return out
+
+
+def test_the_network_runs_inside_the_region_only_also_for_the_flipped_pass(toy_checkpoint):
+    p = roi_predictor(toy_checkpoint, 6.0)
+    prepared = p.prepare(_toy_with_lateral_bone())
+    ry, rx = p._bone_roi(p.spec.preprocessing.slices(prepared))  # 12 slices: one batch
+    inside = np.zeros(prepared.size, bool)
+    inside[ry, rx] = True
+    assert 0 < inside.mean() < 1
+    for flip in (False, True):
+        prob = p._forward(prepared, flip=flip).numpy()
+        assert (prob[:, ~inside] == 0).all() and (prob[:, inside] > 0).all(), flip
+
+
+def test_a_region_covering_the_input_changes_nothing(toy_checkpoint):
+    image = _toy_with_lateral_bone()
+    whole = roi_predictor(toy_checkpoint, None).predict_probability(image)
+    wide = roi_predictor(toy_checkpoint, 1000.0).predict_probability(image)
+    np.testing.assert_array_equal(whole, wide)
