@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spacing", type=float, help="working pixel size (mm) instead of the task's (experiment)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    ap.add_argument("--bone-roi-margin", type=float, metavar="MM",
-                    help="run the network only on the bone region grown by MM (the spec's bone_roi_margin_mm)")
+    ap.add_argument("--bone-roi-margin", metavar="MM|none",
+                    help="bone-region margin instead of the spec's bone_roi_margin_mm ('none': the whole body box)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.spacing:
@@ -83,14 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         predictor = SegmentationPredictor(a.model, precision=a.precision)
     if a.bone_roi_margin is not None:
         spec = predictor.spec
+        margin = None if a.bone_roi_margin == "none" else float(a.bone_roi_margin)
         predictor = SegmentationPredictor(predictor.checkpoint, precision=a.precision, task=dataclasses.replace(
-            spec, postprocessing=dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=a.bone_roi_margin)))
+            spec, postprocessing=dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=margin)))
     post = predictor.spec.postprocessing
     rules = a.rules or [f"{post.threshold},{post.seed_threshold},{post.min_lesion_mm3}"]
     start = time.time()
     cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else "")
                        + ("_bf16" if predictor.precision == "bf16" else "")
-                       + (f"_roi{a.bone_roi_margin:g}mm" if a.bone_roi_margin is not None else ""))
+                       + f"_roi{predictor.spec.postprocessing.bone_roi_margin_mm}mm")
     cases = [cached_case(predictor, item, cache) for item in cohort_items(a.cohort)]
     t_cases = time.time() - start
     rows, aucs = [], {}
