@@ -223,6 +223,21 @@ class LogisticHead:
     def logit(self, scores: Mapping[str, Any]) -> np.ndarray:
         return self.design(scores) @ self.coef + self.intercept
 
+    def extrapolation(self, scores: Mapping[str, Any], *, limit: float = 4.0) -> list[str]:
+        """Warnings for the image measurements and clinical covariates of one case that lie more than ``limit`` SDs
+        from the mean of the cases the head was fitted on (the model extrapolates there). Network outputs
+        (``margin*``, ``features``) are not checked: a confident network is not an unusual case."""
+        z = self.design(scores)[0]
+        out, k = [], 0
+        for name in self.inputs:
+            dims = np.atleast_1d(np.asarray(scores[name], dtype=np.float64)).reshape(1, -1).shape[1]
+            network_output = name == "features" or name.startswith("margin")
+            if dims == 1 and not network_output and abs(z[k]) > limit:
+                out.append(f"{name} = {float(np.ravel(scores[name])[0]):.4g} lies {abs(z[k]):.1f} SD from the mean of "
+                           "the cases the model was fitted on: it extrapolates")
+            k += dims
+        return out
+
     def predict(self, scores: Mapping[str, Any]) -> np.ndarray:
         """Calibrated ``P(y = 1)`` for each case."""
         return _sigmoid(self.logit(scores))
@@ -406,6 +421,7 @@ class ClassificationResult:
         heatmaps: input name -> Grad-CAM heat map (float32, [0, 1]) on that input's grid.
         measurements: the image measurements made for the model's heads (name -> value).
         measurement_error: why the case could not be measured (the head without measurements was used).
+        warnings: inputs of the head used that lie far outside the cases it was fitted on.
         provenance: model version, settings, software, notice.
     """
 
@@ -417,6 +433,7 @@ class ClassificationResult:
     missing_inputs: tuple[str, ...] = ()
     measurements: dict[str, float] = field(default_factory=dict)
     measurement_error: str | None = None
+    warnings: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -432,6 +449,7 @@ class ClassificationResult:
                 **({"measurements": {k: round(v, 6) for k, v in self.measurements.items()}} if self.measurements
                    else {}),
                 **({"measurement_error": self.measurement_error} if self.measurement_error else {}),
+                **({"warnings": list(self.warnings)} if self.warnings else {}),
                 "model_version": self.provenance.get("model_version"), "provenance": self.provenance}
 
 
@@ -535,7 +553,7 @@ class ClassifierPredictor:
                                     head={"method": head.method, "inputs": list(head.inputs)},
                                     branch_probabilities=branch, heatmaps=maps, missing_inputs=prepared.missing,
                                     measurements=dict(measurements or {}), measurement_error=measurement_error,
-                                    provenance=self.provenance())
+                                    warnings=tuple(head.extrapolation(scores)), provenance=self.provenance())
 
     def predict(self, images: Mapping[str, sitk.Image], *, covariates: Mapping[str, float] | None = None,
                 allow_missing: bool = False, heatmaps: bool = True) -> ClassificationResult:

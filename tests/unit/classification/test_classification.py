@@ -99,6 +99,12 @@ def test_hn_heads_stack_the_measurements_and_fall_back_without_them(toy_models, 
     fallback = predictor.predict({"image": air, "mask": images["mask"]}, heatmaps=False)
     assert fallback.head["inputs"] == ["features"] and "noise reference" in fallback.to_json()["measurement_error"]
     assert "measurements" not in fallback.to_json()
+    assert "warnings" not in res.to_json()
+    prepared = predictor.preprocessing.prepare(images)
+    huge = {**res.measurements, "log_volume_ml": res.measurements["log_volume_ml"] + 50 * predictor.heads[0].scale[-4]}
+    far = predictor.predict_prepared(prepared, heatmaps=False, measurements=huge)
+    assert len(far.warnings) == 1 and far.warnings[0].startswith("log_volume_ml") and "extrapolates" in far.warnings[0]
+    assert far.to_json()["warnings"] == list(far.warnings)
 
 
 def test_fine_tuning_refits_the_feature_regression_and_keeps_the_measurement_stacking(toy_models, toy_cohorts):

@@ -137,6 +137,20 @@ def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
     assert "--heatmap" in capsys.readouterr().err
 
 
+def test_hn_response_on_a_real_ct_lesion_reports_its_measurements_and_that_it_extrapolates(tmp_path):
+    """pyradiomics' real chest CT and lung lesion (NRRD) through the shipped H&N model: a 1.4 ml lesion without
+    measurable texture lies far outside the phantom cohort the model was fitted on, and the JSON says so."""
+    image = realdata("pyradiomics", "lung1_image.nrrd")
+    mask = realdata("pyradiomics", "lung1_label.nrrd")
+    out, heat = tmp_path / "h.json", tmp_path / "h.nrrd"
+    assert main(["infer", "hn-response", str(image), str(mask), "--json", str(out), "--heatmap", str(heat)]) == 0
+    data = _check_json(out, {"poor_response", "good_response"})
+    assert data["measurements"]["log_volume_ml"] == pytest.approx(np.log(837 * 0.5703125 ** 2 * 5.0 / 1000), abs=1e-5)
+    assert "log_volume_ml" in data["head"]["inputs"]
+    assert any(w.startswith("log_volume_ml") and "extrapolates" in w for w in data["warnings"])
+    check_same_geometry(read_image(image), read_image(heat), what="heat map")
+
+
 def test_phantom_commands_print_the_ceiling(tmp_path, capsys):
     for task in ("renal-mass", "pet-lymphoma", "hn-response"):
         out = tmp_path / task
