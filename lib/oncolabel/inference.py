@@ -2,9 +2,11 @@
 
 :class:`SegmentationPredictor` runs the task's one preprocessing (:mod:`oncolabel.preprocessing`), the network
 in batches over all slices (``torch.inference_mode``, channels-last memory layout, bfloat16 autocast where the
-hardware runs it natively: :mod:`oncolabel.precision`), maps probabilities back onto
-the input grid and post-processes them (component analysis on the mask's bounding box). The loaded network has
-its batch norms folded into the convolutions (:func:`oncolabel.networks.fuse.fold_batch_norm`). The CLI, the MONAI Label infer task, the benchmark and evaluation use it.
+hardware runs it natively: :mod:`oncolabel.precision`; with the spec's ``bone_roi_margin_mm`` only on each batch's
+bone region), maps probabilities back onto the input grid and post-processes them (component analysis on the mask's
+bounding box). The loaded network has its batch norms folded into the convolutions
+(:func:`oncolabel.networks.fuse.fold_batch_norm`). The CLI, the MONAI Label infer task, the benchmark and evaluation
+use it.
 """
 
 from __future__ import annotations

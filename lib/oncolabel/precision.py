@@ -4,8 +4,9 @@ bfloat16 autocast keeps the weights and the loss in float32 and runs convolution
 On CPUs with AMX tiles (Intel Xeon 4th generation and later) or AVX-512 BF16 instructions (e.g. AMD Zen 4) and on
 CUDA GPUs with bf16 support that is faster; elsewhere bf16 is emulated and slower, so ``auto`` picks it only where
 the hardware has it. Measured for the bone-metastasis network (README, "Bone metastasis", speed): inference 3.5x and
-a training step 2.4x faster on one AMX core, the network pass 1.7x on two AMD EPYC (AVX-512 BF16) cores, metastasis probabilities within 0.05 of float32 (mean difference 3e-5) and the same slice-wise and
-lesion-wise figures on held-out phantoms.
+a training step 2.4x faster on one AMX core, the network pass 1.7x on two AMD EPYC (AVX-512 BF16) cores, metastasis
+probabilities within 0.05 of float32 (mean difference 3e-5) and the same slice-wise and lesion-wise figures on
+held-out phantoms.
 
 Where the precision changes results it is recorded: predictors write it into their provenance, the trainer into
 the checkpoint's training settings.
@@ -26,9 +27,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions natively: CUDA with bf16, or a CPU with AMX tiles (Intel
-    Sapphire Rapids and later) or AVX-512 BF16 instructions (e.g. AMD Zen 4). Measured on the network pass of the
-    bone task: 3.5x faster than float32 with AMX (one core), 1.7x with AVX-512 BF16 (AMD EPYC, two cores)."""
+    """Whether ``device`` runs bfloat16 convolutions natively: CUDA with bf16, or a CPU with AMX tiles or AVX-512
+    BF16 instructions (measurements: the module docstring)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type == "cpu":
