@@ -75,6 +75,20 @@ def _cv_predict_lr(x: np.ndarray, y: np.ndarray, folds: np.ndarray, c: float = 1
     return out
 
 
+def _cv_head(scores: dict[str, Any], y: np.ndarray, folds: np.ndarray, inputs: list[str], *,
+             quadratic: tuple[str, ...] | list[str] = (), c: float = 1e4) -> np.ndarray:
+    """Out-of-fold probabilities of the library's logistic head on the named scores (same folds as the CNN)."""
+    from oncolabel.classification import fit_logistic
+
+    out = np.zeros(y.size)
+    for k in np.unique(folds):
+        tr, te = folds != k, folds == k
+        head = fit_logistic({n: np.asarray(scores[n])[tr] for n in inputs}, y[tr], inputs, method="stacking",
+                            quadratic=quadratic, c=c)
+        out[te] = head.predict({n: np.asarray(scores[n])[te] for n in inputs})
+    return out
+
+
 def _wald(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
     """Unpenalised logistic regression with Wald 95% CIs and p values (odds ratios per SD of each variable)."""
     from scipy import stats
@@ -129,6 +143,29 @@ def renal_analysis(res: Any, raw: list[dict[str, Any]], y: np.ndarray, p_cal: np
     if fused:
         models["cnn_fused"] = s["margin_fused"]
     models.update({"multivariable_cm": p_mv, "multivariable_all": p_all, "image_ceiling": image_post})
+    post = get_task("renal_mass").postprocessing
+    measured = [m for m in post.measurements if m in s]
+    if measured:  # the shipped head stacks the margins with the mass measurements: each part alone, same folds
+        quad = measured if post.quadratic_measurements else []
+        margins = fused + [f"margin_{ph}" for ph in PHASES]
+        p_net = _cv_head(s, y, res.fold, margins)
+        p_meas = _cv_head(s, y, res.fold, measured, quadratic=quad, c=post.measurement_c)
+        covs = {"age": age, "sex_male": male, "size_mm": size}
+        p_mvm = _cv_head({**s, **covs}, y, res.fold, margins + measured + list(covs), quadratic=quad,
+                         c=post.measurement_c)
+        full_post = np.array([it["posterior"] for it in raw])
+        truth = {"unenhanced_hu": [t["unenhanced_hu"] for t in traits],
+                 **{f"relative_enhancement_{ph}": [t["enhancement_hu"][ph] for t in traits] for ph in PHASES[1:]},
+                 "central_deficit": [float(t["central_area"]) for t in traits],
+                 "log_heterogeneity": [t["log_heterogeneity"] for t in traits]}
+        out.update({"model_inputs": margins + measured, "quadratic_in": quad, "network_alone": _auc(y, p_net),
+                    "measurements_alone": _auc(y, p_meas), "model_vs_network_alone": _delong(y, p_cal, p_net),
+                    "model_vs_measurements_alone": _delong(y, p_cal, p_meas),
+                    "multivariable_with_measurements": _auc(y, p_mvm),
+                    "multivariable_with_measurements_vs_ceiling": _delong(y, p_mvm, full_post),
+                    "measurement_vs_trait_r": {m: round(float(np.corrcoef(s[m], truth[m])[0, 1]), 4)
+                                               for m in measured if m in truth}})
+        models.update({"network_alone": p_net, "measurements_alone": p_meas, "multivariable_with_measurements": p_mvm})
     return out, models
 
 
@@ -285,6 +322,9 @@ def main() -> None:
 
         ckpt = fit.checkpoint
         ckpt.metrics.update({"ceiling_auc": ceiling["auc"], "gap_ceiling_minus_cv": results["gap_ceiling_minus_cv"]})
+        if "image_ceiling" in extra:  # the image-only model against the image-only ceiling (renal: no age, sex)
+            ckpt.metrics.update({"image_ceiling_auc": extra["image_ceiling"]["auc"],
+                                 "gap_image_ceiling_minus_cv": extra["gap_stacked_vs_image_ceiling"]})
         ckpt.training["command"] = " ".join(sys.argv)
         if soft:
             ckpt.training["soft_labels"] = soft

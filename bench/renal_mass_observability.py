@@ -16,7 +16,11 @@ script separates them on a cohort, with the tumour masks (which the CNN never ge
    correlation with the truth reported), then plugged into the generator's own posterior (the best use of such
    measurements if the model were known);
    the same estimates -> quadratic logistic regression (a two-stage learner that does not know the posterior);
-4. the ceiling, and the generator's posterior given only some traits (which traits carry the information).
+4. ``mass measurements (no mask)``: the shipped model's measurements (:mod:`oncolabel.features.renal`: the mass
+   found as the sphere with the strongest edge around the region's centre, attenuation, enhancement relative to
+   the renal cortex, central deficit, cross-phase texture) -> the library's logistic head, linear and quadratic
+   (``c = 0.1``, as the shipped head); correlation of each with its trait;
+5. the ceiling, and the generator's posterior given only some traits (which traits carry the information).
 
     python bench/renal_mass_observability.py --cohort DIR [--n 300 600 1000] [--out results.json]
 
@@ -87,6 +91,7 @@ def observability(items: list[dict], folds: int = 5) -> dict:
     plug = [posterior_malignant({"unenhanced_hu": r[0], "enhancement_hu": dict(zip(PHASES[1:], r[1:4])),
                                  "central_area": bool(r[4] > 0.5), "log_heterogeneity": r[5]}, clinical=False)
             for r in est]
+    meas = mass_measurements(items)
     return {"n": len(items), "malignant": int(y.sum()),
             "auc": {"traits, linear": cv_auc(lr(), T), "traits, quadratic": cv_auc(lr(), quad.fit_transform(T)),
                     "traits, QDA": cv_auc(QuadraticDiscriminantAnalysis(reg_param=0.05), T),
@@ -95,10 +100,40 @@ def observability(items: list[dict], folds: int = 5) -> dict:
                     "ROI features, linear": cv_auc(lr(), X),
                     "traits estimated from ROI features, quadratic": cv_auc(lr(), quad.fit_transform(est)),
                     "traits estimated from ROI features, generator posterior": float(roc_auc(y, plug)),
+                    "mass measurements (no mask), linear": head_cv_auc(meas, y, folds, quadratic=False),
+                    "mass measurements (no mask), quadratic": head_cv_auc(meas, y, folds, quadratic=True),
                     "ceiling (posterior of the true traits)": float(roc_auc(y, ceiling))},
+            "mass_measurement_trait_correlation": {name: float(np.corrcoef(meas[:, j], T[:, j])[0, 1])
+                                                   for j, name in enumerate(TRAITS)},
             "trait_measurement_correlation": {name: float(np.corrcoef(est[:, j], T[:, j])[0, 1])
                                               for j, name in enumerate(TRAITS)},
             "posterior_auc_given_only": subset_ceilings(items)}
+
+
+def mass_measurements(items: list[dict]) -> np.ndarray:
+    """The shipped renal model's image measurements of each case (no mask), in the order of ``TRAITS``."""
+    from oncolabel.features.renal import RENAL_MEASUREMENT_NAMES, measure_renal_mass
+
+    rows = []
+    for it in items:
+        m = measure_renal_mass({p: sitk.ReadImage(it[p]) for p in PHASES})
+        rows.append([m[k] for k in RENAL_MEASUREMENT_NAMES])
+    return np.array(rows)
+
+
+def head_cv_auc(x: np.ndarray, y: np.ndarray, folds: int, *, quadratic: bool, c: float = 0.1) -> float:
+    """Cross-validated AUC of the library's logistic head (as the shipped model fits it) on the columns of ``x``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from oncolabel.classification import fit_logistic
+
+    names = [f"m{j}" for j in range(x.shape[1])]
+    s = np.zeros(y.size)
+    for tr, te in StratifiedKFold(folds).split(x, y):
+        head = fit_logistic({n: x[tr, j] for j, n in enumerate(names)}, y[tr], names, method="stacking", c=c,
+                            quadratic=names if quadratic else ())
+        s[te] = head.logit({n: x[te, j] for j, n in enumerate(names)})
+    return float(roc_auc(y, s))
 
 
 SUBSETS = {**{t: (t,) for t in IMAGE_TRAITS}, "enhancement (4 phases)": IMAGE_TRAITS[:4],

@@ -67,23 +67,35 @@ class ClassificationPostprocessing:
             head using them is chosen only when all are given.
         measurements: image measurements (names from the preprocessing's ``measurement_names``, made by its
             :meth:`ClassifierPreprocessing.measure`) that the ``deep_features`` head stacks with the deep-feature
-            margin; the deep-features-only head stays as the fallback when a case cannot be measured.
+            margin, or the ``stacking`` head with the branches' margins; the heads without them stay as the
+            fallback when a case cannot be measured.
+        quadratic_measurements: the measurements enter with their squares and pairwise products (a quadratic
+            logistic regression in them, linear in the network's margins).
+        measurement_c: inverse L2 penalty of the heads with measurements (on standardised inputs).
     """
 
     head: str = "temperature"
     covariates: tuple[str, ...] = ()
     measurements: tuple[str, ...] = ()
+    quadratic_measurements: bool = False
+    measurement_c: float = 1e4
 
     def __post_init__(self) -> None:
         if self.head not in ("temperature", "stacking", "deep_features"):
             raise InvalidInputError(f"head {self.head!r}: use 'temperature', 'stacking' or 'deep_features'")
-        if self.measurements and self.head != "deep_features":
-            raise InvalidInputError(f"image measurements are stacked with deep features: head {self.head!r} cannot "
-                                    "use them")
+        if self.measurements and self.head == "temperature":
+            raise InvalidInputError("image measurements are stacked with network outputs: head 'temperature' "
+                                    "cannot use them (use 'stacking' or 'deep_features')")
+        if self.quadratic_measurements and self.head != "stacking":
+            raise InvalidInputError("quadratic measurement terms are supported by the 'stacking' head only (the "
+                                    "deep-feature head is composed with the final model's feature regression)")
+        if not self.measurement_c > 0:
+            raise InvalidInputError(f"measurement_c must be > 0, got {self.measurement_c!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "head": self.head, "covariates": list(self.covariates),
-                "measurements": list(self.measurements)}
+                "measurements": list(self.measurements), "quadratic_measurements": self.quadratic_measurements,
+                "measurement_c": self.measurement_c}
 
 
 @dataclass
@@ -198,6 +210,9 @@ class LogisticHead:
         intercept: the constant.
         method: ``temperature``, ``platt``, ``stacking``, ``deep_features`` or ``multivariable``.
         info: how it was fitted (n, folds, AUC, temperature, regularisation).
+        quadratic: scalar inputs (a subset of ``inputs``) whose squares and pairwise products are appended to the
+            inputs (each input first standardised by ``quadratic_mean`` / ``quadratic_scale``, the products then
+            standardised with the rest): a quadratic logistic regression in them.
     """
 
     inputs: tuple[str, ...]
@@ -207,15 +222,28 @@ class LogisticHead:
     scale: np.ndarray
     method: str
     info: dict[str, Any] = field(default_factory=dict)
+    quadratic: tuple[str, ...] = ()
+    quadratic_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    quadratic_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def design(self, scores: Mapping[str, Any]) -> np.ndarray:
-        """``(n, dims)`` matrix of the inputs, standardised."""
+    def raw_design(self, scores: Mapping[str, Any]) -> np.ndarray:
+        """``(n, dims)`` matrix of the inputs and their quadratic terms, not standardised."""
         missing = [k for k in self.inputs if k not in scores]
         if missing:
             raise InvalidInputError(f"the {self.method} head needs {', '.join(missing)}")
         cols = [np.atleast_1d(np.asarray(scores[k], dtype=np.float64)) for k in self.inputs]
         n = cols[0].shape[0]  # every input has the cases on its first axis (a vector input: (n, dims))
         x = np.column_stack([c.reshape(n, -1) for c in cols])
+        if not self.quadratic:
+            return x
+        q = np.column_stack([np.asarray(scores[k], dtype=np.float64).reshape(n) for k in self.quadratic])
+        q = (q - self.quadratic_mean) / self.quadratic_scale
+        i, j = np.triu_indices(q.shape[1])
+        return np.column_stack([x, q[:, i] * q[:, j]])
+
+    def design(self, scores: Mapping[str, Any]) -> np.ndarray:
+        """``(n, dims)`` matrix of the inputs (and quadratic terms), standardised."""
+        x = self.raw_design(scores)
         if x.shape[1] != self.coef.size:
             raise InvalidInputError(f"the {self.method} head expects {self.coef.size} input values, got {x.shape[1]}")
         return (x - self.mean) / self.scale
@@ -243,16 +271,23 @@ class LogisticHead:
         return _sigmoid(self.logit(scores))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": list(self.inputs), "coef": self.coef.tolist(), "intercept": float(self.intercept),
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(), "method": self.method, "info": self.info}
+        out = {"inputs": list(self.inputs), "coef": self.coef.tolist(), "intercept": float(self.intercept),
+               "mean": self.mean.tolist(), "scale": self.scale.tolist(), "method": self.method, "info": self.info}
+        if self.quadratic:
+            out["quadratic"] = {"inputs": list(self.quadratic), "mean": self.quadratic_mean.tolist(),
+                                "scale": self.quadratic_scale.tolist()}
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LogisticHead":
         try:
+            quad = d.get("quadratic") or {"inputs": [], "mean": [], "scale": []}
             return cls(inputs=tuple(d["inputs"]), coef=np.asarray(d["coef"], dtype=np.float64),
                        intercept=float(d["intercept"]), mean=np.asarray(d["mean"], dtype=np.float64),
                        scale=np.asarray(d["scale"], dtype=np.float64), method=str(d["method"]),
-                       info=dict(d.get("info", {})))
+                       info=dict(d.get("info", {})), quadratic=tuple(quad["inputs"]),
+                       quadratic_mean=np.asarray(quad["mean"], dtype=np.float64),
+                       quadratic_scale=np.asarray(quad["scale"], dtype=np.float64))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"a classifier head in the checkpoint is malformed: {exc}") from exc
 
@@ -281,25 +316,38 @@ def fit_temperature(margin: Any, y: Any, **info: Any) -> LogisticHead:
                         {"temperature": t, "n": int(m.size), **info})
 
 
+def _safe_scale(sd: np.ndarray) -> np.ndarray:
+    return np.where(sd > 1e-12, sd, 1.0)
+
+
 def fit_logistic(scores: Mapping[str, Any], y: Any, inputs: Sequence[str], *, method: str, c: float = 1e4,
-                 standardise: bool = True, **info: Any) -> LogisticHead:
+                 standardise: bool = True, quadratic: Sequence[str] = (), **info: Any) -> LogisticHead:
     """Logistic regression of ``y`` on the named scores (L2 penalty ``1 / c``; ``c = 1e4`` is practically none).
 
     Platt scaling is this with one input (a margin); stacking with several; ``deep_features`` with a vector input
-    and a chosen ``c``.
+    and a chosen ``c``. ``quadratic``: scalar inputs whose squares and pairwise products enter too (see
+    :class:`LogisticHead`; then every column is standardised).
     """
     from sklearn.linear_model import LogisticRegression
 
     y = _check_binary(y)
-    probe = LogisticHead(tuple(inputs), np.zeros(1), 0.0, np.zeros(1), np.ones(1), method)
-    cols = [np.asarray(scores[k], dtype=np.float64).reshape(y.size, -1) for k in probe.inputs]
-    x = np.column_stack(cols)
+    quadratic = tuple(quadratic)
+    outside = sorted(set(quadratic) - set(inputs))
+    if outside:
+        raise InvalidInputError(f"quadratic terms {outside} must be among the head's inputs {list(inputs)}")
+    q_mean, q_scale = np.zeros(0), np.zeros(0)
+    if quadratic:
+        q = np.column_stack([np.asarray(scores[k], dtype=np.float64).reshape(y.size) for k in quadratic])
+        q_mean, q_scale = q.mean(0), _safe_scale(q.std(0))
+        standardise = True
+    probe = LogisticHead(tuple(inputs), np.zeros(1), 0.0, np.zeros(1), np.ones(1), method, quadratic=quadratic,
+                         quadratic_mean=q_mean, quadratic_scale=q_scale)
+    x = probe.raw_design({k: np.asarray(scores[k], dtype=np.float64).reshape(y.size, -1) for k in inputs})
     mean = x.mean(0) if standardise else np.zeros(x.shape[1])
-    scale = x.std(0) if standardise else np.ones(x.shape[1])
-    scale = np.where(scale > 1e-12, scale, 1.0)
+    scale = _safe_scale(x.std(0)) if standardise else np.ones(x.shape[1])
     lr = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
-    return LogisticHead(tuple(inputs), lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), mean, scale, method,
-                        {"n": int(y.size), "C": c, **info})
+    return dataclasses.replace(probe, coef=lr.coef_[0].astype(np.float64), intercept=float(lr.intercept_[0]),
+                               mean=mean, scale=scale, info={"n": int(y.size), "C": c, **info})
 
 
 def compose_platt(head: LogisticHead, outer: LogisticHead) -> LogisticHead:
@@ -311,6 +359,8 @@ def compose_platt(head: LogisticHead, outer: LogisticHead) -> LogisticHead:
     """
     if not outer.inputs or outer.inputs[0] != "margin":
         raise InvalidInputError(f"the outer head's first input must be 'margin', got {list(outer.inputs)}")
+    if head.quadratic or outer.quadratic:
+        raise InvalidInputError("heads with quadratic terms cannot be composed")
     a = float(outer.coef[0] / outer.scale[0])
     b = float(outer.intercept - outer.coef[0] * outer.mean[0] / outer.scale[0])
     return dataclasses.replace(head, inputs=head.inputs + outer.inputs[1:],
@@ -752,7 +802,11 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
     * ``stacking``: one logistic model per non-empty subset of branches (all branches first), plus, with
       ``covariates``, the multivariable model on all branches and the covariates. A network with a fused classifier
       (scores ``margin_fused``) adds the stacking of the fused and all branch margins (chosen whenever every input is
-      there), and its multivariable model uses the fused margin too; the branch subsets remain the fallback.
+      there), and its multivariable model uses the fused margin too; the branch subsets remain the fallback. With
+      image measurements (``postprocessing.measurements``) the stacking of all margins and the measurements comes
+      first (and, with covariates, the multivariable model with them), quadratic in the measurements when
+      ``quadratic_measurements``; the heads without measurements remain the fallback for a case that cannot be
+      measured.
     * ``deep_features``: with image measurements (``postprocessing.measurements``) first the logistic stacking of
       the out-of-fold ``feature_margin`` and the measurements; then the Platt scaling of the ``feature_margin``
       (both composed with the final model's feature regression later), and temperature scaling of the margin as a
@@ -763,14 +817,24 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
     info = {"fitted_on": f"out-of-fold predictions, {cv.settings.get('n_splits')}-fold patient-level CV",
             "n": int(y.size)}
     heads: list[LogisticHead] = []
+    measured = list(post.measurements)
+    missing = [m for m in measured if m not in s]
+    if missing:
+        raise InvalidInputError(f"the CV scores lack the measurements {missing}")
     if post.head == "stacking":
         names = list(spec.preprocessing.branch_names)
         fused = ["margin_fused"] if "margin_fused" in s else []
+        margins = fused + [f"margin_{b}" for b in names]
+        with_measured = {"quadratic": measured if post.quadratic_measurements else (), "c": post.measurement_c}
         if covariates:
             cov_names = list(post.covariates)
             data = {**s, **{k: np.asarray(covariates[k], dtype=np.float64) for k in cov_names}}
-            heads.append(fit_logistic(data, y, fused + [f"margin_{b}" for b in names] + cov_names,
-                                      method="multivariable", **info))
+            if measured:
+                heads.append(fit_logistic(data, y, margins + measured + cov_names, method="multivariable",
+                                          **with_measured, **info))
+            heads.append(fit_logistic(data, y, margins + cov_names, method="multivariable", **info))
+        if measured:
+            heads.append(fit_logistic(s, y, margins + measured, method="stacking", **with_measured, **info))
         if fused:
             heads.append(fit_logistic(s, y, fused + [f"margin_{b}" for b in names], method="stacking", **info))
         for r in range(len(names), 0, -1):
@@ -780,13 +844,9 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
     elif post.head == "deep_features":
         if "feature_margin" not in s:
             raise InvalidInputError("the deep_features head needs a CV run with feature_c set")
-        measured = list(post.measurements)
         if measured:
-            missing = [m for m in measured if m not in s]
-            if missing:
-                raise InvalidInputError(f"the CV scores lack the measurements {missing}")
             heads.append(fit_logistic({**s, "margin": s["feature_margin"]}, y, ["margin", *measured],
-                                      method="stacking", **info))
+                                      method="stacking", c=post.measurement_c, **info))
         heads.append(fit_logistic({"margin": s["feature_margin"]}, y, ("margin",), method="platt", **info))
         heads.append(fit_temperature(s["margin"], y, **info))
     else:

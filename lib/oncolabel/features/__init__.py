@@ -9,6 +9,9 @@
   steps meant to sit inside a cross-validated pipeline (:mod:`oncolabel.features.selection`).
 * :func:`measure_tumour` / :func:`tumour_measurements` - four noise-referenced tumour measurements (volume,
   necrotic fraction, enhancement, heterogeneity) (:mod:`oncolabel.features.tumour`).
+* :func:`measure_renal_mass` / :func:`renal_mass_measurements` - four-phase measurements of the mass at the centre
+  of a lesion-centred region, no contour needed (attenuation, enhancement relative to the renal cortex, central
+  deficit, cross-phase texture) (:mod:`oncolabel.features.renal`).
 
 Importing this package does not import pyradiomics (it is imported inside the extraction functions).
 """
@@ -17,6 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from oncolabel.features.renal import (
+    RENAL_MEASUREMENT_NAMES,
+    RenalMeasurementError,
+    measure_renal_mass,
+    renal_mass_measurements,
+)
 from oncolabel.features.radiomics import (
     RadiomicsError,
     RadiomicsResult,
@@ -33,10 +42,11 @@ from oncolabel.features.tumour import (
     tumour_measurements,
 )
 
-__all__ = ["MEASUREMENT_NAMES", "ColumnSubset", "DeepFeatures", "LassoSelector", "RadiomicsError", "RadiomicsResult",
-           "RedundancyFilter", "StabilityFilter", "TumourMeasurementError", "extract_radiomics",
-           "extract_radiomics_with_provenance", "icc_1_1", "load_params", "measure_tumour", "perturb_case",
-           "radiomics_table", "tumour_measurements"]
+__all__ = ["MEASUREMENT_NAMES", "RENAL_MEASUREMENT_NAMES", "ColumnSubset", "DeepFeatures", "LassoSelector",
+           "RadiomicsError", "RadiomicsResult", "RedundancyFilter", "RenalMeasurementError", "StabilityFilter",
+           "TumourMeasurementError", "extract_radiomics", "extract_radiomics_with_provenance", "icc_1_1",
+           "load_params", "measure_renal_mass", "measure_tumour", "perturb_case", "radiomics_table",
+           "renal_mass_measurements", "tumour_measurements"]
 
 
 def __getattr__(name: str) -> Any:

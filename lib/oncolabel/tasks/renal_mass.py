@@ -11,10 +11,16 @@ width 1/8: one independent Inception-v3 per phase, trained from scratch) sees, p
 neighbour each side (three channels) over the central 64 mm, resampled to 128 x 128 pixels (0.5 mm), window
 -150..350 HU. Measured on 150 training / 50 validation phantom cases (300 iterations): 96 px and torchvision's N(0, 0.1)
 initialisation left the narrow trunks near chance (validation AUC 0.58-0.60); 128 px with He initialisation and no
-dropout reached 0.71 (``docs/classifiers.md``). The reported probability is a logistic stacking of the four phases' margins fitted on out-of-fold
-predictions (calibrated); per-phase calibrated probabilities are reported too. With age, sex and size given, the
-multivariable model is used. A missing phase is an error unless ``allow_missing`` is set: the stacking model fitted
-on exactly the available phases is then used (documented fallback, recorded in the output).
+dropout reached 0.71 (``docs/classifiers.md``).
+
+The reported probability is a logistic stacking fitted on out-of-fold predictions (calibrated) of the four phases'
+margins and six measurements of the mass (:mod:`oncolabel.features.renal`, no contour needed: unenhanced attenuation,
+enhancement per phase relative to the renal cortex, central deficit, cross-phase texture), quadratic in the
+measurements (their squares and products: the benign/malignant boundary over four subtypes is curved), L2 penalty
+``1 / 0.1``. Per-phase calibrated probabilities are reported too. With age, sex and size given, the multivariable
+model is used. A case whose mass cannot be measured is scored by the stacking of the margins alone (the reason is
+in the output). A missing phase is an error unless ``allow_missing`` is set: the stacking model fitted on exactly
+the available phases is then used (documented fallback, recorded in the output).
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ import torch
 
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
 from oncolabel.errors import InvalidInputError
+from oncolabel.features.renal import PHASES, RENAL_MEASUREMENT_NAMES, measure_renal_mass
 from oncolabel.imaging import centred_grid, map_to_image, resample_onto
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
-PHASES = ("unenhanced", "corticomedullary", "nephrographic", "excretory")
 #: short names accepted for phase files (``case_cm.nii.gz`` ...)
 PHASE_ALIASES = {"unenhanced": ("unenhanced", "ue", "nc", "noncontrast", "native", "plain"),
                  "corticomedullary": ("corticomedullary", "cm", "arterial", "art"),
@@ -114,6 +120,7 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
     inputs: ClassVar[tuple[str, ...]] = PHASES
     branch_names: ClassVar[tuple[str, ...]] = PHASES
     primary_input: ClassVar[str] = "corticomedullary"
+    measurement_names: ClassVar[tuple[str, ...]] = RENAL_MEASUREMENT_NAMES
 
     @property
     def in_channels(self) -> int:
@@ -156,6 +163,11 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
                                                         / (self.hu_high - self.hu_low))
         return Prepared(tensor=x, images=dict(present), context={"grid": grid}, missing=missing)
 
+    def measure(self, images: Mapping[str, sitk.Image]) -> dict[str, float]:
+        """The mass's four-phase measurements (:mod:`oncolabel.features.renal`: attenuation, enhancement relative to
+        the renal cortex, central deficit, noise-referenced texture); all four phases are needed."""
+        return measure_renal_mass(images)
+
     def heatmap(self, cam: np.ndarray, prepared: Prepared) -> dict[str, sitk.Image]:
         grid = prepared.context["grid"]
         vol = np.repeat(np.asarray(cam, dtype=np.float32)[None], grid.GetSize()[2], axis=0)
@@ -189,6 +201,8 @@ def renal_mass_spec() -> TaskSpec:
         preprocessing=PREPROCESSING,
         training=TrainingSpec(max_iterations=500, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
                               validate_every=200, finetune_iterations=60, finetune_learning_rate=2e-4),
-        postprocessing=ClassificationPostprocessing(head="stacking", covariates=("age", "sex_male", "size_mm")),
+        postprocessing=ClassificationPostprocessing(head="stacking", covariates=("age", "sex_male", "size_mm"),
+                                                    measurements=RENAL_MEASUREMENT_NAMES, quadratic_measurements=True,
+                                                    measurement_c=0.1),
         default_model="renal_mass.pt",
     )

@@ -66,18 +66,72 @@ def test_compose_with_a_stacking_head_keeps_its_other_inputs():
         compose_platt(inner, LogisticHead(("necrosis",), np.ones(1), 0.0, np.zeros(1), np.ones(1), "platt"))
 
 
-def test_measurements_need_a_deep_feature_head_and_a_preprocessing_that_makes_them():
+def test_measurements_need_a_stacking_head_and_a_preprocessing_that_makes_them():
     import dataclasses
 
     from oncolabel.classification import ClassificationPostprocessing, measure_items
 
-    with pytest.raises(InvalidInputError, match="deep features"):
+    with pytest.raises(InvalidInputError, match="'temperature' cannot use them"):
         ClassificationPostprocessing(head="temperature", measurements=("log_volume_ml",))
+    with pytest.raises(InvalidInputError, match="'stacking' head only"):
+        ClassificationPostprocessing(head="deep_features", measurements=("a",), quadratic_measurements=True)
+    with pytest.raises(InvalidInputError, match="measurement_c"):
+        ClassificationPostprocessing(head="stacking", measurements=("a",), measurement_c=0.0)
     spec = get_task("pet_lymphoma")
     spec = dataclasses.replace(spec, postprocessing=ClassificationPostprocessing(head="deep_features",
                                                                                  measurements=("necrosis",)))
     with pytest.raises(InvalidInputError, match="does not make"):
         measure_items(spec, [{"image": "x.nii.gz", "label": 0}])
+
+
+def test_quadratic_head_learns_a_curved_boundary_round_trips_and_is_not_composed():
+    rng = np.random.default_rng(3)
+    a, b, m = rng.normal(size=(3, 1500))
+    y = (rng.random(a.size) < 1 / (1 + np.exp(-(2.0 * a * a - 2.0 + 0.7 * m - b * a)))).astype(int)
+    data = {"a": a, "b": b, "margin": m}
+    linear = fit_logistic(data, y, ("margin", "a", "b"), method="stacking")
+    quad = fit_logistic(data, y, ("margin", "a", "b"), method="stacking", quadratic=("a", "b"), c=1.0)
+    assert quad.coef.size == 3 + 3 and quad.quadratic == ("a", "b")  # a^2, ab, b^2 after the three inputs
+    from oncolabel.stats import roc_auc
+
+    assert roc_auc(y, quad.predict(data)) > roc_auc(y, linear.predict(data)) + 0.15
+    # the design is what a hand-made expansion gives: a^2 term positive, ab negative, b^2 near 0
+    k = {name: i for i, name in enumerate(("a2", "ab", "b2"), start=3)}
+    assert quad.coef[k["a2"]] > 0.5 and quad.coef[k["ab"]] < -0.2 and abs(quad.coef[k["b2"]]) < 0.2
+    again = LogisticHead.from_dict(quad.to_dict())
+    np.testing.assert_allclose(again.predict(data), quad.predict(data))
+    assert LogisticHead.from_dict(linear.to_dict()).quadratic == ()  # older heads have no quadratic terms
+    with pytest.raises(InvalidInputError, match="among the head's inputs"):
+        fit_logistic(data, y, ("margin", "a"), method="stacking", quadratic=("b",))
+    platt = fit_logistic({"margin": m}, y, ("margin",), method="platt")
+    with pytest.raises(InvalidInputError, match="quadratic"):
+        compose_platt(quad, platt)
+    # the extrapolation warning still names the (linear) input, not a product term
+    far = {"a": np.array([40.0]), "b": np.array([0.0]), "margin": np.array([0.0])}
+    assert [w.split(" = ")[0] for w in quad.extrapolation(far)] == ["a"]
+
+
+def test_renal_heads_stack_the_mass_measurements_quadratically_and_fall_back_without_them(toy_models, toy_cohorts):
+    from oncolabel.features.renal import RENAL_MEASUREMENT_NAMES
+
+    predictor = ClassifierPredictor(toy_models["renal_mass"], task="renal_mass")
+    first = predictor.heads[0]
+    assert first.method == "multivariable" and first.quadratic == RENAL_MEASUREMENT_NAMES
+    stacked = next(h for h in predictor.heads if h.method == "stacking")
+    assert set(RENAL_MEASUREMENT_NAMES) <= set(stacked.inputs) and stacked.info["C"] == pytest.approx(0.1)
+    images = predictor.preprocessing.read(toy_cohorts["renal_mass"][1])
+    res = predictor.predict(images, heatmaps=False)
+    assert res.head["inputs"] == list(stacked.inputs) and res.measurement_error is None
+    measured = res.to_json()["measurements"]
+    assert set(RENAL_MEASUREMENT_NAMES) | {"diameter_mm", "noise_sd_hu"} <= set(measured)
+    truth = toy_cohorts["renal_mass"][1]["record"]["traits"]["diameter_mm"]
+    assert measured["diameter_mm"] == pytest.approx(truth, abs=2.0)
+    flat = {p: sitk.Image(img) for p, img in images.items()}  # no contrast: the cortex reference is missing
+    for p in ("corticomedullary", "nephrographic", "excretory"):
+        flat[p] = sitk.Image(images["unenhanced"])
+    fallback = predictor.predict(flat, heatmaps=False)
+    assert not set(RENAL_MEASUREMENT_NAMES) & set(fallback.head["inputs"])
+    assert "cortex" in fallback.to_json()["measurement_error"]
 
 
 def test_hn_heads_stack_the_measurements_and_fall_back_without_them(toy_models, toy_cohorts):
@@ -204,7 +258,14 @@ def test_fused_network_outputs_heads_and_validation_logits():
     scores = {k: rng.normal(size=60) + y for k in ("margin_unenhanced", "margin_corticomedullary",
                                                    "margin_nephrographic", "margin_excretory", "margin_fused")}
     cv = CVResult(y=y, groups=np.arange(60), fold=np.arange(60) % 3, scores=scores, fold_auc=[], seconds=0.0)
-    heads = fit_heads(get_task("renal_mass"), cv, covariates={"age": rng.normal(60, 10, 60),
+    import dataclasses
+
+    from oncolabel.classification import ClassificationPostprocessing
+
+    renal = get_task("renal_mass")  # its heads without the mass measurements (tested elsewhere)
+    renal = dataclasses.replace(renal, postprocessing=ClassificationPostprocessing(
+        head="stacking", covariates=renal.postprocessing.covariates))
+    heads = fit_heads(renal, cv, covariates={"age": rng.normal(60, 10, 60),
                                                                "sex_male": rng.integers(0, 2, 60).astype(float),
                                                                "size_mm": rng.uniform(12, 40, 60)})
     full = set(scores)
@@ -328,7 +389,7 @@ def test_renal_fused_network_end_to_end(toy_cohorts, tmp_path):
         full = predictor.predict(images)
         partial = predictor.predict({**images, "nephrographic": None}, allow_missing=True)
     assert "margin_fused" in fit.cv.scores and "cv_auc_margin_fused" in fit.metrics
-    assert full.head["inputs"][0] == "margin_fused" and len(full.head["inputs"]) == 5
+    assert full.head["inputs"][0] == "margin_fused" and len(full.head["inputs"]) == 5 + 6  # + the measurements
     heat = sitk.GetArrayViewFromImage(full.heatmaps["corticomedullary"])
     assert np.isfinite(heat).all() and heat.max() <= 1.0 + 1e-6 and not predictor.model.training
     assert "margin_fused" not in partial.head["inputs"] and len(partial.head["inputs"]) == 3
