@@ -10,6 +10,9 @@ after each round and the number of labels each strategy needed to reach ``--targ
 
     python bench/classifiers_active_learning.py --task pet_lymphoma --cohort /tmp/pl300 --target 0.85 \
         --out results/pet_lymphoma_al.json
+
+With ``--head-only`` (a task whose head uses image measurements, e.g. renal_mass) each round refits the task's
+measurement head on the labelled cases instead of training the network (:func:`head_campaign`).
 """
 
 from __future__ import annotations
@@ -64,6 +67,36 @@ def campaign(spec: Any, items: list[dict], pool: np.ndarray, test: np.ndarray, s
     return history
 
 
+def head_campaign(spec: Any, scores: dict[str, np.ndarray], y: np.ndarray, pool: np.ndarray, test: np.ndarray,
+                  start: np.ndarray, *, strategy: str, rounds: int, batch: int, seed: int) -> list[dict[str, Any]]:
+    """The same campaign for the task's measurement head alone (``--head-only``): each round fits the head the task
+    ships on its image measurements (``postprocessing.measurements``, quadratic and penalised as the spec says) on
+    the labelled cases; no network is trained. What a campaign needs when the measurements carry the model."""
+    from oncolabel.classification import fit_logistic
+
+    post = spec.postprocessing
+    names = list(post.measurements)
+    quad = names if post.quadratic_measurements else []
+    labelled = list(start)
+    rng = np.random.default_rng(seed + 1)
+    history = []
+    for r in range(rounds + 1):
+        head = fit_logistic({k: v[labelled] for k, v in scores.items()}, y[labelled], names, method="stacking",
+                            quadratic=quad, c=post.measurement_c)
+        p = head.predict(scores)
+        history.append({"round": r, "labels": len(labelled), "test_auc": round(float(roc_auc(y[test], p[test])), 4),
+                        "positives": int(y[labelled].sum())})
+        if r == rounds:
+            break
+        unlabelled = np.array(sorted(set(pool.tolist()) - set(labelled)))
+        if strategy == "uncertainty":
+            chosen = unlabelled[np.argsort(-binary_entropy(p[unlabelled]), kind="stable")[:batch]]
+        else:
+            chosen = rng.choice(unlabelled, size=min(batch, unlabelled.size), replace=False)
+        labelled += [int(i) for i in chosen]
+    return history
+
+
 def labels_to_reach(history: list[dict[str, Any]], target: float) -> int | None:
     return next((h["labels"] for h in history if h["test_auc"] >= target), None)
 
@@ -80,10 +113,14 @@ def main() -> None:
     ap.add_argument("--round-iterations", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--head-only", action="store_true",
+                    help="campaign of the task's measurement head alone (no network training; see head_campaign)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_task(args.task)
+    if args.head_only and not spec.postprocessing.measurements:
+        ap.error(f"--head-only: task {args.task} has no measurement head")
     raw = read_classification_cohort(args.cohort)
     items = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": it["label"]} for it in raw]
     y = np.array([it["label"] for it in items])
@@ -91,18 +128,30 @@ def main() -> None:
     pool, test = next(PatientStratifiedKFold(5, random_state=args.seed).split(None, y, groups=groups))
     rng = np.random.default_rng(args.seed)
     start = np.concatenate([rng.choice(pool[y[pool] == c], size=args.start // 2, replace=False) for c in (0, 1)])
-    prep = CachedPreprocessing(spec.preprocessing)
-    cspec = dataclasses.replace(spec, preprocessing=prep)
-    x = torch.stack([prep.load(it) for it in items])
     t0 = time.time()
+    image_ceiling = [raw[i]["record"]["traits"].get("image_posterior", raw[i]["posterior"]) for i in test]
     results: dict[str, Any] = {"task": args.task, "command": " ".join(sys.argv), "pool": int(pool.size),
                                "test": int(test.size), "test_positives": int(y[test].sum()), "target_auc": args.target,
                                "ceiling_auc_test": round(float(roc_auc(y[test], [raw[i]["posterior"] for i in test])),
-                                                         4)}
+                                                         4),
+                               "image_ceiling_auc_test": round(float(roc_auc(y[test], image_ceiling)), 4),
+                               "mode": "measurement head only" if args.head_only else "network"}
+    if args.head_only:
+        from oncolabel.classification import measure_items
+
+        scores = measure_items(spec, items)
+    else:
+        prep = CachedPreprocessing(spec.preprocessing)
+        cspec = dataclasses.replace(spec, preprocessing=prep)
+        x = torch.stack([prep.load(it) for it in items])
     for strategy in ("uncertainty", "random"):
-        hist = campaign(cspec, items, pool, test, start, strategy=strategy, rounds=args.rounds, batch=args.batch,
-                        first_iterations=args.first_iterations, round_iterations=args.round_iterations,
-                        seed=args.seed, x=x)
+        if args.head_only:
+            hist = head_campaign(spec, scores, y, pool, test, start, strategy=strategy, rounds=args.rounds,
+                                 batch=args.batch, seed=args.seed)
+        else:
+            hist = campaign(cspec, items, pool, test, start, strategy=strategy, rounds=args.rounds,
+                            batch=args.batch, first_iterations=args.first_iterations,
+                            round_iterations=args.round_iterations, seed=args.seed, x=x)
         results[strategy] = {"history": hist, "labels_to_target": labels_to_reach(hist, args.target)}
     results["seconds"] = round(time.time() - t0, 1)
     print(json.dumps({k: v for k, v in results.items()}, indent=1))
