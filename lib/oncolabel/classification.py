@@ -48,7 +48,7 @@ __all__ = [
     "ClassificationPostprocessing", "ClassifierPreprocessing", "Prepared", "LogisticHead", "fit_temperature",
     "fit_logistic", "select_head", "network_outputs", "ClassifierPredictor", "ClassificationResult",
     "CachedPreprocessing", "CVResult", "cross_validate", "fit_classifier", "FitResult", "binary_entropy",
-    "model_card", "checkpoint_model", "refit_feature_heads",
+    "model_card", "checkpoint_model", "refit_feature_heads", "update_measurement_heads",
 ]
 
 
@@ -392,6 +392,67 @@ def refit_feature_heads(heads: Sequence[LogisticHead], model: nn.Module, spec: T
         outer = (LogisticHead.from_dict(h.info["outer"]) if "outer" in h.info else
                  LogisticHead(("margin",), np.array([platt["a"]]), platt["b"], np.zeros(1), np.ones(1), "platt"))
         heads[k] = compose_platt(refit, outer)
+    return heads
+
+
+def update_measurement_heads(heads: Sequence[LogisticHead], model: nn.Module, spec: TaskSpec,
+                             items: Sequence[Mapping[str, Any]], *, min_per_class: int = 10) -> list[LogisticHead]:
+    """The measurement-bearing stacking heads updated from labelled cases (an active-learning round's labels).
+
+    Each head that stacks network margins with image measurements (no deep-feature vector, no clinical covariates:
+    datastore cases carry neither) gets the maximum a-posteriori fit of its measurement coefficients and intercept
+    under a Gaussian prior centred on its current values: ``sum log-loss + |theta - theta_0|^2 / (2 C)``, ``C`` the
+    head's own penalty, its standardisation kept. The margins' coefficients stay fixed (their contribution is an
+    offset computed with ``model``, the fine-tuned network, whose margins on its own training cases are in-sample).
+    A few labels move the head little; many move it towards their own fit. Cases that cannot be measured are left
+    out (logged). Heads are returned unchanged when fewer than ``min_per_class`` measured cases of a class remain.
+    """
+    from scipy.optimize import minimize
+
+    heads = list(heads)
+    names = tuple(spec.preprocessing.measurement_names)
+    covariates = set(spec.postprocessing.covariates)
+    targets = [k for k, h in enumerate(heads) if set(names) & set(h.inputs) and "features" not in h.inputs
+               and not covariates & set(h.inputs)]
+    y = np.asarray([int(it["label"]) for it in items])
+    if not targets or y.size == 0 or min(np.bincount(y, minlength=2)) < min_per_class:
+        return heads
+    measured, keep = [], []
+    for i, it in enumerate(items):
+        try:
+            measured.append(spec.preprocessing.measure(spec.preprocessing.read(it)))
+            keep.append(i)
+        except InvalidInputError as exc:
+            logger.warning("%s: a labelled case cannot be measured and is left out of the head update: %s",
+                           spec.name, exc)
+    y = y[keep]
+    if min(np.bincount(y, minlength=2)) < min_per_class:
+        return heads
+    x = torch.stack([spec.preprocessing.load(items[i]) for i in keep])
+    scores: dict[str, Any] = dict(network_outputs(model, x, spec.preprocessing.branch_names))
+    scores.update({m: np.array([d[m] for d in measured], dtype=np.float64) for m in names})
+    for k in targets:
+        h = heads[k]
+        z = h.design(scores)
+        fixed = np.zeros(h.coef.size, dtype=bool)
+        fixed[[j for j, name in enumerate(h.inputs) if name.startswith("margin")]] = True
+        offset, zf = z[:, fixed] @ h.coef[fixed], z[:, ~fixed]
+        theta0 = np.append(h.coef[~fixed], h.intercept)
+        lam = 1.0 / float(h.info.get("C", 1e4))
+
+        def objective(t: np.ndarray) -> tuple[float, np.ndarray]:
+            eta = zf @ t[:-1] + t[-1] + offset
+            g = _sigmoid(eta) - y
+            d = t - theta0
+            return (float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * lam * d @ d),
+                    np.append(zf.T @ g, g.sum()) + lam * d)
+
+        res = minimize(objective, theta0, jac=True, method="L-BFGS-B")
+        coef = h.coef.copy()
+        coef[~fixed] = res.x[:-1]
+        heads[k] = dataclasses.replace(h, coef=coef, intercept=float(res.x[-1]), info={
+            **h.info, "updated_on": {"labels": int(y.size), "method": "MAP, prior centred on the served head, "
+                                                                      "penalty 1 / C; margins' coefficients fixed"}})
     return heads
 
 

@@ -37,7 +37,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from oncolabel.checkpoint import load_checkpoint
 from oncolabel.classification import (ClassifierPredictor, checkpoint_heads, checkpoint_model,
-                                      refit_feature_heads)
+                                      refit_feature_heads, update_measurement_heads)
 from oncolabel.config import ServerConfig
 from oncolabel.errors import InvalidInputError, NotFoundError
 from oncolabel.io import case_id_of, write_image
@@ -238,7 +238,10 @@ class ClassificationTrain(SegmentationTrain):
 
     The calibration heads of the served model are kept (fitted on out-of-fold predictions of the full cohort; a few
     new labels cannot refit them reliably), except the deep-feature regression, which depends on the fine-tuned
-    features: it is refitted on the labelled cases and recalibrated with the served model's Platt scaling.
+    features: it is refitted on the labelled cases and recalibrated with the served model's Platt scaling; and, with
+    at least 10 measured labelled cases of each class, the heads stacking margins with image measurements (renal
+    mass): their measurement coefficients are updated from the labels, the served head as the prior
+    (:func:`oncolabel.classification.update_measurement_heads`).
     """
 
     def __init__(self, spec: TaskSpec, store: ModelStore, device: str, seed: int) -> None:
@@ -287,7 +290,9 @@ class ClassificationTrain(SegmentationTrain):
         return out
 
     def _heads(self, parent: Any, ckpt: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        heads = refit_feature_heads(checkpoint_heads(parent), checkpoint_model(ckpt), self.spec, items)
+        model = checkpoint_model(ckpt)
+        heads = refit_feature_heads(checkpoint_heads(parent), model, self.spec, items)
+        heads = update_measurement_heads(heads, model, self.spec, items)
         return [h.to_dict() for h in heads]
 
 

@@ -134,6 +134,43 @@ def test_renal_heads_stack_the_mass_measurements_quadratically_and_fall_back_wit
     assert "cortex" in fallback.to_json()["measurement_error"]
 
 
+def test_labels_update_the_renal_measurement_heads_with_the_served_head_as_prior(toy_models, toy_cohorts):
+    """An active-learning round's labels move the measurement coefficients (the margins' stay), towards the labels
+    and more with more of them; the multivariable heads (covariates) and the margin-only heads are left alone; too
+    few labels of a class change nothing."""
+    from oncolabel.classification import checkpoint_heads, checkpoint_model, update_measurement_heads
+
+    spec = get_task("renal_mass")
+    ckpt = load_checkpoint(toy_models["renal_mass"])
+    heads, model = checkpoint_heads(ckpt), checkpoint_model(ckpt)
+    raw = toy_cohorts["renal_mass"]
+    items = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": 1 - it["label"]} for it in raw]  # flipped
+    assert update_measurement_heads(heads, model, spec, items) == heads  # default: 10 per class needed
+    new = update_measurement_heads(heads, model, spec, items, min_per_class=2)
+    changed = [k for k, (a, b) in enumerate(zip(heads, new)) if not np.array_equal(a.coef, b.coef)]
+    assert changed and all(new[k].method == "stacking" and "updated_on" in new[k].info for k in changed)
+    assert all(not set(spec.postprocessing.covariates) & set(heads[k].inputs) for k in changed)
+    k = changed[0]
+    margins = [j for j, name in enumerate(heads[k].inputs) if name.startswith("margin")]
+    np.testing.assert_array_equal(new[k].coef[margins], heads[k].coef[margins])
+    x = torch.stack([spec.preprocessing.load(it) for it in items])
+    from oncolabel.classification import network_outputs
+
+    scores = dict(network_outputs(model, x, spec.preprocessing.branch_names))
+    measured = [spec.preprocessing.measure(spec.preprocessing.read(it)) for it in items]
+    scores.update({m: np.array([d[m] for d in measured]) for m in spec.preprocessing.measurement_names})
+    y = np.array([it["label"] for it in items])
+
+    def log_loss(h):
+        p = np.clip(h.predict(scores), 1e-9, 1 - 1e-9)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    twice = update_measurement_heads(heads, model, spec, items + items, min_per_class=2)
+    assert log_loss(twice[k]) < log_loss(new[k]) < log_loss(heads[k])
+    again = LogisticHead.from_dict(new[k].to_dict())
+    np.testing.assert_allclose(again.predict(scores), new[k].predict(scores))
+
+
 def test_hn_heads_stack_the_measurements_and_fall_back_without_them(toy_models, toy_cohorts):
     from oncolabel.features.tumour import MEASUREMENT_NAMES
 
