@@ -29,9 +29,11 @@ resolution, what a radiologist reads from such a region (``docs/classifiers.md``
 
 The output also holds ``diameter_mm``, ``noise_sd_hu``, ``cortex_enhancement_hu`` and ``interior_voxels``.
 
-Scope: tested on the renal phantom (every measurement against the trait it drew) and on a real CT region (the
-measurements run and are finite). The texture and central-deficit rules assume four co-registered phases with
-independent noise; they have not been validated on real renal masses. Research use only.
+Scope: tested on drawn masses with known answers, on the renal phantom (every measurement against the trait it
+drew) and on a mass implanted at the edge of a real kidney in a real CT (diameter, attenuation and relative
+enhancement read back). The texture and central-deficit rules assume four phases co-registered voxel for voxel with
+independent noise (breath-hold misregistration between real phases makes the texture read as noise); they have not
+been validated on real renal masses. Research use only.
 """
 
 from __future__ import annotations
