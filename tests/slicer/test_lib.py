@@ -296,6 +296,29 @@ def test_next_case_parsing():
 
 
 # --- tables and arrays --------------------------------------------------------------------------------------------
+def test_classification_measurements_warnings_and_measurement_errors_are_shown():
+    """What the renal and H&N models measured, why a case could not be measured, and extrapolation warnings reach
+    the reader (summary lines above the table); malformed ones are refused with the task named."""
+    measured = {**RENAL, "measurements": {"diameter_mm": 32.5, "log_heterogeneity": 1.8004},
+                "warnings": ["log_volume_ml = 9 lies 5.0 SD from the mean of the cases the model was fitted on: it "
+                             "extrapolates"]}
+    res = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None, measured)
+    assert res.measurements == {"diameter_mm": 32.5, "log_heterogeneity": 1.8004} and len(res.warnings) == 1
+    lines = tables.summary(res)
+    assert ("Measurements", "diameter_mm 32.5, log_heterogeneity 1.8") in lines
+    assert [v for k, v in lines if k == "Warning"][0].endswith("it extrapolates")
+    assert lines[-1][0] == "Notice"
+    failed = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None,
+                                   {**RENAL, "measurement_error": "no renal cortex outside the mass"})
+    assert dict(tables.summary(failed))["Measurements"].startswith("not made (no renal cortex")
+    plain = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None, RENAL)
+    assert plain.measurements == {} and plain.warnings == () and "Measurements" not in dict(tables.summary(plain))
+    with pytest.raises(protocol.ResultFormatError, match="renal_mass.*measurement 'd'"):
+        protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None, {**RENAL, "measurements": {"d": "x"}})
+    with pytest.raises(protocol.ResultFormatError, match="warnings are not a list"):
+        protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None, {**RENAL, "warnings": "careful"})
+
+
 def test_tables_rank_and_mark_and_end_with_the_notice():
     res = protocol.parse_result(protocol.CLASSIFICATION, "renal_mass", None, RENAL)
     table = tables.classification_table(res)

@@ -264,6 +264,12 @@ class ClassificationResult:
     heatmap_path: Optional[str]
     notice: str
     heatmap_grid_of: Optional[str] = None
+    #: image measurements the model used (renal mass, H&N), name -> value
+    measurements: Dict[str, float] = field(default_factory=dict)
+    #: why the case could not be measured (the model without measurements was used)
+    measurement_error: Optional[str] = None
+    #: e.g. a measurement far outside the cases the model was fitted on ("... it extrapolates")
+    warnings: Tuple[str, ...] = ()
 
     @property
     def ranked(self) -> List[Tuple[str, float]]:
@@ -288,10 +294,19 @@ class ClassificationResult:
                                     f"({', '.join(probs)})")
         heatmap = file_path if file_path and os.path.isfile(file_path) else None
         grid_of = (params.get("heatmap") or {}).get("grid_of") if isinstance(params.get("heatmap"), dict) else None
+        measured = params.get("measurements") or {}
+        if not isinstance(measured, dict):
+            raise ResultFormatError(f"the server's {task} measurements are not a name -> value mapping")
+        warnings = params.get("warnings") or []
+        if isinstance(warnings, str) or not isinstance(warnings, (list, tuple)):
+            raise ResultFormatError(f"the server's {task} warnings are not a list")
+        error = params.get("measurement_error")
         return cls(task=task, probabilities=probs, prediction=prediction,
                    model_version=str(_require(params, "model_version", task)), heatmap_path=heatmap,
                    notice=str(params.get("notice") or RESEARCH_USE_ONLY),
-                   heatmap_grid_of=str(grid_of) if grid_of else None)
+                   heatmap_grid_of=str(grid_of) if grid_of else None,
+                   measurements={str(k): _number(v, f"measurement '{k}'", task) for k, v in measured.items()},
+                   measurement_error=str(error) if error else None, warnings=tuple(str(w) for w in warnings))
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,11 @@ def summary(result: Any) -> List[Tuple[str, str]]:
         lines += [("Recommendation", result.recommendation)]
     elif isinstance(result, ClassificationResult):
         lines += [("Prediction", f"{result.prediction} ({result.probabilities[result.prediction]:.0%})")]
+        lines += [("Warning", w) for w in result.warnings]
+        if result.measurement_error:
+            lines += [("Measurements", f"not made ({result.measurement_error}); the model without them was used")]
+        elif result.measurements:
+            lines += [("Measurements", ", ".join(f"{k} {v:.3g}" for k, v in result.measurements.items()))]
     elif isinstance(result, SegmentationResult):
         total = f"{result.total_volume_ml:.2f} ml" if result.total_volume_ml is not None else "not reported"
         lines += [("Lesions", f"{len(result.lesions)} ({total})")]
