@@ -10,6 +10,7 @@ status 1 (see :mod:`oncolabel.cli`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -89,6 +90,11 @@ def _run(args: argparse.Namespace, images: Mapping[str, Any], inputs: Mapping[st
     if args.json:
         write_json(payload, args.json)
     print(result.summary())
+    if result.measurement_error:  # stdout keeps its one line; what the reader must know goes to stderr
+        print(f"warning: image measurements not made ({result.measurement_error}); the model without them was used",
+              file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -52,6 +52,8 @@ def test_renal_mass_four_files_any_order_and_missing_phase(toy_models, toy_cohor
     rc = main(["infer", "renal-mass", *files[:3], "--model", str(toy_models["renal_mass"]), "--allow-missing-phases",
                "--json", str(tmp_path / "m.json")])
     assert rc == 0 and json.loads((tmp_path / "m.json").read_text())["missing_inputs"] == ["corticomedullary"]
+    err = capsys.readouterr().err  # the mass measurements need all four phases: said on stderr, not hidden
+    assert "warning: image measurements not made" in err and "corticomedullary" in err
     rc = main(["infer", "renal-mass", *files, "--model", str(toy_models["renal_mass"]), "--age", "60"])
     assert rc == 1 and "together" in capsys.readouterr().err
 
@@ -137,13 +139,18 @@ def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
     assert "--heatmap" in capsys.readouterr().err
 
 
-def test_hn_response_on_a_real_ct_lesion_reports_its_measurements_and_that_it_extrapolates(tmp_path):
+def test_hn_response_on_a_real_ct_lesion_reports_its_measurements_and_that_it_extrapolates(tmp_path, capsys):
     """pyradiomics' real chest CT and lung lesion (NRRD) through the shipped H&N model: a 1.4 ml lesion without
-    measurable texture lies far outside the phantom cohort the model was fitted on, and the JSON says so."""
+    measurable texture lies far outside the phantom cohort the model was fitted on, and the JSON and stderr say so
+    (stdout keeps its one line)."""
     image = realdata("pyradiomics", "lung1_image.nrrd")
     mask = realdata("pyradiomics", "lung1_label.nrrd")
     out, heat = tmp_path / "h.json", tmp_path / "h.nrrd"
+    capsys.readouterr()
     assert main(["infer", "hn-response", str(image), str(mask), "--json", str(out), "--heatmap", str(heat)]) == 0
+    printed = capsys.readouterr()
+    assert len(printed.out.strip().splitlines()) == 1
+    assert "warning: log_volume_ml" in printed.err and "extrapolates" in printed.err
     data = _check_json(out, {"poor_response", "good_response"})
     assert data["measurements"]["log_volume_ml"] == pytest.approx(np.log(837 * 0.5703125 ** 2 * 5.0 / 1000), abs=1e-5)
     assert "log_volume_ml" in data["head"]["inputs"]
