@@ -9,6 +9,11 @@ probability against the full ceiling; DeLong tests, calibration (Brier, slope, i
     oncolabel phantoms renal-mass --n 500 --seed 13 --out /tmp/rm500s13
     python bench/classifiers_heldout.py --task renal_mass --cohort /tmp/rm500s13 [--model CKPT] [--out R.json]
 
+With ``--update-with COHORT --update-n N ...`` the image-only AUC is also reported after the server's training-round
+update of the measurement heads (:func:`oncolabel.classification.update_measurement_heads`, its default of 10
+cases per class) from the first N labelled cases of another cohort, the network unchanged: what a site's labels do
+to the shipped head.
+
 Research use only (synthetic phantoms).
 """
 
@@ -20,6 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,12 +49,44 @@ def _summary(y: np.ndarray, p: np.ndarray, ceiling: np.ndarray) -> dict[str, obj
             "calibration_slope": round(float(cal.slope), 3), "calibration_intercept": round(float(cal.intercept), 3)}
 
 
+def head_update(predictor: ClassifierPredictor, spec: Any, raw: list[dict], y: np.ndarray, ceiling: np.ndarray,
+                cohort: Path, sizes: list[int]) -> list[dict[str, object]]:
+    """Image-only AUC on ``raw`` after updating the predictor's measurement heads from the first N cases of
+    ``cohort`` (the server's update after a training round; the network is not fine-tuned here)."""
+    from oncolabel.classification import select_head, update_measurement_heads
+    from oncolabel.errors import InvalidInputError
+
+    scores = []
+    for it in raw:
+        images = spec.preprocessing.read(it)
+        s = dict(predictor.scores(predictor.preprocessing.prepare(images)))
+        try:
+            s.update({k: np.array([v]) for k, v in spec.preprocessing.measure(images).items()
+                      if k in spec.preprocessing.measurement_names})
+        except InvalidInputError:
+            pass
+        scores.append(s)
+    labelled = [{**{k: it[k] for k in spec.preprocessing.inputs}, "label": it["label"]}
+                for it in read_classification_cohort(cohort)]
+    rows = []
+    for n in sizes:
+        heads = update_measurement_heads(predictor.heads, predictor.model, spec, labelled[:n])
+        image_heads = [h for h in heads if h.method != "multivariable"]
+        p = np.array([float(select_head(image_heads, set(s)).predict(s)[0]) for s in scores])
+        updated = any("updated_on" in h.info for h in heads)
+        rows.append({"labels": n, "benign": sum(1 for it in labelled[:n] if it["label"] == 0),
+                     "updated": updated, **_summary(y, p, ceiling)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True, choices=["renal_mass", "pet_lymphoma", "hn_response"])
     ap.add_argument("--cohort", required=True, type=Path)
     ap.add_argument("--model", type=Path, help="checkpoint (default: the task's shipped model)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--update-with", type=Path, metavar="COHORT", help="labelled cohort for the head update")
+    ap.add_argument("--update-n", type=int, nargs="+", default=[20, 50, 100, 200], metavar="N")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -83,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "notice": "research use only: synthetic phantoms"}
     if p_mv:
         out["multivariable"] = _summary(y_arr, np.array(p_mv), full)
+    if a.update_with:
+        out["head_update"] = head_update(predictor, spec, raw, y_arr, image_post, a.update_with, a.update_n)
     text = json.dumps(out, indent=1)
     sys.stdout.write(text + "\n")
     if a.out:

@@ -401,11 +401,14 @@ def update_measurement_heads(heads: Sequence[LogisticHead], model: nn.Module, sp
 
     Each head that stacks network margins with image measurements (no deep-feature vector, no clinical covariates:
     datastore cases carry neither) gets the maximum a-posteriori fit of its measurement coefficients and intercept
-    under a Gaussian prior centred on its current values: ``sum log-loss + |theta - theta_0|^2 / (2 C)``, ``C`` the
-    head's own penalty, its standardisation kept. The margins' coefficients stay fixed (their contribution is an
-    offset computed with ``model``, the fine-tuned network, whose margins on its own training cases are in-sample).
-    A few labels move the head little; many move it towards their own fit. Cases that cannot be measured are left
-    out (logged). Heads are returned unchanged when fewer than ``min_per_class`` measured cases of a class remain.
+    under a Gaussian prior centred on its current values, ``sum log-loss + lambda |theta - theta_0|^2 / 2``, its
+    standardisation kept. The prior carries what the head was fitted on: ``lambda = 1 / C + n_0 / 4``, ``C`` the
+    head's own penalty and ``n_0 / 4`` the Fisher information per standardised coefficient of ``n_0`` cases (its
+    ``info["n"]``; ``1 / 4 = max p (1 - p)``), so N new labels weigh about as N cases beside the ``n_0``. (The head's
+    penalty alone as the prior let 50-100 labels pull a 1000-case head below its held-out AUC: 0.879 -> 0.860.)
+    The margins' coefficients stay fixed (their contribution is an offset computed with ``model``, the fine-tuned
+    network, whose margins on its own training cases are in-sample). Cases that cannot be measured are left out
+    (logged). Heads are returned unchanged when fewer than ``min_per_class`` measured cases of a class remain.
     """
     from scipy.optimize import minimize
 
@@ -438,7 +441,7 @@ def update_measurement_heads(heads: Sequence[LogisticHead], model: nn.Module, sp
         fixed[[j for j, name in enumerate(h.inputs) if name.startswith("margin")]] = True
         offset, zf = z[:, fixed] @ h.coef[fixed], z[:, ~fixed]
         theta0 = np.append(h.coef[~fixed], h.intercept)
-        lam = 1.0 / float(h.info.get("C", 1e4))
+        lam = 1.0 / float(h.info.get("C", 1e4)) + float(h.info.get("n", 0)) / 4.0
 
         def objective(t: np.ndarray) -> tuple[float, np.ndarray]:
             eta = zf @ t[:-1] + t[-1] + offset
@@ -451,8 +454,9 @@ def update_measurement_heads(heads: Sequence[LogisticHead], model: nn.Module, sp
         coef = h.coef.copy()
         coef[~fixed] = res.x[:-1]
         heads[k] = dataclasses.replace(h, coef=coef, intercept=float(res.x[-1]), info={
-            **h.info, "updated_on": {"labels": int(y.size), "method": "MAP, prior centred on the served head, "
-                                                                      "penalty 1 / C; margins' coefficients fixed"}})
+            **h.info, "updated_on": {"labels": int(y.size), "prior_precision": lam,
+                                     "method": "MAP, prior centred on the served head, precision 1 / C + n / 4; "
+                                               "margins' coefficients fixed"}})
     return heads
 
 
