@@ -420,18 +420,21 @@ def update_measurement_heads(heads: Sequence[LogisticHead], model: nn.Module, sp
     y = np.asarray([int(it["label"]) for it in items])
     if not targets or y.size == 0 or min(np.bincount(y, minlength=2)) < min_per_class:
         return heads
-    measured, keep = [], []
+    measured, inputs, keep = [], [], []
     for i, it in enumerate(items):
+        images = spec.preprocessing.read(it)  # read once: measured, and prepared as ``load`` would
         try:
-            measured.append(spec.preprocessing.measure(spec.preprocessing.read(it)))
-            keep.append(i)
+            measured.append(spec.preprocessing.measure(images))
         except InvalidInputError as exc:
             logger.warning("%s: a labelled case cannot be measured and is left out of the head update: %s",
                            spec.name, exc)
+            continue
+        inputs.append(spec.preprocessing.prepare(images).tensor)
+        keep.append(i)
     y = y[keep]
     if min(np.bincount(y, minlength=2)) < min_per_class:
         return heads
-    x = torch.stack([spec.preprocessing.load(items[i]) for i in keep])
+    x = torch.stack(inputs)
     scores: dict[str, Any] = dict(network_outputs(model, x, spec.preprocessing.branch_names))
     scores.update({m: np.array([d[m] for d in measured], dtype=np.float64) for m in names})
     for k in targets:
