@@ -176,11 +176,22 @@ class CachedPreprocessing:
         self.inner = inner
         self.cache = cache if cache is not None else {}
 
+    @staticmethod
+    def key(item: Mapping[str, Any]) -> str:
+        return repr(sorted((k, str(v)) for k, v in item.items() if k not in TARGET_KEYS))
+
     def load(self, item: Mapping[str, Any]) -> torch.Tensor:
-        key = repr(sorted((k, str(v)) for k, v in item.items() if k not in TARGET_KEYS))
+        key = self.key(item)
         if key not in self.cache:
             self.cache[key] = self.inner.load(item)
         return self.cache[key]
+
+    def keep_read(self, item: Mapping[str, Any], images: Mapping[str, sitk.Image]) -> None:
+        """Cache ``item``'s network input from its images already read (``inner.read(item)``), when the wrapped
+        preprocessing's :meth:`load` is the standard ``prepare(read(item))`` (otherwise :meth:`load` reads later)."""
+        key = self.key(item)
+        if key not in self.cache and type(self.inner).load is ClassifierPreprocessing.load:
+            self.cache[key] = self.inner.prepare(images).tensor
 
     def augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         fn = getattr(self.inner, "augment", None)
@@ -806,7 +817,7 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
     prep = CachedPreprocessing(spec.preprocessing, cache)
     cspec = dataclasses.replace(spec, preprocessing=prep)
     fold = np.full(len(items), -1)
-    scores: dict[str, np.ndarray] = measure_items(spec, items)
+    scores: dict[str, np.ndarray] = measure_items(spec, items, keep=prep)
     fold_auc = []
     splits = PatientStratifiedKFold(n_splits, random_state=seed).split(None, y, groups=g)
     for k, (train, test) in enumerate(splits):
@@ -838,9 +849,11 @@ def cross_validate(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *, groups
                     settings=settings)
 
 
-def measure_items(spec: TaskSpec, items: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+def measure_items(spec: TaskSpec, items: Sequence[Mapping[str, Any]], *,
+                  keep: CachedPreprocessing | None = None) -> dict[str, np.ndarray]:
     """The image measurements the task's head uses (``spec.postprocessing.measurements``), one array per name over
-    the items (``{}`` when it uses none).
+    the items (``{}`` when it uses none). With ``keep``, the network input of every item read is cached there from
+    the same images (each case is read once for both).
 
     Raises:
         InvalidInputError: an item cannot be measured (the message names it): a training cohort must be measurable.
@@ -853,7 +866,10 @@ def measure_items(spec: TaskSpec, items: Sequence[Mapping[str, Any]]) -> dict[st
     out = {n: np.zeros(len(items)) for n in names}
     for i, item in enumerate(items if names else ()):
         try:
-            values = spec.preprocessing.measure(spec.preprocessing.read(item))
+            images = spec.preprocessing.read(item)
+            values = spec.preprocessing.measure(images)
+            if keep is not None:
+                keep.keep_read(item, images)
         except InvalidInputError as exc:
             where = item.get("image") or item.get("case") or f"item {i}"
             raise type(exc)(f"{where}: {exc}") from exc

@@ -84,6 +84,31 @@ def test_measurements_need_a_stacking_head_and_a_preprocessing_that_makes_them()
         measure_items(spec, [{"image": "x.nii.gz", "label": 0}])
 
 
+def test_measure_items_reads_each_case_once_and_keeps_the_network_input(toy_cohorts):
+    from oncolabel.classification import CachedPreprocessing, measure_items
+
+    spec = get_task("renal_mass")
+    items = [{**{p: it[p] for p in spec.preprocessing.inputs}, "label": it["label"]}
+             for it in toy_cohorts["renal_mass"][:3]]
+    reads = []
+
+    class Counting(type(spec.preprocessing)):
+        def read(self, item):
+            reads.append(item["corticomedullary"])
+            return super().read(item)
+
+    import dataclasses
+
+    counting = Counting(**{f.name: getattr(spec.preprocessing, f.name)
+                           for f in dataclasses.fields(spec.preprocessing)})
+    keep = CachedPreprocessing(counting)
+    values = measure_items(dataclasses.replace(spec, preprocessing=counting), items, keep=keep)
+    assert set(values) == set(spec.postprocessing.measurements) and len(reads) == 3
+    for item in items:  # the cached inputs are what loading gives, and loading reads nothing more
+        torch.testing.assert_close(keep.load(item), spec.preprocessing.load(item), rtol=0, atol=0)
+    assert len(reads) == 3
+
+
 def test_quadratic_head_learns_a_curved_boundary_round_trips_and_is_not_composed():
     rng = np.random.default_rng(3)
     a, b, m = rng.normal(size=(3, 1500))
