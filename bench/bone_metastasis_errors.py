@@ -8,7 +8,13 @@ model once and reports:
 * false-positive components (touching no metastasis voxel): attributed to the nearest drawn mimic within
   ``--near-mm`` of the component (bone island, endplate sclerosis, osteophyte, Schmorl node, hemangioma, vascular
   calcification) or "other";
-* truth-positive slices missed and false-positive slices, pooled, at the task's post-processing.
+* truth-positive slices missed and false-positive slices, pooled, at the task's post-processing;
+* every missed truth-positive slice (>= 10 mm^2 of metastasis; counted per lesion and slice) by cause, so that the
+  stage to improve is known:
+  the lesion was missed because the network stayed below the threshold on all of it, or its above-threshold voxels
+  formed no candidate (too small, or no seed), or its candidate was dropped by the false-positive filter; or the
+  lesion was found but not on this slice, because the network stayed below the threshold there (typically the
+  first and last slices), or the slice's predicted area stayed below 10 mm^2.
 
     python bench/bone_metastasis_errors.py --model CKPT --cohort DIR [--out errors.json]
 
@@ -40,6 +46,37 @@ def band(d: float) -> str:
     return f"{lo}-{hi} mm" if hi < 1000 else f">= {lo} mm"
 
 
+def missed_slice_causes(prob: np.ndarray, candidates: np.ndarray, mask: np.ndarray, truth: np.ndarray, *,
+                        spacing: tuple[float, ...], threshold: float,
+                        min_area_mm2: float = 10.0) -> collections.Counter[str]:
+    """Why each truth-positive slice that the final ``mask`` misses was missed (module docstring); ``(z, y, x)``."""
+    min_px = max(1, int(np.ceil(min_area_mm2 / (spacing[0] * spacing[1]))))
+    out: collections.Counter[str] = collections.Counter()
+    t_lab, n = label_components(truth)
+    for i, sl in enumerate(ndimage.find_objects(t_lab), start=1):
+        region = t_lab[sl] == i
+        found = (mask[sl] & region).sum() >= 0.1 * region.sum()
+        for z in range(region.shape[0]):
+            if region[z].sum() < min_px:
+                continue
+            m = mask[sl][z]
+            if m.sum() >= min_px and (m & truth[sl][z]).any():
+                continue  # detected (the evaluation rule)
+            if not found:
+                if not (prob[sl][region] >= threshold).any():
+                    cause = "lesion missed: network below threshold"
+                elif not (candidates[sl] & region).any():
+                    cause = "lesion missed: no candidate (too small or no seed)"
+                else:
+                    cause = "lesion missed: candidate dropped by the filter"
+            elif not (prob[sl][z][region[z]] >= threshold).any():
+                cause = "lesion found, slice missed: network below threshold there"
+            else:
+                cause = "lesion found, slice missed: predicted area < min area or off the lesion"
+            out[cause] += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="checkpoint (default: the shipped model)")
@@ -50,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = SegmentationPredictor(a.model)
     hits: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     fp_causes: collections.Counter[str] = collections.Counter()
+    slice_causes: collections.Counter[str] = collections.Counter()
     counts = []
     for item in cohort_items(a.cohort):
         cid = case_id_of(item["image"])
@@ -58,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         pred = predictor.predict(img)
         mask = sitk.GetArrayFromImage(pred.label) > 0
         counts.append(case_counts(mask, truth, spacing=img.GetSpacing(), case_id=cid))
+        slice_causes.update(missed_slice_causes(pred.probability, predictor.candidates(pred.probability, img), mask,
+                                                truth, spacing=img.GetSpacing(),
+                                                threshold=predictor.spec.postprocessing.threshold))
         with open(item["image"].split("/images/")[0] + f"/lesions/{cid}.json") as fh:
             record = json.load(fh)
         sx, sy, sz = img.GetSpacing()
@@ -95,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"cases": len(counts), "evaluation": ev.to_dict(),
            "detection": {k: {"detected": v[0], "total": v[1], "rate": round(v[0] / v[1], 3)}
                          for k, v in sorted(hits.items())},
-           "false_positive_components": dict(fp_causes.most_common())}
+           "false_positive_components": dict(fp_causes.most_common()),
+           "missed_truth_slices": dict(slice_causes.most_common())}
     text = json.dumps(out, indent=2)
     if a.out:
         with open(a.out, "w") as fh:
@@ -104,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in out["detection"].items():
         print(f"  {k:32s} {v['detected']:3d}/{v['total']:3d}  {v['rate']:.2f}")
     print("  false-positive components:", out["false_positive_components"])
+    print("  missed truth-positive slices:", out["missed_truth_slices"])
     return 0
 
 
