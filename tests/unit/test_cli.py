@@ -142,3 +142,11 @@ def test_train_command_spacing_override_and_warm_start_across_preprocessing(tmp_
     assert ck.preprocessing["spacing_mm"] == spacing
     assert ck.training["init_preprocessing"]["spacing_mm"] == spacing * 1.5
     assert main([*common, "--out", str(tmp_path / "bad.pt"), "--spacing-mm", "0"]) != 0
+    # the loss's lesion-size weight: the task's (1) unless given, recorded in the checkpoint, refused when negative
+    assert ck.training["lesion_size_weight"] == 1.0
+    plain = tmp_path / "plain.pt"
+    assert main([*common, "--out", str(plain), "--lesion-size-weight", "0"]) == 0
+    assert "lesion_size_weight" not in load_checkpoint(plain).training
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "neg.pt"), "--lesion-size-weight", "-1"]) != 0
+    assert "--lesion-size-weight" in capsys.readouterr().err and not (tmp_path / "neg.pt").exists()

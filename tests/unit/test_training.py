@@ -183,3 +183,46 @@ def test_warm_start_from_other_preprocessing_needs_consent_and_is_recorded(toy_p
     assert ck.preprocessing["spacing_mm"] == spec.preprocessing.spacing_mm  # the child is the spec's
     same = Trainer(spec, iterations=2, batch_size=2, init=parent, seed=0).fit(items).checkpoint
     assert "init_preprocessing" not in same.training
+
+
+def test_lesion_size_weights_favour_small_cross_sections():
+    import numpy as np
+
+    from oncolabel.training import lesion_size_weights
+
+    t = np.zeros((2, 64, 64), np.uint8)
+    t[0, 2:4, 2:4] = 1  # 4 px: capped at max_weight - 1
+    t[0, 20:29, 20:29] = 1  # 81 px: (324 / 81) ** 0.5 - 1 = 1
+    t[1, 10:50, 10:50] = 1  # 1600 px >= reference: no extra weight
+    w = lesion_size_weights(t, reference_px=324.0)
+    assert w[0, 2, 2] == pytest.approx(7.0) and w[0, 24, 24] == pytest.approx(1.0)
+    assert not w[1].any() and not w[0][t[0] == 0].any()  # background and large lesions: none
+    assert lesion_size_weights(t, reference_px=324.0, max_weight=3.0)[0, 2, 2] == pytest.approx(2.0)
+
+
+def test_size_weighted_loss_adds_weight_to_small_lesions_only():
+    import torch
+    from monai.losses import DiceCELoss
+
+    from oncolabel.tasks.base import spec_variant
+    from oncolabel.training import LesionSizeWeightedDiceCE, SegmentationAdapter
+
+    spec = get_task("bone_metastasis")
+    assert isinstance(SegmentationAdapter(spec).loss(), LesionSizeWeightedDiceCE)  # the task's default (weight 1)
+    plain = SegmentationAdapter(spec_variant(spec, training={"lesion_size_weight": 0.0})).loss()
+    assert type(plain) is DiceCELoss
+    loss = LesionSizeWeightedDiceCE(1.0, reference_px=324.0)
+    x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    background = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+    torch.testing.assert_close(loss(x, background), plain(x, background))  # no lesion: the plain loss
+    small = background.clone()
+    small[0, 0, 5:7, 5:7] = 1
+
+    def grad_on_lesion(fn):
+        xi = x.clone().requires_grad_(True)
+        fn(xi, small).backward()
+        return xi.grad[0, :, 5:7, 5:7].abs().sum().item()
+
+    assert grad_on_lesion(loss) > 2 * grad_on_lesion(plain)
+    with pytest.raises(InvalidInputError, match="lesion size weighting"):
+        LesionSizeWeightedDiceCE(-1.0, reference_px=324.0)

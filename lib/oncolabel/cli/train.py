@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "predictor only serves checkpoints with the task's preprocessing)")
     seg.add_argument("--init-other-preprocessing", action="store_true",
                      help="allow --init to come from other preprocessing (e.g. another working pixel size)")
+    seg.add_argument("--lesion-size-weight", type=float, metavar="W",
+                     help="weight of the extra cross-entropy on small lesion cross-sections (default: the task's, 1; "
+                          "0: Dice + cross-entropy alone)")
     seg.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
                      help="bf16: autocast forward passes (several times faster on AMX CPUs and recent GPUs); "
                           "auto: bf16 where the hardware runs it natively")
@@ -62,6 +65,10 @@ def run_segmentation(args: argparse.Namespace) -> int:
         if args.spacing_mm <= 0:
             raise InvalidInputError(f"--spacing-mm {args.spacing_mm}: must be > 0")
         spec = spec_variant(spec, preprocessing={"spacing_mm": args.spacing_mm})
+    if args.lesion_size_weight is not None:
+        if args.lesion_size_weight < 0:
+            raise InvalidInputError(f"--lesion-size-weight {args.lesion_size_weight}: must be >= 0")
+        spec = spec_variant(spec, training={"lesion_size_weight": args.lesion_size_weight})
     train_items, val_items = cohort_items(args.data), cohort_items(args.val) if args.val else []
     init = load_checkpoint(args.init, task=spec.name) if args.init else None
 

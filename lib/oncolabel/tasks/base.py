@@ -51,6 +51,9 @@ class TrainingSpec:
     finetune_iterations: int = 150
     finetune_learning_rate: float = 5e-4
     seed: int = 0
+    #: segmentation: weight of an extra cross-entropy term on small lesion cross-sections
+    #: (:class:`oncolabel.training.LesionSizeWeightedDiceCE`); 0 = Dice + cross-entropy alone
+    lesion_size_weight: float = 0.0
 
 
 @dataclass(frozen=True)

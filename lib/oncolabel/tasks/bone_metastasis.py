@@ -76,7 +76,7 @@ def bone_metastasis_spec() -> TaskSpec:
                                               "output_stride": 8, "dropout": 0.1}),
         preprocessing=PREPROCESSING,
         training=TrainingSpec(max_iterations=3000, batch_size=16, learning_rate=2e-3, validate_every=500,
-                              finetune_iterations=120, finetune_learning_rate=5e-4),
+                              finetune_iterations=120, finetune_learning_rate=5e-4, lesion_size_weight=1.0),
         postprocessing=SegmentationPostprocessing(),
         default_model="bone_metastasis.pt",
     )
