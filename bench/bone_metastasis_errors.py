@@ -12,7 +12,8 @@ model once and reports:
 * every missed truth-positive slice (>= 10 mm^2 of metastasis; counted per lesion and slice) by cause, so that the
   stage to improve is known:
   the lesion was missed because the network stayed below the threshold on all of it, or its above-threshold voxels
-  formed no candidate (too small, or no seed), or its candidate was dropped by the false-positive filter; or the
+  formed no candidate (too small, or no seed), or its candidate was dropped by the false-positive filter, or the
+  prediction covers less than 10 % of it (the lesion rule); or the
   lesion was found but not on this slice, because the network stayed below the threshold there (typically the
   first and last slices), or the slice's predicted area stayed below 10 mm^2.
 
@@ -67,6 +68,8 @@ def missed_slice_causes(prob: np.ndarray, candidates: np.ndarray, mask: np.ndarr
                     cause = "lesion missed: network below threshold"
                 elif not (candidates[sl] & region).any():
                     cause = "lesion missed: no candidate (too small or no seed)"
+                elif (mask[sl] & region).any():
+                    cause = "lesion missed: the prediction covers < 10 % of it"
                 else:
                     cause = "lesion missed: candidate dropped by the filter"
             elif not (prob[sl][z][region[z]] >= threshold).any():
