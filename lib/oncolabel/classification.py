@@ -920,7 +920,7 @@ def fit_heads(spec: TaskSpec, cv: CVResult, *, covariates: Mapping[str, np.ndarr
         if measured:
             heads.append(fit_logistic(s, y, margins + measured, method="stacking", **with_measured, **info))
         if fused:
-            heads.append(fit_logistic(s, y, fused + [f"margin_{b}" for b in names], method="stacking", **info))
+            heads.append(fit_logistic(s, y, margins, method="stacking", **info))
         for r in range(len(names), 0, -1):
             for subset in itertools.combinations(names, r):
                 method = "stacking" if r > 1 else "platt"
