@@ -39,7 +39,7 @@ from oncolabel.transforms import RandInplaneZoom
 logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "TrainResult", "SegmentationAdapter", "SliceSampler", "register_adapter", "TrainingCancelled",
-           "LesionSizeWeightedDiceCE", "lesion_size_weights"]
+           "LesionSizeWeightedDiceCE", "lesion_size_weights", "LesionSlices", "find_lesions"]
 
 
 class TrainingCancelled(Exception):
@@ -137,6 +137,8 @@ class Trainer:
                 "device": str(self.device), "precision": self.precision, "init_sha256": self.init.sha256 if self.init else None,
                 **({"lesion_size_weight": self.spec.training.lesion_size_weight}
                    if self.spec.training.lesion_size_weight else {}),
+                **({"lesion_sampling_fraction": self.spec.training.lesion_sampling_fraction}
+                   if self.spec.training.lesion_sampling_fraction else {}),
                 **({"init_preprocessing": dict(self.init.preprocessing)} if self._init_differs() else {})}
 
     def _init_differs(self) -> bool:
@@ -254,6 +256,50 @@ class _Volume:
     prepared: PreparedVolume
     label: torch.Tensor
     positive: np.ndarray
+    lesions: list["LesionSlices"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LesionSlices:
+    """One labelled lesion (3D connected component) of a prepared volume, for lesion-balanced sampling.
+
+    ``z``: its slices; ``area``: its cross-section on each (pixels); ``points``: ``(len(z), k, 2)`` pixel
+    coordinates (y, x) inside the cross-section, evenly spread over its pixels, to centre patches on.
+    """
+
+    z: np.ndarray
+    area: np.ndarray
+    points: np.ndarray
+
+    def slice_weights(self, reference_px: float, *, gamma: float = 0.5, max_weight: float = 8.0) -> np.ndarray:
+        """Probability of each slice: ``clip((reference_px / area) ** gamma, 1, max_weight)``, normalised; a lesion's
+        small cross-sections (its ends, or all of a small lesion) are drawn up to ``max_weight`` times as often as its
+        large ones, as :func:`lesion_size_weights` weights their pixels in the loss."""
+        w = np.clip((reference_px / self.area) ** gamma, 1.0, max_weight)
+        return w / w.sum()
+
+
+def find_lesions(label: np.ndarray, *, k: int = 16) -> list[LesionSlices]:
+    """The 3D connected components (26-connected) of a ``(z, y, x)`` binary label, each as :class:`LesionSlices`."""
+    label = np.asarray(label) > 0
+    if not label.any():
+        return []
+    box = ndimage.find_objects(label.view(np.uint8))[0]  # label only the lesions' bounding box
+    lo = [b.start for b in box]
+    comp, n = ndimage.label(label[box], structure=np.ones((3, 3, 3), bool))
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(comp), start=1):
+        zs, areas, points = [], [], []
+        for dz in range(sl[0].start, sl[0].stop):
+            yy, xx = np.nonzero(comp[dz, sl[1], sl[2]] == i)
+            if not yy.size:
+                continue
+            pick = np.linspace(0, yy.size - 1, k).round().astype(int)
+            zs.append(dz + lo[0])
+            areas.append(yy.size)
+            points.append(np.stack([yy[pick] + sl[1].start + lo[1], xx[pick] + sl[2].start + lo[2]], axis=1))
+        out.append(LesionSlices(np.asarray(zs), np.asarray(areas, np.float64), np.stack(points)))
+    return out
 
 
 def load_volume(item: Mapping[str, Any], prep: CTSlicePreprocessing) -> tuple[sitk.Image, PreparedVolume, torch.Tensor]:
@@ -269,8 +315,12 @@ def load_volume(item: Mapping[str, Any], prep: CTSlicePreprocessing) -> tuple[si
 class SliceSampler:
     """Random training batches of slices (2D / 2.5D) from prepared volumes.
 
-    Half of the samples come from slices that contain lesion; patches of ``patch`` pixels are centred on a
-    lesion pixel for those. Patches without lesion are centred on bone (HU above ``bone_hu``) with probability
+    Half of the samples (``positive_fraction``) come from slices that contain lesion; patches of ``patch`` pixels
+    are centred on a lesion pixel for those. Of these, ``lesion_fraction`` are lesion-balanced: a lesion (3D
+    component, :func:`find_lesions`) drawn uniformly over all volumes, then one of its slices by
+    :meth:`LesionSlices.slice_weights` (small cross-sections favoured), the patch centred on that lesion; the rest
+    draw a volume with lesion, then one of its lesion slices, uniformly (large lesions, having more slices and
+    pixels, dominate those). Patches without lesion are centred on bone (HU above ``bone_hu``) with probability
     ``bone_fraction``, elsewhere at random: the mimics that cost PPV (bone islands, sclerosis, Schmorl nodes) are in
     bone, which a random patch of the body often misses. Augmentation on top of the deterministic preprocessing: in-plane zoom (log-uniform in
     ``zoom``, i.e. pixel sizes from about 0.7 to 1.7 mm), left-right flip, intensity scale/shift, Gaussian noise.
@@ -279,9 +329,15 @@ class SliceSampler:
 
     def __init__(self, prep: CTSlicePreprocessing, volumes: Sequence[_Volume], *, patch: int = 160,
                  positive_fraction: float = 0.5, zoom: tuple[float, float] = (0.75, 1.8), augment: bool = True,
-                 bone_fraction: float = 0.5, bone_hu: float = 250.0) -> None:
+                 bone_fraction: float = 0.5, bone_hu: float = 250.0, lesion_fraction: float = 0.0,
+                 reference_px: float | None = None) -> None:
+        if not 0.0 <= lesion_fraction <= 1.0:
+            raise InvalidInputError(f"lesion_fraction={lesion_fraction}: must be in [0, 1]")
         self.prep, self.volumes, self.patch = prep, list(volumes), patch
         self.positive_fraction, self.augment = positive_fraction, augment
+        self.lesion_fraction = lesion_fraction
+        ref = reference_px if reference_px is not None else LESION_REFERENCE_MM2 / prep.spacing_mm ** 2
+        self._lesions = [(v, les, les.slice_weights(ref)) for v in self.volumes for les in v.lesions]
         self.bone_fraction = bone_fraction
         self._bone_level = (bone_hu - prep.hu_low) / (prep.hu_high - prep.hu_low)  # in window units
         self.zoom = RandInplaneZoom((math.log(zoom[0]), math.log(zoom[1])))
@@ -289,25 +345,38 @@ class SliceSampler:
         self._pos = [i for i, v in enumerate(self.volumes) if v.positive.size]
 
     def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        centre = None  # (y, x) of the drawn lesion, for a lesion-balanced sample
         if self._pos and rng.random() < self.positive_fraction:
-            v = self.volumes[self._pos[rng.integers(len(self._pos))]]
-            z = int(v.positive[rng.integers(v.positive.size)])
+            if self.lesion_fraction and self._lesions and rng.random() < self.lesion_fraction:
+                v, les, weights = self._lesions[rng.integers(len(self._lesions))]
+                s = int(rng.choice(les.z.size, p=weights))
+                z = int(les.z[s])
+                centre = les.points[s][rng.integers(les.points.shape[1])].astype(np.float64)
+            else:
+                v = self.volumes[self._pos[rng.integers(len(self._pos))]]
+                z = int(v.positive[rng.integers(v.positive.size)])
         else:
             v = self.volumes[rng.integers(len(self.volumes))]
             z = int(rng.integers(v.label.shape[0]))
         x = self.prep.slices(v.prepared, [z])[0]  # (C, h, w) -- identical to inference input
         y = v.label[z]
         if self.augment:
+            h, w = y.shape
             f = math.exp(self.zoom.randomize(rng))
             self.zoom.factor = self.zoom_label.factor = f
             x, y = self.zoom(x, randomize=False), self.zoom_label(y, randomize=False)
+            if centre is not None:  # the same point on the zoomed slice (pixel centres scale about the corner)
+                centre = (centre + 0.5) * (np.array(y.shape) / (h, w)) - 0.5
             if rng.random() < 0.5:
                 x, y = torch.flip(x, (-1,)), torch.flip(y, (-1,))
+                if centre is not None:
+                    centre[1] = y.shape[1] - 1 - centre[1]
             x = x * float(rng.uniform(0.92, 1.08)) + float(rng.uniform(-0.03, 0.03))
             x = x + float(rng.uniform(0, 0.02)) * torch.randn_like(x)
-        return self._crop(x, y, rng)
+        return self._crop(x, y, rng, centre=centre)
 
-    def _crop(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _crop(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, *,
+              centre: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.patch
         h, w = y.shape
         if h < p or w < p:  # pad to at least patch size (background: window minimum = 0)
@@ -315,11 +384,15 @@ class SliceSampler:
             x = torch.nn.functional.pad(x, (0, pw, 0, ph))
             y = torch.nn.functional.pad(y, (0, pw, 0, ph))
             h, w = y.shape
-        fg = torch.nonzero(y)
+        fg = torch.nonzero(y) if centre is None else None
         bone = None
-        if not fg.shape[0] and rng.random() < self.bone_fraction:
+        if centre is None and not fg.shape[0] and rng.random() < self.bone_fraction:
             bone = torch.nonzero(x[x.shape[0] // 2] > self._bone_level)
-        if fg.shape[0] and rng.random() < 0.8:
+        if centre is not None:
+            cy, cx = (int(round(c)) for c in centre)
+            cy += int(rng.integers(-p // 3, p // 3 + 1))
+            cx += int(rng.integers(-p // 3, p // 3 + 1))
+        elif fg.shape[0] and rng.random() < 0.8:
             cy, cx = fg[rng.integers(fg.shape[0])].tolist()
             cy += int(rng.integers(-p // 3, p // 3 + 1))
             cx += int(rng.integers(-p // 3, p // 3 + 1))
@@ -403,13 +476,15 @@ class SegmentationAdapter:
             if key not in self._cache:
                 _, prepared, label = load_volume(item, self.spec.preprocessing)
                 positive = np.nonzero(label.flatten(1).any(1).numpy())[0]
-                self._cache[key] = _Volume(prepared, label, positive)
+                lesions = find_lesions(label.numpy()) if self.spec.training.lesion_sampling_fraction else []
+                self._cache[key] = _Volume(prepared, label, positive, lesions)
             out.append(self._cache[key])
         return out
 
     def batches(self, items: Sequence[Mapping[str, Any]], batch_size: int,
                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return SliceSampler(self.spec.preprocessing, self.volumes(items)).batches(batch_size, rng)
+        return SliceSampler(self.spec.preprocessing, self.volumes(items),
+                            lesion_fraction=self.spec.training.lesion_sampling_fraction).batches(batch_size, rng)
 
     def loss(self) -> nn.Module:
         weight = self.spec.training.lesion_size_weight

@@ -150,3 +150,11 @@ def test_train_command_spacing_override_and_warm_start_across_preprocessing(tmp_
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "neg.pt"), "--lesion-size-weight", "-1"]) != 0
     assert "--lesion-size-weight" in capsys.readouterr().err and not (tmp_path / "neg.pt").exists()
+    # lesion-balanced sampling: off by the task's default unless given, recorded, refused outside [0, 1]
+    assert "lesion_sampling_fraction" not in ck.training
+    balanced = tmp_path / "balanced.pt"
+    assert main([*common, "--out", str(balanced), "--lesion-sampling", "0.5"]) == 0
+    assert load_checkpoint(balanced).training["lesion_sampling_fraction"] == 0.5
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "over.pt"), "--lesion-sampling", "1.5"]) != 0
+    assert "--lesion-sampling" in capsys.readouterr().err and not (tmp_path / "over.pt").exists()

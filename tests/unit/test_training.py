@@ -226,3 +226,62 @@ def test_size_weighted_loss_adds_weight_to_small_lesions_only():
     assert grad_on_lesion(loss) > 2 * grad_on_lesion(plain)
     with pytest.raises(InvalidInputError, match="lesion size weighting"):
         LesionSizeWeightedDiceCE(-1.0, reference_px=324.0)
+
+
+def test_find_lesions_gives_each_component_its_slices_and_points():
+    import numpy as np
+
+    from oncolabel.training import find_lesions
+
+    lab = np.zeros((12, 64, 64), np.uint8)
+    lab[2:7, 10:20, 10:20] = 1
+    lab[4:6, 10:13, 10:13] = 1  # inside the first: still one lesion
+    lab[9, 50:53, 40:42] = 1
+    big, small = sorted(find_lesions(lab), key=lambda les: -les.z.size)
+    assert big.z.tolist() == [2, 3, 4, 5, 6] and big.area.tolist() == [100.0] * 5
+    assert small.z.tolist() == [9] and small.area.tolist() == [6.0]
+    for les in (big, small):
+        for z, pts in zip(les.z, les.points):
+            assert lab[z, pts[:, 0], pts[:, 1]].all()
+    assert find_lesions(np.zeros((3, 8, 8), np.uint8)) == []
+    # small cross-sections are favoured, up to the cap, and the weights are probabilities
+    les = find_lesions(np.pad(np.ones((3, 4, 4), np.uint8), 1))[0]
+    assert les.slice_weights(64.0).tolist() == pytest.approx([1 / 3] * 3)
+
+
+def test_lesion_balanced_sampling_reaches_small_lesions(tmp_path):
+    """A one-slice lesion beside a seven-slice one: half the lesion-balanced samples show it (1/8 without), and
+    every lesion-balanced patch holds its lesion through zoom and flip (the lesion sits off-centre)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from oncolabel.tasks.base import spec_variant
+    from oncolabel.training import SegmentationAdapter, SliceSampler
+    from tests.conftest import toy_ct
+
+    image, _ = toy_ct(3, shape=(10, 320, 320), spacing=(1.25, 1.25, 3.0), lesion=False)
+    lab = np.zeros((10, 320, 320), np.uint8)
+    lab[1:8, 150:190, 150:190] = 1
+    lab[9, 40:43, 40:43] = 1
+    label = sitk.GetImageFromArray(lab)
+    label.CopyInformation(image)
+    sitk.WriteImage(image, str(tmp_path / "i.nii.gz"))
+    sitk.WriteImage(label, str(tmp_path / "l.nii.gz"))
+    spec = spec_variant(get_task("bone_metastasis"), training={"lesion_sampling_fraction": 1.0})
+    vols = SegmentationAdapter(spec).volumes([{"image": str(tmp_path / "i.nii.gz"), "label": str(tmp_path / "l.nii.gz")}])
+    assert len(vols[0].lesions) == 2
+
+    def patch_areas(lesion_fraction: float, n: int) -> np.ndarray:
+        sampler = SliceSampler(spec.preprocessing, vols, patch=96, positive_fraction=1.0, lesion_fraction=lesion_fraction)
+        rng = np.random.default_rng(1)
+        return np.array([int(sampler.sample(rng)[1].sum()) for _ in range(n)])
+
+    # the small lesion shows <= ~90 pixels at the largest zoom; the large one >= 256 (the patch holds 16 pixels
+    # around a lesion pixel)
+    balanced = patch_areas(1.0, 200)
+    assert (balanced > 0).all()  # centred on the drawn lesion, after zoom and flip
+    assert 0.4 < np.mean(balanced < 170) < 0.6
+    uniform = patch_areas(0.0, 120)  # 80 % centred on any lesion pixel, 20 % anywhere
+    assert np.mean((uniform > 0) & (uniform < 170)) < 0.25
+    with pytest.raises(InvalidInputError, match="lesion_fraction"):
+        SliceSampler(spec.preprocessing, vols, lesion_fraction=1.5)

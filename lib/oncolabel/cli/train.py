@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--lesion-size-weight", type=float, metavar="W",
                      help="weight of the extra cross-entropy on small lesion cross-sections (default: the task's, 1; "
                           "0: Dice + cross-entropy alone)")
+    seg.add_argument("--lesion-sampling", type=float, metavar="F",
+                     help="share of the lesion-slice samples drawn lesion-balanced: a lesion uniformly, then its small "
+                          "cross-sections (ends, small lesions) favoured (default: the task's; 0: lesion slices "
+                          "uniformly per volume)")
     seg.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
                      help="bf16: autocast forward passes (several times faster on AMX CPUs and recent GPUs); "
                           "auto: bf16 where the hardware runs it natively")
@@ -69,6 +73,10 @@ def run_segmentation(args: argparse.Namespace) -> int:
         if args.lesion_size_weight < 0:
             raise InvalidInputError(f"--lesion-size-weight {args.lesion_size_weight}: must be >= 0")
         spec = spec_variant(spec, training={"lesion_size_weight": args.lesion_size_weight})
+    if args.lesion_sampling is not None:
+        if not 0 <= args.lesion_sampling <= 1:
+            raise InvalidInputError(f"--lesion-sampling {args.lesion_sampling}: must be in [0, 1]")
+        spec = spec_variant(spec, training={"lesion_sampling_fraction": args.lesion_sampling})
     train_items, val_items = cohort_items(args.data), cohort_items(args.val) if args.val else []
     init = load_checkpoint(args.init, task=spec.name) if args.init else None
 

@@ -54,6 +54,9 @@ class TrainingSpec:
     #: segmentation: weight of an extra cross-entropy term on small lesion cross-sections
     #: (:class:`oncolabel.training.LesionSizeWeightedDiceCE`); 0 = Dice + cross-entropy alone
     lesion_size_weight: float = 0.0
+    #: segmentation: share of the lesion-slice samples drawn lesion-balanced (a lesion uniformly, then its small
+    #: cross-sections favoured; :class:`oncolabel.training.SliceSampler`); 0 = lesion slices uniformly per volume
+    lesion_sampling_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
