@@ -322,8 +322,9 @@ class SliceSampler:
     draw a volume with lesion, then one of its lesion slices, uniformly (large lesions, having more slices and
     pixels, dominate those). Patches without lesion are centred on bone (HU above ``bone_hu``) with probability
     ``bone_fraction``, elsewhere at random: the mimics that cost PPV (bone islands, sclerosis, Schmorl nodes) are in
-    bone, which a random patch of the body often misses. Augmentation on top of the deterministic preprocessing: in-plane zoom (log-uniform in
-    ``zoom``, i.e. pixel sizes from about 0.7 to 1.7 mm), left-right flip, intensity scale/shift, Gaussian noise.
+    bone, which a random patch of the body often misses. Augmentation on top of the deterministic preprocessing:
+    in-plane zoom (log-uniform in ``zoom``, i.e. pixel sizes from about 0.7 to 1.7 mm), left-right flip, intensity
+    scale/shift, Gaussian noise.
     With ``augment=False`` a sample equals the inference input of that slice exactly.
     """
 

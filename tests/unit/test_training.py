@@ -268,11 +268,13 @@ def test_lesion_balanced_sampling_reaches_small_lesions(tmp_path):
     sitk.WriteImage(image, str(tmp_path / "i.nii.gz"))
     sitk.WriteImage(label, str(tmp_path / "l.nii.gz"))
     spec = spec_variant(get_task("bone_metastasis"), training={"lesion_sampling_fraction": 1.0})
-    vols = SegmentationAdapter(spec).volumes([{"image": str(tmp_path / "i.nii.gz"), "label": str(tmp_path / "l.nii.gz")}])
+    item = {"image": str(tmp_path / "i.nii.gz"), "label": str(tmp_path / "l.nii.gz")}
+    vols = SegmentationAdapter(spec).volumes([item])
     assert len(vols[0].lesions) == 2
 
     def patch_areas(lesion_fraction: float, n: int) -> np.ndarray:
-        sampler = SliceSampler(spec.preprocessing, vols, patch=96, positive_fraction=1.0, lesion_fraction=lesion_fraction)
+        sampler = SliceSampler(spec.preprocessing, vols, patch=96, positive_fraction=1.0,
+                               lesion_fraction=lesion_fraction)
         rng = np.random.default_rng(1)
         return np.array([int(sampler.sample(rng)[1].sum()) for _ in range(n)])
 
