@@ -275,7 +275,7 @@ class LesionSlices:
         """Probability of each slice: ``clip((reference_px / area) ** gamma, 1, max_weight)``, normalised; a lesion's
         small cross-sections (its ends, or all of a small lesion) are drawn up to ``max_weight`` times as often as its
         large ones, as :func:`lesion_size_weights` weights their pixels in the loss."""
-        w = np.clip((reference_px / self.area) ** gamma, 1.0, max_weight)
+        w = cross_section_weight(self.area, reference_px=reference_px, gamma=gamma, max_weight=max_weight)
         return w / w.sum()
 
 
@@ -417,6 +417,13 @@ class SliceSampler:
 LESION_REFERENCE_MM2 = 200.0
 
 
+def cross_section_weight(area: np.ndarray, *, reference_px: float, gamma: float = 0.5,
+                         max_weight: float = 8.0) -> np.ndarray:
+    """How much a lesion cross-section of ``area`` pixels counts against one of ``reference_px`` or more:
+    ``clip((reference_px / area) ** gamma, 1, max_weight)`` (the loss's extra weight and the sampler's slice odds)."""
+    return np.clip((reference_px / np.asarray(area, np.float64)) ** gamma, 1.0, max_weight)
+
+
 def lesion_size_weights(target: np.ndarray, *, reference_px: float, gamma: float = 0.5,
                         max_weight: float = 8.0) -> np.ndarray:
     """Per-pixel extra weight of ``(batch, h, w)`` binary targets: ``clip((reference_px / area) ** gamma, 1,
@@ -427,7 +434,7 @@ def lesion_size_weights(target: np.ndarray, *, reference_px: float, gamma: float
         lab, n = ndimage.label(target[b] > 0)
         if n:
             area = np.bincount(lab.ravel())[1:]
-            w = np.clip((reference_px / area) ** gamma, 1.0, max_weight) - 1.0
+            w = cross_section_weight(area, reference_px=reference_px, gamma=gamma, max_weight=max_weight) - 1.0
             inside = lab > 0
             out[b][inside] = w[lab[inside] - 1]
     return out
