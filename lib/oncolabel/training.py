@@ -337,7 +337,7 @@ class SliceSampler:
         self.prep, self.volumes, self.patch = prep, list(volumes), patch
         self.positive_fraction, self.augment = positive_fraction, augment
         self.lesion_fraction = lesion_fraction
-        ref = reference_px if reference_px is not None else LESION_REFERENCE_MM2 / prep.spacing_mm ** 2
+        ref = reference_px if reference_px is not None else lesion_reference_px(prep)
         self._lesions = [(v, les, les.slice_weights(ref)) for v in self.volumes for les in v.lesions]
         self.bone_fraction = bone_fraction
         self._bone_level = (bone_hu - prep.hu_low) / (prep.hu_high - prep.hu_low)  # in window units
@@ -415,6 +415,11 @@ class SliceSampler:
 
 #: cross-section area (mm^2) from which a lesion gets no extra weight in :class:`LesionSizeWeightedDiceCE`
 LESION_REFERENCE_MM2 = 200.0
+
+
+def lesion_reference_px(prep: CTSlicePreprocessing) -> float:
+    """:data:`LESION_REFERENCE_MM2` in working pixels of ``prep``."""
+    return LESION_REFERENCE_MM2 / prep.spacing_mm ** 2
 
 
 def cross_section_weight(area: np.ndarray, *, reference_px: float, gamma: float = 0.5,
@@ -497,8 +502,7 @@ class SegmentationAdapter:
     def loss(self) -> nn.Module:
         weight = self.spec.training.lesion_size_weight
         if weight > 0:
-            px_mm2 = self.spec.preprocessing.spacing_mm ** 2
-            return LesionSizeWeightedDiceCE(weight, reference_px=LESION_REFERENCE_MM2 / px_mm2)
+            return LesionSizeWeightedDiceCE(weight, reference_px=lesion_reference_px(self.spec.preprocessing))
         return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
     def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:

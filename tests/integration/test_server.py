@@ -174,25 +174,27 @@ def test_info_answers_while_an_inference_runs(server):
         finally:
             stop.set()
 
+    def inside() -> list[tuple[float, float]]:
+        return [(a, b) for a, b in polls if any(s <= a and b <= e for s, e in inferences)]
+
+    polls: list[tuple[float, float]] = []
     th = threading.Thread(target=infer)
     th.start()
-    polls, inside = [], []
     client = OncoLabelClient(server.url)
     while not stop.is_set():
         t = time.perf_counter()
         client.info()
         polls.append((t, time.perf_counter()))
-        inside = [(a, b) for a, b in polls if any(s <= a and b <= e for s, e in inferences)]
-        if len(inside) >= 5:
+        if len(inside()) >= 5:
             stop.set()
         time.sleep(0.02)
     th.join()
     assert not errors, errors
     assert inferences, "no inference finished"
-    inside = [(a, b) for a, b in polls if any(s <= a and b <= e for s, e in inferences)]
+    held = inside()
     longest = max(e - s for s, e in inferences)
-    assert len(inside) >= 3, f"only {len(inside)} polls fell inside {len(inferences)} inferences of <= {longest:.2f} s"
-    assert max(b - a for a, b in inside) < 0.5 * min(e - s for s, e in inferences), (inside, inferences)
+    assert len(held) >= 3, f"only {len(held)} polls fell inside {len(inferences)} inferences of <= {longest:.2f} s"
+    assert max(b - a for a, b in held) < 0.5 * min(e - s for s, e in inferences), (held, inferences)
 
 
 def test_client_error_messages():
