@@ -8,6 +8,11 @@ filter that saw it); for each filter threshold (none = the spec's rule alone) an
 PPV, lesion sensitivity, >= 10 mm, false positives per scan, Dice). ``--rules`` repeats this for other candidate
 rules (threshold, seed threshold, minimum size). One JSON file with every row.
 
+``--checkpoint-filter`` scores the components with the checkpoint's own fitted filter instead (for choosing an
+operating point of a finished model on cohorts its filter never saw); ``--choose MIN_PPV,MIN_LARGE`` then records
+the row with the highest slice sensitivity among those with slice PPV >= MIN_PPV and lesion sensitivity >= 10 mm >=
+MIN_LARGE (ties within 0.005 sensitivity: the higher PPV).
+
     python bench/bone_metastasis_candidates.py --model M --cohort train3 fpr404 val20 --cache /tmp/cache \\
         --out bench/results/bone_metastasis_candidates.json
 
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grow", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--rules", nargs="*", default=[], metavar="T,SEED,MM3",
                     help="candidate rules (threshold, seed threshold, minimum mm^3); default: the spec's")
+    ap.add_argument("--checkpoint-filter", action="store_true",
+                    help="score components with the checkpoint's fitted filter, not one refitted out of fold")
+    ap.add_argument("--choose", metavar="MIN_PPV,MIN_LARGE",
+                    help="record the most sensitive row with slice PPV and lesions >= 10 mm at least these")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spacing", type=float, help="working pixel size (mm) instead of the task's (experiment)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -75,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="bone-region margin instead of the spec's bone_roi_margin_mm ('none': the whole body box)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    min_ppv, min_large = (float(v) for v in a.choose.split(",")) if a.choose else (None, None)
     if a.spacing:
         from bone_metastasis_spacing import predictor_at_spacing  # this folder's sibling script
 
@@ -87,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         predictor = SegmentationPredictor(predictor.checkpoint, precision=a.precision, task=dataclasses.replace(
             spec, postprocessing=dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=margin)))
     post = predictor.spec.postprocessing
+    if a.checkpoint_filter and predictor.component_filter is None:
+        raise SystemExit("--checkpoint-filter: the checkpoint holds no fitted component filter")
     rules = a.rules or [f"{post.threshold},{post.seed_threshold},{post.min_lesion_mm3}"]
     start = time.time()
     cache = a.cache / (predictor.version + (f"_{a.spacing:g}mm" if a.spacing else "")
@@ -103,11 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             c["labels"], _ = label_components(mask)
             c["X"], c["y"] = component_table(c["prob"], c["hu"], c["labels"], c["truth"], c["spacing"][::-1])
         y = np.concatenate([c["y"] for c in cases])
-        oof = out_of_fold_scores([(c["X"], c["y"]) for c in cases], folds=5, seed=0)
+        if a.checkpoint_filter:
+            oof = predictor.component_filter.predict_proba(np.concatenate([c["X"] for c in cases]))[:, 1]
+        else:
+            oof = out_of_fold_scores([(c["X"], c["y"]) for c in cases], folds=5, seed=0)
         if np.isnan(oof).any() or len(np.unique(y)) < 2:
-            raise SystemExit(f"rule {rule}: too few cases or components to score every one out of fold")
-        aucs[rule] = {"filter_cv_auc": round(float(roc_auc(y, oof)), 4), "n_components": int(len(y)),
-                      "n_true": int(y.sum())}
+            raise SystemExit(f"rule {rule}: too few cases or components to score every one")
+        aucs[rule] = {"filter_auc" if a.checkpoint_filter else "filter_cv_auc": round(float(roc_auc(y, oof)), 4),
+                      "n_components": int(len(y)), "n_true": int(y.sum())}
         scores = np.split(oof, np.cumsum([len(c["y"]) for c in cases])[:-1])
         for thr in [None, *a.thresholds]:
             for steps in a.grow:
@@ -125,14 +140,23 @@ def main(argv: list[str] | None = None) -> int:
                        "fp_per_scan": round(p["false_positives_per_scan"], 3), "dice": round(p["dice_pooled"], 4)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    chosen = None
+    if a.choose:
+        ok = [r for r in rows if r["slice_ppv"] >= min_ppv and r["lesion_sensitivity_large"] >= min_large]
+        if ok:
+            best = max(r["slice_sensitivity"] for r in ok)
+            chosen = max((r for r in ok if r["slice_sensitivity"] >= best - 0.005), key=lambda r: r["slice_ppv"])
+        print(f"chosen (slice PPV >= {min_ppv}, lesions >= 10 mm >= {min_large}): {json.dumps(chosen)}")
     report = {"notice": RESEARCH_USE_ONLY, "command": " ".join(sys.argv), "model_version": predictor.version,
               "spacing_mm": predictor.spec.preprocessing.spacing_mm, "precision": predictor.precision,
               "cohorts": a.cohort, "n_cases": len(cases), "rules": aucs, "postprocessing": post.to_dict(),
               "seconds_cases": round(t_cases, 1), "rows": rows,
+              "filter": "checkpoint" if a.checkpoint_filter else "out of fold",
+              "choose": {"min_slice_ppv": min_ppv, "min_lesion_sensitivity_large": min_large, "chosen": chosen},
               "software": package_versions(("torch", "numpy", "scikit-learn"))}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=1))
-    print(f"{len(cases)} cases; filter CV AUC per rule {aucs}; written {a.out}")
+    print(f"{len(cases)} cases; filter AUC per rule {aucs}; written {a.out}")
     return 0
 
 
