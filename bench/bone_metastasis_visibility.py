@@ -55,13 +55,14 @@ def slice_rows(pred: np.ndarray, truth: np.ndarray, hu: np.ndarray, spacing: tup
     """One row per truth-positive slice of a case; arrays ``(z, y, x)``, ``spacing`` (x, y, z) in mm."""
     t_pos, p_pos, overlap = slice_table(pred, truth, spacing=spacing, min_area_mm2=min_area_mm2)
     labels, n = label_components(truth)
+    labelled = [d for d in lesions if d.get("labelled", True)]
     info = {}
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         zs = np.flatnonzero((labels[sl] == i).any(axis=(1, 2))) + sl[0].start
-        inside = [d for d in lesions if labels[tuple(int(v) for v in d["centre_voxel"][::-1])] == i]
+        inside = [d for d in labelled if labels[tuple(int(v) for v in d["centre_voxel"][::-1])] == i]
         if not inside:  # the centre voxel lies outside the labelled part: nearest centre
             com = np.array(ndimage.center_of_mass(labels == i))
-            inside = sorted(lesions, key=lambda d: float(np.sum((np.array(d["centre_voxel"][::-1]) - com) ** 2)))[:1]
+            inside = sorted(labelled, key=lambda d: float(np.sum((np.array(d["centre_voxel"][::-1]) - com) ** 2)))[:1]
         info[i] = {"z0": int(zs.min()), "z1": int(zs.max()), "lesion": inside[0] if inside else {}}
     px_mm2 = spacing[0] * spacing[1]
     inner = ndimage.generate_binary_structure(2, 1)
@@ -85,6 +86,8 @@ def slice_rows(pred: np.ndarray, truth: np.ndarray, hu: np.ndarray, spacing: tup
 
 def rate(rows: list[dict]) -> dict:
     k = sum(r["detected"] for r in rows)
+    if not rows:
+        return {"n": 0, "detected": 0, "sensitivity": None, "wilson": [None, None]}
     lo, hi = wilson_ci(k, len(rows))
     return {"n": len(rows), "detected": k, "sensitivity": round(k / len(rows), 4),
             "wilson": [round(lo, 4), round(hi, 4)]}
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(key)
         for b, v in val.items():
+            if not v["n"]:
+                continue
             print(f"  {b:>22}  {v['detected']:4d}/{v['n']:4d}  {v['sensitivity']:.3f}  [{v['wilson'][0]:.3f}, "
                   f"{v['wilson'][1]:.3f}]")
     if a.out:
