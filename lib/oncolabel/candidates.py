@@ -2,7 +2,7 @@
 growth into the adjacent slices.
 
 The segmentation network's thresholded output (:func:`candidate_mask`) is a set of 3D connected components. Two
-optional steps act on them (both measured on held-out phantoms: README, "Bone metastasis", and
+optional steps act on them (both measured on held-out phantoms: docs/bone_metastasis.md, and
 ``bench/bone_metastasis_candidates.py``):
 
 * :class:`ComponentFilter` - a logistic regression on :data:`COMPONENT_FEATURES` (network confidence, size, shape,

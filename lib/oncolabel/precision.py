@@ -3,7 +3,7 @@
 bfloat16 autocast keeps the weights and the loss in float32 and runs convolutions and matrix products in bfloat16.
 On CPUs with AMX tiles (Intel Xeon 4th generation and later) or AVX-512 BF16 instructions (e.g. AMD Zen 4) and on
 CUDA GPUs with bf16 support that is faster; elsewhere bf16 is emulated and slower, so ``auto`` picks it only where
-the hardware has it. Measured for the bone-metastasis network (README, "Bone metastasis", speed): inference 3.5x and
+the hardware has it. Measured for the bone-metastasis network (docs/bone_metastasis.md, "Speed"): inference 3.5x and
 a training step 2.4x faster on one AMX core, the network pass 1.7x on two AMD EPYC (AVX-512 BF16) cores, metastasis
 probabilities within 0.05 of float32 (mean difference 3e-5) and the same slice-wise and lesion-wise figures on
 held-out phantoms.

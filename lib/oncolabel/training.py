@@ -450,10 +450,10 @@ class LesionSizeWeightedDiceCE(nn.Module):
     small lesion cross-sections, weighted by :func:`lesion_size_weights`.
 
     Batch Dice and pixel-wise cross-entropy are dominated by large lesions; the first and last slices of a lesion
-    and lesions of 4-8 mm, where the network missed most slices (README, "Bone metastasis"), contribute a few pixels
+    and lesions of 4-8 mm, where the network missed most slices (docs/bone_metastasis.md), contribute a few pixels
     each. With the defaults a cross-section of ``reference_px / 16`` pixels gets an extra weight of 3 per pixel, one
     of ``reference_px`` pixels or more none, at most ``max_weight - 1``; background pixels get none. The shipped
-    bone-metastasis model's last fine-tune used weight 1 (README, "Bone metastasis").
+    bone-metastasis model's last fine-tune used weight 1 (docs/bone_metastasis.md).
     """
 
     def __init__(self, weight: float, *, reference_px: float, gamma: float = 0.5, max_weight: float = 8.0) -> None:

@@ -4,9 +4,9 @@ Study emulated: DeepLabV3+ segmentation of spinal bone metastases on CT, evaluat
 (5,991 metastasis slices, 88,799 negative slices; sensitivity 0.78, PPV 0.68), with an AI-assisted
 reading study. Labels: 0 background, 1 metastasis.
 
-Design choices (measured, see README "Bone metastasis"): slice-wise 2.5D input (the slice and one neighbour
+Design choices (measured, see docs/bone_metastasis.md): slice-wise 2.5D input (the slice and one neighbour
 each side as channels), 0.8 mm in-plane working pixels (1.25 mm before: on 300 held-out phantoms the finer pixels
-found more slices and lesions, README "Bone metastasis"), HU window -250..1750 (keeps lytic lesions, which are
+found more slices and lesions, docs/bone_metastasis.md), HU window -250..1750 (keeps lytic lesions, which are
 darker than cancellous bone, and blastic lesions, which are brighter, inside the window, and does not clip the
 1000-1500 HU of bone islands, a mimic of blastic metastases: with a 1250 HU ceiling they were one of the
 main sources of false positives).
@@ -35,7 +35,7 @@ class SegmentationPostprocessing:
     below its threshold; ``grow_slices`` - extend each component by that many slices above and below where the HU
     lies within the component's ``grow_quantiles`` (0: off). Threshold 0.4 and the filter (threshold 0.15, in the
     shipped checkpoint) were chosen on 300 held-out phantoms; growth trades PPV for slice sensitivity at about equal
-    slice F1 there, so it is off (README, "Bone metastasis").
+    slice F1 there, so it is off (docs/bone_metastasis.md).
 
     ``bone_roi_margin_mm`` (35 mm; ``None``: the whole body box): the network runs, batch by batch, only on the
     in-plane box of the bone in those slices (above ``bone_roi_hu``) grown by this margin, probability 0 elsewhere
@@ -43,7 +43,7 @@ class SegmentationPostprocessing:
     context), so it was chosen like the rest, on the 300 held-out phantoms with the filter refitted on its own
     outputs and a rule fixed before the run (slice F1 at least the whole box's, lesions >= 10 mm within 0.01):
     slice F1 0.758 vs 0.746 (sensitivity 0.778 vs 0.787, PPV 0.738 vs 0.710), lesions >= 10 mm 0.927 vs 0.935,
-    0.52 vs 0.65 false positives per scan (README, "Bone metastasis"; ``bench/bone_metastasis_roi.py``).
+    0.52 vs 0.65 false positives per scan (docs/bone_metastasis.md; ``bench/bone_metastasis_roi.py``).
     """
 
     threshold: float = 0.4
