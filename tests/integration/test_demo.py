@@ -26,4 +26,6 @@ def test_demo_runs_the_whole_loop(tmp_path):
     v1 = re.search(r"new model published: (\w+)", out).group(1)
     assert v0 != v1 and re.search(rf"served by model {v1}", out)
     assert re.search(r"Dice on \S+ \(the corrected case\):\s+before [0-9.]+ -> after [0-9.]+", out)
+    # the sample cases' reference lesions come from the generator's lesion lists, printed for both Dice cases
+    assert len(re.findall(r"reference of \S+: (no metastasis|\d+ metastasis\(es\): \w+ .+ \d+ mm)", out)) == 2, out
     assert (work / "studies" / "labels" / "final").is_dir()

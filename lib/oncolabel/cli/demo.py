@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +38,18 @@ def _dice(a_path: str, b_path: Path) -> float:
     b = sitk.GetArrayFromImage(read_image(b_path)) > 0
     denom = a.sum() + b.sum()
     return 1.0 if denom == 0 else float(2 * np.logical_and(a, b).sum() / denom)
+
+
+def _reference_lesions(sample_data: str, cid: str) -> str:
+    """The case's reference lesions from the generator's lesion list (``lesions/<id>.json``), in a few words."""
+    path = Path(sample_data) / "lesions" / f"{cid}.json"
+    if not path.is_file():
+        return "lesion list not available"
+    lesions = json.loads(path.read_text()).get("lesions", [])
+    if not lesions:
+        return "no metastasis"
+    return f"{len(lesions)} metastasis(es): " + ", ".join(
+        f"{le['type']} {le.get('site', '?')} {le['diameter_mm']:.0f} mm" for le in lesions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,11 +125,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"   served by model {params2['model_version']}")
         print(f"   Dice on {cid} (the corrected case):   before {d_before:.3f} -> after {d_after:.3f}")
         print(f"   Dice on {held_out} (not used in training): before {dh_before:.3f} -> after {dh_after:.3f}")
+        for case in (cid, held_out):
+            print(f"   reference of {case}: {_reference_lesions(args.sample_data, case)}")
         print(f"Results under {work}; server log {server.log_path}")
         if args.no_wait:
             return 0
         print(f"\nThe server keeps running at {server.url} (Ctrl-C stops it).")
-        print("Connect 3D Slicer: install the OncoLabel module (README, 'Slicer'), or MONAI Label's own Slicer plugin,")
+        print("Connect 3D Slicer: install the OncoLabel module (docs/slicer.md), or MONAI Label's own Slicer plugin,")
         print(f"and set the server address to {server.url}.")
         while server.process.poll() is None:
             time.sleep(1)
