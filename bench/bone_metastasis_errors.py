@@ -28,6 +28,7 @@ import argparse
 import collections
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,6 +39,7 @@ from oncolabel.evaluation import case_counts, evaluate_cases
 from oncolabel.inference import SegmentationPredictor
 from oncolabel.io import case_id_of, read_image
 from oncolabel.lesions import label_components
+from oncolabel.phantoms.io import read_lesion_record
 
 BANDS = ((0, 10), (10, 20), (20, 1000))
 
@@ -102,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         slice_causes.update(missed_slice_causes(pred.probability, predictor.candidates(pred.probability, img), mask,
                                                 truth, spacing=img.GetSpacing(),
                                                 threshold=predictor.spec.postprocessing.threshold))
-        with open(item["image"].split("/images/")[0] + f"/lesions/{cid}.json") as fh:
-            record = json.load(fh)
+        record = read_lesion_record(Path(item["image"]).parent.parent, cid)
         sx, sy, sz = img.GetSpacing()
         truth_lab, _ = label_components(truth)
         for les in record["lesions"]:

@@ -34,6 +34,7 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.evaluation import slice_table
 from oncolabel.io import read_image
 from oncolabel.lesions import label_components
+from oncolabel.phantoms.io import read_lesion_record
 from oncolabel.stats import wilson_ci
 
 BANDS = {
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             case = truth_path.name[:-len(".nii.gz")]
             truth_img, pred_img = read_image(truth_path), read_image(Path(pred_dir, truth_path.name))
             hu = sitk.GetArrayFromImage(read_image(Path(cohort, "images", truth_path.name)))
-            lesions = json.loads(Path(cohort, "lesions", case + ".json").read_text())["lesions"]
+            lesions = read_lesion_record(cohort, case)["lesions"]
             truth = sitk.GetArrayViewFromImage(truth_img) > 0
             for r in slice_rows(sitk.GetArrayFromImage(pred_img) > 0, truth, hu, truth_img.GetSpacing(), lesions,
                                 min_area_mm2=a.min_area_mm2):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import SimpleITK as sitk
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import list_images, read_image
+from oncolabel.phantoms.io import read_lesion_record
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample-data" / "bone-metastasis"
 
@@ -42,10 +42,10 @@ def _dice(a_path: str, b_path: Path) -> float:
 
 def _reference_lesions(sample_data: str, cid: str) -> str:
     """The case's reference lesions from the generator's lesion list (``lesions/<id>.json``), in a few words."""
-    path = Path(sample_data) / "lesions" / f"{cid}.json"
-    if not path.is_file():
+    try:
+        lesions = read_lesion_record(sample_data, cid)["lesions"]
+    except InvalidInputError:
         return "lesion list not available"
-    lesions = json.loads(path.read_text()).get("lesions", [])
     if not lesions:
         return "no metastasis"
     return f"{len(lesions)} metastasis(es): " + ", ".join(

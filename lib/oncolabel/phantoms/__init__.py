@@ -24,15 +24,16 @@ from oncolabel.phantoms.bone_metastasis import (
     generate_bone_metastasis_case, write_bone_metastasis_cohort,
 )
 from oncolabel.phantoms.hn_response import write_hn_response_cohort
-from oncolabel.phantoms.io import (ClassificationCase, PhantomCase, read_classification_cohort, read_manifest,
-                                   verify_cohort)
+from oncolabel.phantoms.io import (ClassificationCase, PhantomCase, read_classification_cohort, read_lesion_record,
+                                   read_manifest, verify_cohort)
 from oncolabel.phantoms.pannet import PannetPhantomConfig, generate_pannet_case, write_pannet_cohort
 from oncolabel.phantoms.pet_lymphoma import write_pet_lymphoma_cohort
 from oncolabel.phantoms.renal_mass import write_renal_mass_cohort
 
 __all__ = [
     "BoneMetastasisPhantomConfig", "PhantomCase", "generate_bone_metastasis_case", "write_bone_metastasis_cohort",
-    "case_seed", "read_manifest", "verify_cohort", "Tissue", "HU_TABLE", "GENERATOR_VERSION", "Z_REGIONS",
+    "case_seed", "read_manifest", "read_lesion_record", "verify_cohort", "Tissue", "HU_TABLE", "GENERATOR_VERSION",
+    "Z_REGIONS",
     "STANDARD_THICKNESSES_MM", "ClassificationCase", "read_classification_cohort", "write_renal_mass_cohort",
     "write_pet_lymphoma_cohort", "write_hn_response_cohort",
     "PannetPhantomConfig", "generate_pannet_case", "write_pannet_cohort",

@@ -151,6 +151,19 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
         return json.load(fh)
 
 
+def read_lesion_record(out_dir: str | Path, case_id: str) -> dict[str, Any]:
+    """The generator's record of one case of a cohort folder (``lesions/<case_id>.json``, as :func:`write_cohort`
+    writes it: ``case_id``, ``meta``, ``lesions``, ``hard_negatives``)."""
+    path = Path(out_dir) / "lesions" / f"{check_case_id(case_id)}.json"
+    if not path.is_file():
+        raise InvalidInputError(f"no lesion record for case {case_id!r} in {str(out_dir)!r}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"lesion record {str(path)!r} is not valid JSON: {exc}") from exc
+
+
 def verify_cohort(out_dir: str | Path) -> list[str]:
     """Paths (relative to ``out_dir``) whose SHA-256 no longer matches the manifest; empty when intact."""
     out = Path(out_dir)

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from oncolabel.cli import main
 from oncolabel.errors import InvalidInputError
 from oncolabel.phantoms import (
-    BoneMetastasisPhantomConfig, generate_bone_metastasis_case, read_manifest, verify_cohort,
+    BoneMetastasisPhantomConfig, generate_bone_metastasis_case, read_lesion_record, read_manifest, verify_cohort,
     write_bone_metastasis_cohort,
 )
 from oncolabel.provenance import file_sha256
@@ -32,6 +32,14 @@ def test_write_cohort_layout_and_manifest(tmp_path, small_config):
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
     rec = json.loads((tmp_path / "lesions" / "bm_s17_0001.json").read_text())
     assert set(rec) >= {"case_id", "meta", "lesions", "hard_negatives"}
+    assert read_lesion_record(tmp_path, "bm_s17_0001") == rec
+    with pytest.raises(InvalidInputError, match="no lesion record for case 'bm_s17_0009'"):
+        read_lesion_record(tmp_path, "bm_s17_0009")
+    with pytest.raises(InvalidInputError, match="case id"):
+        read_lesion_record(tmp_path, "../lesions/bm_s17_0001")
+    (tmp_path / "lesions" / "bm_s17_0007.json").write_text("{not json")
+    with pytest.raises(InvalidInputError, match="bm_s17_0007.json' is not valid JSON"):
+        read_lesion_record(tmp_path, "bm_s17_0007")
     (tmp_path / "labels" / "bm_s17_0000.nii.gz").write_bytes(b"corrupt")
     assert verify_cohort(tmp_path) == ["labels/bm_s17_0000.nii.gz"]
 
