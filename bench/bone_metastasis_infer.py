@@ -6,7 +6,7 @@ Both runs use the same DeepLabV3+ weights on the same phantom CTs (512 x 512 x 2
   ``auto``: bf16 autocast where the CPU has AMX, :mod:`oncolabel.precision`), the same in float32
   (``ours_fp32``), with the optional left-right flip average (two network passes, ``ours_flip``), and with the
   network on the whole body box instead of the bone region (``ours_whole_box``; ``--roi-margin MM`` for another
-  margin): body crop, the network only on each batch's bone region (> 200 HU grown by the spec's
+  margin): body crop, the network only on the bone region of each group of slices (> 200 HU grown by the spec's
   ``bone_roi_margin_mm``; ``bench/bone_metastasis_roi.py``), the task's working pixels, batches of slices, batch
   norms folded into the convolutions, channels-last memory layout, ``torch.inference_mode``; probabilities mapped
   back onto the CT grid; component analysis on the mask's bounding box.
@@ -140,6 +140,7 @@ def main() -> None:
         with open(args.json, "w") as fh:
             json.dump({"seeds": args.seeds, "slices": args.slices, "threads": args.threads,
                        "model": predictor.version, "precision": predictor.precision,
+                       "batch_size": predictor.batch_size,
                        "spacing_mm": spec.preprocessing.spacing_mm, "results": results, "ratio": ratio,
                        "ratio_fp32": ratio_fp32, "ratio_flip_average": ratio_flip, f"ratio_{other_name}": ratio_other,
                        "bone_roi_margin_mm": {"ours": spec.postprocessing.bone_roi_margin_mm,

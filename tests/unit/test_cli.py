@@ -30,6 +30,10 @@ def test_infer_writes_label_on_input_geometry(tmp_path, toy_checkpoint, capsys):
     assert "lesion(s) found" in line and "research use only" in line
     meta = json.loads((tmp_path / "out.json").read_text())
     assert meta["provenance"]["model_sha256"] and "lesions" in meta
+    for precision in ("fp32", "bf16"):  # bf16 runs (emulated) on any CPU; the provenance says which ran
+        assert main(["infer", "bone-metastasis", str(src), str(tmp_path / "p.nii.gz"), "--model", str(toy_checkpoint),
+                     "--precision", precision, "--json", str(tmp_path / "p.json")]) == 0
+        assert json.loads((tmp_path / "p.json").read_text())["provenance"]["precision"] == precision
 
 
 @pytest.mark.parametrize("make, message", [

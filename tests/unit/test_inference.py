@@ -59,3 +59,23 @@ def test_a_region_covering_the_input_changes_nothing(toy_checkpoint):
     whole = roi_predictor(toy_checkpoint, None).predict_probability(image)
     wide = roi_predictor(toy_checkpoint, 1000.0).predict_probability(image)
     np.testing.assert_array_equal(whole, wide)
+
+
+def test_probabilities_do_not_depend_on_the_batch_size(toy_checkpoint):
+    image, _ = toy_ct(4)
+    hu = sitk.GetArrayFromImage(image)
+    hu[:4, 40:48, 14:22] = 900  # a lateral bone island in the first slices only: the two groups' boxes differ
+    lateral = sitk.GetImageFromArray(hu)
+    lateral.CopyInformation(image)
+    spec = get_task("bone_metastasis")
+
+    def prob(group: int, batch_size: int) -> np.ndarray:
+        post = dataclasses.replace(spec.postprocessing, bone_roi_margin_mm=6.0, bone_roi_slices=group)
+        return SegmentationPredictor(toy_checkpoint, task=dataclasses.replace(spec, postprocessing=post),
+                                     precision="fp32", batch_size=batch_size).predict_probability(lateral)
+
+    ref = prob(6, 6)
+    for batch_size in (1, 4, 12):  # forward batches that cut across the groups, or hold both
+        np.testing.assert_allclose(prob(6, batch_size), ref, atol=1e-6)
+    # the box is part of the function (the network pools over it): one group of 12 changes the later slices
+    assert np.abs(prob(12, 6)[6:] - ref[6:]).max() > 1e-3
