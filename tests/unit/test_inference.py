@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
+from oncolabel.errors import InvalidInputError
 from oncolabel.inference import SegmentationPredictor
 from oncolabel.tasks import get_task
 from tests.conftest import toy_ct
@@ -79,3 +81,7 @@ def test_probabilities_do_not_depend_on_the_batch_size(toy_checkpoint):
         np.testing.assert_allclose(prob(6, batch_size), ref, atol=1e-6)
     # the box is part of the function (the network pools over it): one group of 12 changes the later slices
     assert np.abs(prob(12, 6)[6:] - ref[6:]).max() > 1e-3
+    with pytest.raises(InvalidInputError, match="bone_roi_slices 0"):
+        dataclasses.replace(spec.postprocessing, bone_roi_slices=0)
+    with pytest.raises(InvalidInputError, match="batch size 0"):
+        SegmentationPredictor(toy_checkpoint, batch_size=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from oncolabel.errors import InvalidInputError
 from oncolabel.preprocessing import CTSlicePreprocessing
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
@@ -59,6 +60,10 @@ class SegmentationPostprocessing:
     bone_roi_hu: float = 200.0
     bone_roi_margin_mm: float | None = 35.0
     bone_roi_slices: int = 32
+
+    def __post_init__(self) -> None:
+        if int(self.bone_roi_slices) < 1:
+            raise InvalidInputError(f"bone_roi_slices {self.bone_roi_slices!r}: use a positive number of slices")
 
     def to_dict(self) -> dict[str, float | bool]:
         return asdict(self)
