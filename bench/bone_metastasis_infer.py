@@ -3,7 +3,7 @@
 Both runs use the same DeepLabV3+ weights on the same phantom CTs (512 x 512 x 200 at 1 mm slices, one per seed):
 
 * **ours** - :class:`oncolabel.inference.SegmentationPredictor` as the task runs it (``--precision``, default
-  ``auto``: bf16 autocast where the CPU has AMX, :mod:`oncolabel.precision`), the same in float32
+  ``auto``: bf16 autocast where the CPU runs it natively, :mod:`oncolabel.precision`), the same in float32
   (``ours_fp32``), with the optional left-right flip average (two network passes, ``ours_flip``), and with the
   network on the whole body box instead of the bone region (``ours_whole_box``; ``--roi-margin MM`` for another
   margin): body crop, the network only on the bone region of each group of slices (> 200 HU grown by the spec's
