@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError
+from oncolabel.transforms import AxisOrientation
 
 __all__ = ["VIEWS", "Projection", "mip", "to_lps", "backproject", "centred_grid", "resample_onto", "map_to_image"]
 
@@ -133,11 +134,13 @@ def backproject(maps: dict[str, np.ndarray], reference: sitk.Image) -> sitk.Imag
 def centred_grid(reference: sitk.Image, centre: Sequence[float], size: Sequence[int],
                  spacing: Sequence[float]) -> sitk.Image:
     """An empty float32 grid of ``size`` voxels and ``spacing`` mm (both x, y, z) centred on the physical point
-    ``centre``, with ``reference``'s direction (so its axes follow the input's rows, columns and slices)."""
+    ``centre``, along ``reference``'s axes put in LPS order (:class:`oncolabel.transforms.AxisOrientation`): its
+    columns run to the patient's left, rows to posterior, slices to superior whichever way the file stores them
+    (so a network sees anatomy the way it learnt it), an oblique tilt kept."""
     grid = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
     grid.SetSpacing([float(v) for v in spacing])
-    grid.SetDirection(reference.GetDirection())
-    d = np.asarray(reference.GetDirection()).reshape(3, 3)
+    grid.SetDirection(AxisOrientation.from_direction(reference.GetDirection()).direction(reference.GetDirection()))
+    d = np.asarray(grid.GetDirection()).reshape(3, 3)
     half = (np.asarray(size, dtype=float) - 1.0) / 2.0 * np.asarray(spacing, dtype=float)
     grid.SetOrigin(tuple((np.asarray(centre, dtype=float) - d @ half).tolist()))
     return grid

@@ -8,7 +8,7 @@ evaluation all call it; ``tests/unit/test_preprocessing.py`` proves training and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,7 +16,7 @@ import torch
 
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import require_3d
-from oncolabel.transforms import BodyBox, InplaneZoom, IntensityWindow, SliceContext, crop_to_box
+from oncolabel.transforms import AxisOrientation, BodyBox, InplaneZoom, IntensityWindow, SliceContext, crop_to_box
 
 __all__ = ["CTSlicePreprocessing", "PreparedVolume"]
 
@@ -27,13 +27,15 @@ class PreparedVolume:
 
     Attributes:
         image: ``(z, h, w)`` float32 tensor, windowed, cropped to the body box and resized.
-        box: body box on the original grid.
+        box: body box on the canonical (LPS-ordered) grid.
         original_shape: ``(z, y, x)`` of the original array.
+        orientation: how the original array maps onto the canonical axes (identity for an LPS image).
     """
 
     image: torch.Tensor
     box: BodyBox
     original_shape: tuple[int, int, int]
+    orientation: AxisOrientation = field(default_factory=AxisOrientation)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,10 +46,13 @@ class PreparedVolume:
 class CTSlicePreprocessing:
     """CT -> slice-wise network input, and back.
 
-    Steps (forward): HU window ``[hu_low, hu_high]`` -> ``[0, 1]``; crop to the body box (largest region above
+    Steps (forward): the volume's axes turned into the canonical LPS order (:class:`AxisOrientation`: a
+    permutation and flips, so that anatomy always lies the way the network learnt it, whatever the file's
+    direction matrix); HU window ``[hu_low, hu_high]`` -> ``[0, 1]``; crop to the body box (largest region above
     ``body_threshold_hu``); resize in-plane to ``spacing_mm`` pixels (slices keep their native thickness and
     position, so results map back one slice to one slice); stack ``context`` neighbouring slices each side as
-    channels. Backward: probabilities are resized to the box, placed into a zero background on the original grid.
+    channels. Backward: probabilities are resized to the box, placed into a zero background, and turned back onto
+    the original array's axes.
 
     Attributes:
         hu_low, hu_high: intensity window (HU).
@@ -93,7 +98,8 @@ class CTSlicePreprocessing:
                 max(16, round(w * spacing_yx[1] / self.spacing_mm)))
 
     def prepare(self, hu: np.ndarray, spacing_yx: tuple[float, float], *, check: bool = True) -> PreparedVolume:
-        """Window, crop and resize a ``(z, y, x)`` HU volume with in-plane spacing ``(sy, sx)`` mm.
+        """Window, crop and resize a ``(z, y, x)`` HU volume, already on the canonical axes (see
+        :meth:`prepare_image`), with in-plane spacing ``(sy, sx)`` mm.
 
         ``hu`` may be any real dtype and read-only (e.g. a view of an int16 CT): only the body box is copied and
         converted to float32, and ``hu`` is never written.
@@ -107,18 +113,22 @@ class CTSlicePreprocessing:
         return PreparedVolume(image=img.contiguous(), box=box, original_shape=tuple(hu.shape))
 
     def prepare_image(self, image: sitk.Image) -> PreparedVolume:
-        """:meth:`prepare` of a 3D SimpleITK CT: its read-only array view and its in-plane spacing (training and
-        inference both come through here)."""
+        """:meth:`prepare` of a 3D SimpleITK CT: its read-only array view on the canonical axes and its in-plane
+        spacing (training and inference both come through here)."""
         require_3d(image, what="CT image")
-        hu = sitk.GetArrayViewFromImage(image)  # read-only; prepare copies only the body box
-        sx, sy = image.GetSpacing()[:2]
-        return self.prepare(hu, (sy, sx))
+        orientation = AxisOrientation.from_direction(image.GetDirection())
+        view = sitk.GetArrayViewFromImage(image)  # read-only; prepare copies only the body box
+        _, sy, sx = orientation.shape(image.GetSpacing()[::-1])
+        prepared = self.prepare(orientation.to_canonical(view), (sy, sx))
+        return replace(prepared, original_shape=tuple(view.shape), orientation=orientation)
 
     def prepare_label(self, label: np.ndarray, prepared: PreparedVolume) -> torch.Tensor:
-        """The label on the working grid of ``prepared`` (nearest neighbour), ``(z, h, w)`` uint8."""
+        """The label (original array order) on the working grid of ``prepared`` (nearest neighbour), ``(z, h, w)``
+        uint8."""
         if tuple(label.shape) != prepared.original_shape:
             raise InvalidInputError(f"label shape {label.shape} differs from image shape {prepared.original_shape}")
-        lab = torch.from_numpy(np.ascontiguousarray(crop_to_box(label, prepared.box)).astype(np.uint8))
+        lab = crop_to_box(prepared.orientation.to_canonical(np.asarray(label)), prepared.box)
+        lab = torch.from_numpy(np.ascontiguousarray(lab).astype(np.uint8))
         return InplaneZoom(prepared.size, mode="nearest")(lab)
 
     def slices(self, prepared: PreparedVolume | torch.Tensor, z: torch.Tensor | list[int] | None = None) -> torch.Tensor:
@@ -133,7 +143,7 @@ class CTSlicePreprocessing:
     # --- backward -----------------------------------------------------------------------------------------
     def restore(self, prob: torch.Tensor, prepared: PreparedVolume) -> np.ndarray:
         """Map ``(z, h, w)`` working-grid probabilities back to the original ``(z, y, x)`` grid (float32)."""
-        box = prepared.box
-        out = np.zeros(prepared.original_shape, dtype=np.float32)
+        box, orientation = prepared.box, prepared.orientation
+        out = np.zeros(orientation.shape(prepared.original_shape), dtype=np.float32)
         out[:, box.y0:box.y1, box.x0:box.x1] = InplaneZoom(box.shape, mode="bilinear")(prob).numpy()
-        return out
+        return np.ascontiguousarray(orientation.from_canonical(out))

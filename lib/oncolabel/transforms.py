@@ -10,6 +10,7 @@ inference and evaluation all call that one composition.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -22,7 +23,7 @@ from oncolabel.errors import InvalidInputError
 
 __all__ = [
     "IntensityWindow", "IntensityWindowd", "BodyBox", "crop_to_box", "InplaneZoom", "InplaneZoomd",
-    "RandInplaneZoom", "RandInplaneZoomd", "SliceContext", "SliceContextd", "pad_to_multiple",
+    "RandInplaneZoom", "RandInplaneZoomd", "SliceContext", "SliceContextd", "pad_to_multiple", "AxisOrientation",
 ]
 
 
@@ -65,6 +66,69 @@ class IntensityWindowd(_Dictionary):
 
     def __init__(self, keys: Sequence[Hashable] | Hashable, low: float, high: float) -> None:
         super().__init__(keys, IntensityWindow(low, high))
+
+
+@dataclass(frozen=True)
+class AxisOrientation:
+    """How the ``(z, y, x)`` array of an image maps onto LPS-ordered axes: a permutation and flips, no interpolation.
+
+    The canonical array is the one of an image with the identity direction (SimpleITK's LPS: columns run to the
+    patient's left, rows to posterior, slices to superior), the orientation of every phantom and so of everything
+    a model learnt. A CT stored otherwise (e.g. a NIfTI from a converter that keeps RAS axes: direction
+    ``diag(-1, -1, 1)``, the spine at the top of the array) is turned into it before the network sees it and the
+    result is turned back, so the output stays on the input's exact grid. An oblique direction (gantry tilt) is
+    mapped onto its closest axes, as ``SimpleITK.DICOMOrient`` does.
+
+    Attributes:
+        axes: canonical numpy axis ``k`` is original numpy axis ``axes[k]``.
+        flips: canonical axis ``k`` runs opposite to the original one (applied after the permutation).
+    """
+
+    axes: tuple[int, int, int] = (0, 1, 2)
+    flips: tuple[bool, bool, bool] = (False, False, False)
+
+    @classmethod
+    def from_direction(cls, direction: Sequence[float]) -> "AxisOrientation":
+        """From a SimpleITK 3D direction (row-major 3 x 3; column ``a`` = physical direction of index axis ``a``)."""
+        d = np.asarray(direction, dtype=float).reshape(3, 3)
+        if not np.all(np.isfinite(d)) or abs(np.linalg.det(d)) < 1e-6:
+            raise InvalidInputError(f"image direction {np.round(d, 3).tolist()} is not a valid orientation matrix")
+        # physical axis of each index axis (x, y, z): the assignment that keeps most of the directions' length
+        phys = max(itertools.permutations(range(3)), key=lambda p: sum(abs(d[p[a], a]) for a in range(3)))
+        axes, flips = [0, 0, 0], [False, False, False]
+        for a, p in enumerate(phys):  # numpy axis of index axis a is 2 - a; of physical axis p, 2 - p
+            axes[2 - p], flips[2 - p] = 2 - a, bool(d[p, a] < 0)
+        return cls(tuple(axes), tuple(flips))  # type: ignore[arg-type]
+
+    @property
+    def is_identity(self) -> bool:
+        return self.axes == (0, 1, 2) and not any(self.flips)
+
+    def _flip_index(self) -> tuple[slice, ...]:
+        return tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)
+
+    def to_canonical(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (original order) on the canonical axes: a view, no copy."""
+        if x.ndim != 3:
+            raise InvalidInputError(f"orientation needs a (z, y, x) volume, got shape {x.shape}")
+        return x if self.is_identity else x.transpose(self.axes)[self._flip_index()]
+
+    def from_canonical(self, x: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_canonical` (a view, no copy)."""
+        if x.ndim != 3:
+            raise InvalidInputError(f"orientation needs a (z, y, x) volume, got shape {x.shape}")
+        return x if self.is_identity else x[self._flip_index()].transpose(np.argsort(self.axes))
+
+    def direction(self, direction: Sequence[float]) -> tuple[float, ...]:
+        """The canonical image's direction (row-major 3 x 3) for the original ``direction``: the identity for any
+        axis-aligned image; an oblique one keeps its tilt, with its axes in LPS order."""
+        d = np.asarray(direction, dtype=float).reshape(3, 3)
+        cols = [d[:, 2 - self.axes[2 - a]] * (-1.0 if self.flips[2 - a] else 1.0) for a in range(3)]
+        return tuple(np.column_stack(cols).ravel().tolist())
+
+    def shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """The canonical array's shape (or spacing, ``(z, y, x)``) for an original ``shape``."""
+        return tuple(shape[a] for a in self.axes)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

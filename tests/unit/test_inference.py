@@ -85,3 +85,27 @@ def test_probabilities_do_not_depend_on_the_batch_size(toy_checkpoint):
         dataclasses.replace(spec.postprocessing, bone_roi_slices=0)
     with pytest.raises(InvalidInputError, match="batch size 0"):
         SegmentationPredictor(toy_checkpoint, batch_size=0)
+
+
+def test_a_ct_stored_with_other_axes_gets_the_same_segmentation_on_its_own_grid():
+    """The shipped model on a sample case and on the same physical CT stored as RAS (NIfTI converters' habit: the
+    spine at the top of the array, left and right swapped). The network must see the anatomy as it learnt it:
+    fed the array as stored, the RAS copy gave Dice 0.21 instead of 0.88 and 2,300 instead of 525 label voxels."""
+    from pathlib import Path
+
+    from oncolabel.io import read_image
+
+    root = Path(__file__).resolve().parents[2] / "sample-data" / "bone-metastasis"
+    image = read_image(root / "images" / "bm_s22_0003.nii.gz")
+    truth = sitk.GetArrayFromImage(read_image(root / "labels" / "bm_s22_0003.nii.gz")) > 0
+    predictor = SegmentationPredictor(precision="fp32")
+    lps = predictor.predict(image)
+    ras_image = sitk.DICOMOrient(image, "RAS")
+    ras = predictor.predict(ras_image)
+    assert ras.label.GetSize() == ras_image.GetSize() and ras.label.GetOrigin() == ras_image.GetOrigin()
+    assert ras.label.GetDirection() == ras_image.GetDirection() and ras.label.GetSpacing() == ras_image.GetSpacing()
+    mask = sitk.GetArrayFromImage(lps.label) > 0
+    back = sitk.GetArrayFromImage(sitk.DICOMOrient(ras.label, "LPS")) > 0
+    np.testing.assert_array_equal(back, mask)
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.8
+    assert [les.volume_ml for les in ras.lesions] == pytest.approx([les.volume_ml for les in lps.lesions])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -9,7 +11,7 @@ from oncolabel.errors import InvalidInputError
 from oncolabel.preprocessing import CTSlicePreprocessing
 from oncolabel.tasks import get_task
 from oncolabel.training import SegmentationAdapter, SliceSampler
-from oncolabel.transforms import (BodyBox, InplaneZoom, IntensityWindow, IntensityWindowd, RandInplaneZoom,
+from oncolabel.transforms import (AxisOrientation, BodyBox, InplaneZoom, IntensityWindow, IntensityWindowd, RandInplaneZoom,
                                   SliceContext)
 from tests.conftest import toy_ct
 
@@ -105,3 +107,60 @@ def test_training_and_inference_inputs_are_identical(toy_pair):
         assert torch.equal(train_x, infer_x[z])
     x, y = sampler.sample(np.random.default_rng(0))
     assert x.shape == (spec.preprocessing.in_channels, 160, 160) and y.shape == (160, 160)
+
+
+def _signed_permutations():
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            d = np.zeros((3, 3))
+            for a, p in enumerate(perm):
+                d[p, a] = signs[a]
+            yield d
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 12.0])
+def test_axis_orientation_matches_dicom_orient_for_every_axis_order(tilt_deg):
+    """All 48 axis orders and flips (and the same tilted like a gantry): the canonical array, shape, spacing and
+    direction are SimpleITK's DICOMOrient(LPS), and the way back restores the original array."""
+    c, s = np.cos(np.radians(tilt_deg)), np.sin(np.radians(tilt_deg))
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    arr = np.random.default_rng(0).normal(size=(4, 5, 6)).astype(np.float32)
+    for d in _signed_permutations():
+        img = sitk.GetImageFromArray(arr)
+        img.SetDirection((tilt @ d).ravel().tolist())
+        img.SetSpacing((0.5, 0.7, 2.0))
+        ref = sitk.DICOMOrient(img, "LPS")
+        o = AxisOrientation.from_direction(img.GetDirection())
+        canonical = o.to_canonical(sitk.GetArrayViewFromImage(img))
+        np.testing.assert_array_equal(canonical, sitk.GetArrayViewFromImage(ref))
+        np.testing.assert_allclose(o.shape(img.GetSpacing()[::-1]), ref.GetSpacing()[::-1])
+        np.testing.assert_allclose(o.direction(img.GetDirection()), ref.GetDirection(), atol=1e-12)
+        np.testing.assert_array_equal(o.from_canonical(canonical), arr)
+        assert o.is_identity == np.array_equal(d, np.eye(3))  # a tilt alone keeps the axes
+
+
+def test_axis_orientation_refuses_a_degenerate_direction():
+    with pytest.raises(InvalidInputError, match="not a valid orientation"):
+        AxisOrientation.from_direction([1, 0, 0, 1, 0, 0, 0, 0, 1])
+    with pytest.raises(InvalidInputError, match="volume"):
+        AxisOrientation().to_canonical(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("code", ["RAS", "LPI", "PSL"])
+def test_prepare_image_sees_the_same_anatomy_whatever_the_storage_order(code):
+    """A CT stored with other axes (RAS as NIfTI converters write it: the spine at the top of the array) is prepared
+    exactly like the LPS original, its label too, and restored results land on its own array."""
+    prep = CTSlicePreprocessing()
+    image, label = toy_ct(0)
+    turned, turned_label = sitk.DICOMOrient(image, code), sitk.DICOMOrient(label, code)
+    a, b = prep.prepare_image(image), prep.prepare_image(turned)
+    assert torch.equal(a.image, b.image) and a.box == b.box
+    assert b.original_shape == sitk.GetArrayViewFromImage(turned).shape
+    lab_a = prep.prepare_label(sitk.GetArrayFromImage(label), a)
+    lab_b = prep.prepare_label(sitk.GetArrayFromImage(turned_label), b)
+    assert torch.equal(lab_a, lab_b) and lab_a.any()
+    back = prep.restore(lab_b.float(), b)
+    assert back.flags.c_contiguous and back.shape == b.original_shape
+    expected = sitk.GetImageFromArray(prep.restore(lab_a.float(), a))
+    expected.CopyInformation(image)
+    np.testing.assert_array_equal(back, sitk.GetArrayFromImage(sitk.DICOMOrient(expected, code)))

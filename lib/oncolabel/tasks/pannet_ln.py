@@ -103,12 +103,14 @@ class PannetPreprocessing:
         return d
 
     def centre(self, mask: sitk.Image) -> tuple[float, float, float]:
-        """Physical (x, y, z) the crop is centred on: in-plane centroid of the tumour, z of its largest slice."""
-        vox = tumour_voxels(mask)
+        """Physical (x, y, z) the crop is centred on: in-plane centroid of the tumour, z of its largest axial slice
+        (on the mask's axes in LPS order, so whichever way the file stores them)."""
+        lps = sitk.DICOMOrient(mask, "LPS")
+        vox = tumour_voxels(lps)
         area = vox.sum(axis=(1, 2))
         k = int(np.argmax(area))
         ys, xs = np.nonzero(vox[k])
-        p = mask.TransformContinuousIndexToPhysicalPoint((float(xs.mean()), float(ys.mean()), float(k)))
+        p = lps.TransformContinuousIndexToPhysicalPoint((float(xs.mean()), float(ys.mean()), float(k)))
         return float(p[0]), float(p[1]), float(p[2])
 
     def prepare(self, image: sitk.Image, mask: sitk.Image) -> np.ndarray:

@@ -40,6 +40,7 @@ from oncolabel.features.renal import PHASES, RENAL_MEASUREMENT_NAMES, measure_re
 from oncolabel.imaging import centred_grid, map_to_image, resample_onto
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
+from oncolabel.transforms import AxisOrientation
 
 #: short names accepted for phase files (``case_cm.nii.gz`` ...)
 PHASE_ALIASES = {"unenhanced": ("unenhanced", "ue", "nc", "noncontrast", "native", "plain"),
@@ -136,8 +137,8 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
         size = image.GetSize()
         centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in size])
         sp = self.fov_mm / self.size
-        return centred_grid(image, centre, (self.size, self.size, 2 * self.context + 1),
-                            (sp, sp, image.GetSpacing()[2]))
+        slice_mm = AxisOrientation.from_direction(image.GetDirection()).shape(image.GetSpacing()[::-1])[0]
+        return centred_grid(image, centre, (self.size, self.size, 2 * self.context + 1), (sp, sp, slice_mm))
 
     def prepare(self, images: Mapping[str, sitk.Image], *, allow_missing: bool = False) -> Prepared:
         unknown = sorted(set(images) - set(PHASES))

@@ -387,6 +387,20 @@ def test_training_and_inference_preprocessing_are_identical(task, toy_cohorts):
 
 
 @pytest.mark.parametrize("task", ["renal_mass", "pet_lymphoma", "hn_response"])
+@pytest.mark.parametrize("code", ["RAS", "PIL"])
+def test_preprocessing_does_not_depend_on_how_the_file_stores_its_axes(task, code, toy_cohorts):
+    """The same physical images stored with other axis orders (RAS as NIfTI converters write them, or permuted)
+    give the same network input: the working grids follow the patient's axes, not the file's."""
+    spec = get_task(task)
+    images = spec.preprocessing.read(toy_cohorts[task][0])
+    turned = {k: sitk.DICOMOrient(v, code) for k, v in images.items()}
+    first = next(iter(images))
+    assert not np.allclose(turned[first].GetDirection(), images[first].GetDirection())
+    np.testing.assert_allclose(spec.preprocessing.prepare(turned).tensor.numpy(),
+                               spec.preprocessing.prepare(images).tensor.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["renal_mass", "pet_lymphoma", "hn_response"])
 def test_predictor_contract(task, toy_models, toy_cohorts):
     spec = get_task(task)
     predictor = ClassifierPredictor(toy_models[task], task=task)

@@ -147,3 +147,14 @@ def test_model_with_cross_fitted_cnns_round_trips(tiny_rdp_model, pannet_cases, 
     with torch.inference_mode():
         logits = [float(n(x)[0, 1] - n(x)[0, 0]) for n in models_from_checkpoint(merged)]
     assert values["deep:logit"] == pytest.approx(np.mean(logits), abs=1e-5)
+
+
+@pytest.mark.parametrize("code", ["RAS", "PIL"])
+def test_cnn_input_does_not_depend_on_how_the_file_stores_its_axes(tiny_rdp_model, pannet_cases, code):
+    """The same physical CT and mask stored with other axes (RAS as converters write NIfTI, or permuted) give the
+    CNN the same planes: the crop follows the patient's axes and the largest axial slice, not the file's."""
+    prep = RdpModel.load(tiny_rdp_model).spec.preprocessing
+    image, mask = (sitk.ReadImage(str(p)) for p in pannet_cases[0])
+    expected = prep.prepare(image, mask)
+    turned = prep.prepare(sitk.DICOMOrient(image, code), sitk.DICOMOrient(mask, code))
+    np.testing.assert_allclose(turned, expected, atol=1e-4)
