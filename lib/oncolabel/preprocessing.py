@@ -3,7 +3,7 @@
 :class:`CTSlicePreprocessing` is the single definition of how a CT volume becomes network input for slice-wise
 (2D / 2.5D) segmentation, and how network output goes back onto the CT's grid. Training
 (:class:`oncolabel.training.SliceSampler`), inference (:class:`oncolabel.inference.SegmentationPredictor`) and
-evaluation all call it; ``tests/unit/test_preprocessing.py`` proves training and inference inputs identical.
+evaluation all call it; ``tests/unit/test_transforms_preprocessing.py`` proves training and inference inputs identical.
 """
 
 from __future__ import annotations

@@ -64,6 +64,24 @@ def test_infer_rejects_bad_output_name(tmp_path, toy_checkpoint, capsys):
     assert "OUTPUT" in capsys.readouterr().err
 
 
+def test_infer_refuses_to_write_over_its_input(tmp_path, toy_checkpoint, capsys):
+    """OUTPUT or --json naming INPUT (also through a hard link) would replace the CT: refused, nothing written."""
+    import os
+
+    image, _ = toy_ct(0)
+    ct = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(image, str(ct))
+    os.link(ct, tmp_path / "same.nii.gz")
+    before = ct.read_bytes()
+    for args in ([str(ct)], [str(tmp_path / "same.nii.gz")], [str(tmp_path / "o.nii.gz"), "--json", str(ct)],
+                 [str(tmp_path / "o.nii.gz"), "--json", str(tmp_path / "o.nii.gz")]):
+        capsys.readouterr()
+        assert main(["infer", "bone-metastasis", str(ct), *args, "--model", str(toy_checkpoint)]) == 1
+        err = capsys.readouterr().err
+        assert ("is an input file" in err or "must differ" in err) and err.count("\n") == 1, err
+    assert ct.read_bytes() == before and not (tmp_path / "o.nii.gz").exists()
+
+
 def test_console_script_exit_status(tmp_path):
     r = subprocess.run([sys.executable, "-m", "oncolabel", "infer", "bone-metastasis", str(tmp_path / "none.nii.gz"),
                         str(tmp_path / "o.nii.gz")], capture_output=True, text=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from oncolabel.cli._common import register_extras, write_json
+from oncolabel.cli._common import check_output_paths, register_extras, write_json
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import LABEL_SUFFIXES, image_suffix, read_image, require_3d, write_image
 
@@ -42,8 +42,7 @@ def run_segmentation(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if image_suffix(out) not in LABEL_SUFFIXES or image_suffix(out) == ".seg.nrrd":
         raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii or .nrrd file name")
-    if args.json and Path(args.json).resolve() == out.resolve():
-        raise InvalidInputError("--json FILE must differ from OUTPUT")
+    check_output_paths({"OUTPUT": out, "--json": args.json}, [args.input])
     image = require_3d(read_image(args.input), what=f"INPUT {args.input}")
     predictor = SegmentationPredictor(args.model, task=args.spec_name, device=args.device, batch_size=args.batch_size,
                                       precision=args.precision)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from oncolabel.cli._common import write_json
+from oncolabel.cli._common import check_output_paths, write_json
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import IMAGE_SUFFIXES, image_suffix, read_image, write_image
 
@@ -66,11 +66,10 @@ def register_infer(task_subparsers: argparse._SubParsersAction) -> None:
     hn.set_defaults(func=run_hn_response, spec_name="hn_response")
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
+def _check_outputs(args: argparse.Namespace, inputs: Iterable[str | Path]) -> None:
     if args.heatmap and not image_suffix(args.heatmap):
         raise InvalidInputError(f"--heatmap {args.heatmap!r}: use a {', '.join(IMAGE_SUFFIXES)} file name")
-    if args.json and args.heatmap and Path(args.json).resolve() == Path(args.heatmap).resolve():
-        raise InvalidInputError("--json FILE must differ from --heatmap FILE")
+    check_output_paths({"--heatmap": args.heatmap, "--json": args.json}, inputs)
 
 
 def _run(args: argparse.Namespace, images: Mapping[str, Any], inputs: Mapping[str, str], *,
@@ -101,8 +100,8 @@ def _run(args: argparse.Namespace, images: Mapping[str, Any], inputs: Mapping[st
 def run_renal_mass(args: argparse.Namespace) -> int:
     from oncolabel.tasks.renal_mass import PHASES, resolve_phase_inputs
 
-    _check_outputs(args)
     paths = resolve_phase_inputs(args.inputs)
+    _check_outputs(args, paths.values())
     missing = [p for p in PHASES if p not in paths]
     if missing and not args.allow_missing_phases:
         raise InvalidInputError(f"missing CT phase(s): {', '.join(missing)} (found: "
@@ -122,12 +121,12 @@ def run_renal_mass(args: argparse.Namespace) -> int:
 def run_pet_lymphoma(args: argparse.Namespace) -> int:
     from oncolabel.pet import read_suv
 
-    _check_outputs(args)
+    _check_outputs(args, [args.input])
     image, suv = read_suv(args.input, suv_scale=args.suv_scale)
     return _run(args, {"image": image}, {"pet": str(args.input)}, extra={"suv": suv})
 
 
 def run_hn_response(args: argparse.Namespace) -> int:
-    _check_outputs(args)
+    _check_outputs(args, [args.input, args.mask])
     return _run(args, {"image": read_image(args.input), "mask": read_image(args.mask)},
                 {"ct": str(args.input), "mask": str(args.mask)})

@@ -164,3 +164,23 @@ def test_phantom_commands_print_the_ceiling(tmp_path, capsys):
         assert main(["phantoms", task, "--n", "4", "--seed", "3", "--out", str(out)]) == 0
         assert "ceiling AUC" in capsys.readouterr().out and (out / "manifest.json").exists()
     assert np.all([p.exists() for p in (tmp_path / "hn-response" / "cases").glob("*/followup.nii.gz")])
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(toy_models, toy_cohorts, tmp_path, capsys):
+    """--heatmap or --json naming the CT or the mask (or the two outputs naming one file) would destroy data."""
+    import shutil
+
+    item = toy_cohorts["hn_response"][0]
+    ct, mask = tmp_path / "ct.nii.gz", tmp_path / "mask.nii.gz"
+    shutil.copyfile(item["image"], ct)
+    shutil.copyfile(item["mask"], mask)
+    before = {p: p.read_bytes() for p in (ct, mask)}
+    model = ["--model", str(toy_models["hn_response"])]
+    for extra, message in ((["--heatmap", str(mask)], "--heatmap"), (["--json", str(ct)], "--json"),
+                           (["--json", str(tmp_path / "h.nii.gz"), "--heatmap", str(tmp_path / "h.nii.gz")],
+                            "must differ")):
+        capsys.readouterr()
+        assert main(["infer", "hn-response", str(ct), str(mask), *model, *extra]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert {p: p.read_bytes() for p in (ct, mask)} == before and not (tmp_path / "h.nii.gz").exists()
