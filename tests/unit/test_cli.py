@@ -158,6 +158,10 @@ def test_train_command_spacing_override_and_warm_start_across_preprocessing(tmp_
     refused = tmp_path / "refused.pt"
     assert main([*common, "--out", str(refused), "--init", str(stage)]) != 0
     assert "other preprocessing" in capsys.readouterr().err and not refused.exists()
+    before = stage.read_bytes()  # the output may not replace the warm-start model it was started from
+    assert main([*common, "--out", str(stage), "--init", str(stage), "--init-other-preprocessing"]) == 1
+    assert "is an input file" in capsys.readouterr().err
+    assert stage.read_bytes() == before
     child = tmp_path / "child.pt"
     assert main([*common, "--out", str(child), "--init", str(stage), "--init-other-preprocessing"]) == 0
     ck = load_checkpoint(child)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from oncolabel.cli._common import write_json
+from oncolabel.cli._common import check_output_paths, write_json
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import list_images
 
@@ -65,6 +65,8 @@ def run_segmentation(args: argparse.Namespace) -> int:
     from oncolabel.training import Trainer
 
     spec = get_task(args.spec_name)
+    # the checkpoint and its JSON report beside it (model.pt -> model.json) may not replace the warm-start model
+    check_output_paths({"--out": args.out, "the --out report": Path(args.out).with_suffix(".json")}, [args.init])
     if args.spacing_mm is not None:
         if args.spacing_mm <= 0:
             raise InvalidInputError(f"--spacing-mm {args.spacing_mm}: must be > 0")
