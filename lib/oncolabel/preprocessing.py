@@ -60,6 +60,8 @@ class CTSlicePreprocessing:
         context: neighbouring slices each side (0 = 2D, 1 = 2.5D with three channels).
         body_threshold_hu: HU threshold of the body box.
         min_hu_range: a volume whose 1st-99th percentile span is below this is not a CT (HU) image.
+        max_low_percentile_hu: a volume whose 1st percentile lies above this holds no air or fat: not a CT (HU)
+            image (MR and PET start at 0; so do CT values stored without the rescale intercept).
     """
 
     hu_low: float = -250.0
@@ -68,6 +70,7 @@ class CTSlicePreprocessing:
     context: int = 1
     body_threshold_hu: float = -300.0
     min_hu_range: float = 300.0
+    max_low_percentile_hu: float = -50.0
 
     @property
     def in_channels(self) -> int:
@@ -87,6 +90,11 @@ class CTSlicePreprocessing:
             raise InvalidInputError(
                 f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile): not a CT in Hounsfield units "
                 "(expected air near -1000 HU and soft tissue/bone above 0 HU)")
+        if lo > self.max_low_percentile_hu:  # a torso CT always holds air or fat; MR, PET and raw values do not
+            raise InvalidInputError(
+                f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile) with nothing below "
+                f"{self.max_low_percentile_hu:.0f}: no air or fat, so not a CT in Hounsfield units (an MR or PET "
+                "image, or CT values stored without their rescale intercept, water near 1024?)")
 
     def window_value(self, hu: float) -> float:
         """The network-input value of ``hu`` HU (the window maps ``hu_low..hu_high`` to 0..1, clipped)."""

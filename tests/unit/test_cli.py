@@ -42,6 +42,7 @@ def test_infer_writes_label_on_input_geometry(tmp_path, toy_checkpoint, capsys):
     (lambda d: sitk.WriteImage(sitk.Image(32, 32, sitk.sitkInt16), str(d / "flat.nrrd")) or d / "flat.nrrd", "2D"),
     (lambda d: sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)),
                                str(d / "mr.nii.gz")) or d / "mr.nii.gz", "not a CT"),
+    (lambda d: sitk.WriteImage(toy_ct(0)[0] + 1024, str(d / "raw.nii.gz")) or d / "raw.nii.gz", "no air or fat"),
 ])
 def test_infer_bad_input_fails_cleanly(tmp_path, toy_checkpoint, capsys, make, message):
     src = make(tmp_path)
@@ -54,6 +55,16 @@ def test_infer_bad_input_fails_cleanly(tmp_path, toy_checkpoint, capsys, make, m
         assert rc != 0 and len(err) == 1 and message in err[0]
     assert not out.exists() and out_existing.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_infer_refuses_a_real_mr_image(tmp_path, toy_checkpoint, capsys):
+    """pyradiomics' brain MR (0..1633) spans a CT-like range; it holds no air or fat, so it is not taken for a CT."""
+    from tests.conftest import realdata
+
+    mr = realdata("pyradiomics", "brain1_image.nrrd")
+    assert main(["infer", "bone-metastasis", str(mr), str(tmp_path / "o.nii.gz"), "--model", str(toy_checkpoint)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no air or fat" in err[0] and not (tmp_path / "o.nii.gz").exists()
 
 
 def test_infer_rejects_bad_output_name(tmp_path, toy_checkpoint, capsys):
