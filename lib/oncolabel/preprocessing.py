@@ -85,8 +85,9 @@ class CTSlicePreprocessing:
         if hu.ndim != 3:
             raise InvalidInputError(f"expected a 3D (z, y, x) CT volume, got an array of shape {hu.shape}")
         sample = hu[:: max(1, hu.shape[0] // 16), ::4, ::4]
-        lo, hi = np.percentile(sample, [1, 99])
-        if hi - lo < self.min_hu_range or lo < -1100 - 1000 or hi > 5000 or hi < 0:
+        # below -1024 HU lies only the scanners' padding outside the reconstructed circle (-2048, -3024...): air
+        lo, hi = np.percentile(np.maximum(sample, -1024), [1, 99])
+        if hi - lo < self.min_hu_range or hi > 5000 or hi < 0:
             raise InvalidInputError(
                 f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile): not a CT in Hounsfield units "
                 "(expected air near -1000 HU and soft tissue/bone above 0 HU)")

@@ -93,6 +93,21 @@ def test_infer_refuses_to_write_over_its_input(tmp_path, toy_checkpoint, capsys)
     assert ct.read_bytes() == before and not (tmp_path / "o.nii.gz").exists()
 
 
+def test_infer_on_a_real_dicom_ct_series_with_the_shipped_model(tmp_path, capsys):
+    """dcmqi's 3-slice abdominal CT (512 x 512, a real DICOM series, padded with -3024 outside the reconstructed
+    circle as many scanners do; refused as "not a CT" until 2026-12-07): the label lies on the series' exact grid."""
+    from tests.conftest import realdata
+
+    folder = realdata("dcmqi", "segmentations", "ct-3slice")
+    out = tmp_path / "label.nrrd"
+    assert main(["infer", "bone-metastasis", str(folder), str(out), "--json", str(tmp_path / "l.json")]) == 0
+    label = read_image(out)
+    check_same_geometry(read_image(folder), label)
+    assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
+    assert json.loads((tmp_path / "l.json").read_text())["input"] == str(folder)
+    assert "lesion(s) found" in capsys.readouterr().out
+
+
 def test_console_script_exit_status(tmp_path):
     r = subprocess.run([sys.executable, "-m", "oncolabel", "infer", "bone-metastasis", str(tmp_path / "none.nii.gz"),
                         str(tmp_path / "o.nii.gz")], capture_output=True, text=True)

@@ -175,6 +175,7 @@ def test_flip_average_is_the_mean_of_the_plain_and_mirrored_passes():
     rng = np.random.default_rng(0)
     hu = rng.normal(40, 30, (3, 48, 40)).astype(np.float32)
     hu[:, 10:30, 8:20] += 700.0  # an asymmetric bright block: the mirrored pass sees something else
+    hu[:, :4], hu[:, -4:] = -1000.0, -1000.0  # air above and below, as in any CT
     image = sitk.GetImageFromArray(hu)
     image.SetSpacing((1.25, 1.25, 3.0))
     plain = SegmentationPredictor.from_model(net, spec)

@@ -83,6 +83,13 @@ def test_prepare_reads_a_read_only_int16_view_without_writing_it():
 
 def test_check_ct_rejects_non_ct_intensities():
     prep = CTSlicePreprocessing()
+    image, _ = toy_ct(0)
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    yy, xx = np.mgrid[:hu.shape[1], :hu.shape[2]]
+    padded = np.where(((yy - 47.5) ** 2 + (xx - 47.5) ** 2 > 46 ** 2)[None], -3024.0, hu)
+    prep.check_ct(padded)  # scanners pad outside the reconstructed circle with -3024 (or -2048): still a CT
+    with pytest.raises(InvalidInputError, match="no air or fat"):
+        prep.check_ct(hu + 1024)  # stored values without the rescale intercept
     with pytest.raises(InvalidInputError, match="not a CT"):
         prep.check_ct(np.random.default_rng(0).uniform(0, 1, (4, 32, 32)).astype(np.float32))  # e.g. a PNG-like 0..1
     with pytest.raises(InvalidInputError, match="3D"):
