@@ -51,6 +51,39 @@ def _dicom_series(folder: Path) -> list[str]:
     return files
 
 
+def _even_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Steps (mm) between consecutive slices along the slice normal; :class:`ImageReadError` unless the slices are
+    distinct and evenly spaced (a gap means missing slices: a volume built from them would misplace every slice
+    after it)."""
+    steps = np.diff(np.sort(positions @ normal))
+    if steps.size and (np.any(steps <= 1e-4) or np.ptp(steps) > 0.01 * abs(float(np.median(steps))) + 1e-3):
+        where = int(np.argmax(np.abs(steps - np.median(steps))))
+        raise ImageReadError(f"{folder}: slices are not evenly spaced along the slice normal (step "
+                             f"{steps[where]:.2f} mm after slice {where + 1} of {steps.size + 1}, median "
+                             f"{float(np.median(steps)):.2f} mm: missing or duplicate slices?); cannot form a volume")
+    return steps
+
+
+def _check_series_spacing(folder: Path, files: list[str]) -> None:
+    """The even-spacing check of a series from its headers alone (before any pixel is read, so that ITK's own
+    warning about non-uniform sampling never comes first); series without position tags are left to ITK."""
+    import pydicom
+
+    positions, orientation = [], None
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True,
+                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient"])
+        except Exception:  # unreadable by pydicom: let GDCM decide
+            return
+        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+            return
+        positions.append([float(v) for v in ds.ImagePositionPatient])
+        orientation = orientation if orientation is not None else [float(v) for v in ds.ImageOrientationPatient]
+    rows = np.asarray(orientation).reshape(2, 3)
+    _even_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]))
+
+
 def _check_nifti_complete(p: Path) -> None:
     """ITK pads a truncated NIfTI with zeros silently; refuse it instead (header size vs. data present)."""
     import gzip
@@ -136,10 +169,7 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     normal = np.cross(orient[0], orient[1])
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
-    steps = np.diff(pos @ normal)
-    if steps.size and (np.any(steps <= 1e-4) or np.ptp(steps) > 0.01 * abs(float(np.median(steps))) + 1e-3):
-        raise ImageReadError(f"{folder}: slices are not evenly spaced along the slice normal "
-                             f"(steps {np.round(steps[:5], 3).tolist()}...); cannot form a volume")
+    steps = _even_slice_steps(folder, pos, normal)
     shape = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
     if len(shape) > 1:
         raise ImageReadError(f"{folder}: slices have different matrix sizes {sorted(shape)}; cannot form a volume")
@@ -181,7 +211,8 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
         pixel_type: optional SimpleITK pixel type to cast to (e.g. ``sitk.sitkFloat32``).
 
     Raises:
-        ImageReadError: missing, empty, unreadable or corrupt input, or a folder with several series.
+        ImageReadError: missing, empty, unreadable or corrupt input, a folder with several series, or a series whose
+            slices are not evenly spaced (missing or duplicate slices).
     """
     p = Path(path)
     if not p.exists():
@@ -189,6 +220,7 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     try:
         if p.is_dir():
             files = _dicom_series(p)
+            _check_series_spacing(p, files)
             if _is_monochrome1(files):
                 img = read_dicom_volume(p).image
             else:

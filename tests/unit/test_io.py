@@ -77,9 +77,33 @@ def test_dicom_series_folder_and_two_series(tmp_path):
 
 
 def test_real_dicom_series():
-    folder = realdata("pydicom", "CT2_series_16x16")
+    folder = realdata("dcmqi", "segmentations", "ct-3slice")
     img = read_image(folder)
-    assert img.GetDimension() == 3 and img.GetSize()[:2] == (16, 16)
+    assert img.GetDimension() == 3 and img.GetSize() == (512, 512, 3)
+    # pydicom's 4-slice series has a 202.5 mm gap after its first slice: ITK only warned and built a volume that
+    # misplaced three of the four slices
+    with pytest.raises(ImageReadError, match=r"not evenly spaced .*202\.50 mm after slice 1 of 4"):
+        read_image(realdata("pydicom", "CT2_series_16x16"))
+
+
+def test_a_series_with_a_missing_or_duplicated_slice_is_refused(tmp_path):
+    image, _ = toy_ct(0, shape=(5, 32, 32))
+    _write_dicom_series(tmp_path / "gap", image, "1.2.826.0.1.3680043.2.1125.1.3")
+    sorted((tmp_path / "gap").iterdir())[2].unlink()  # the middle slice
+    with pytest.raises(ImageReadError, match=r"6\.00 mm after slice 2 of 4, median 3\.00 mm"):
+        read_image(tmp_path / "gap")
+    _write_dicom_series(tmp_path / "twice", image, "1.2.826.0.1.3680043.2.1125.1.4")
+    dup = image[:, :, 1:2]  # a second file at slice 1's position, as when an export is repeated into the folder
+    dup.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.4")
+    for tag, val in (("0020|0013", "9"), ("0008|0060", "CT"), ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                     ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, 1)))))):
+        dup.SetMetaData(tag, val)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(tmp_path / "twice" / "copy.dcm"))
+    writer.Execute(dup)
+    with pytest.raises(ImageReadError, match="not evenly spaced"):
+        read_image(tmp_path / "twice")
 
 
 def test_require_3d_rejects_2d_and_single_slice():
