@@ -31,6 +31,7 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry
 from oncolabel.lesions import bounding_box, label_components
+from oncolabel.transforms import AxisOrientation
 
 
 @dataclass(frozen=True)
@@ -208,12 +209,14 @@ def evaluate_cases(cases: Sequence[CaseCounts], *, alpha: float = 0.05, n_boot: 
 
 def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_area_mm2: float = 10.0,
                     min_overlap: float = 0.1, large_mm: float = 10.0, **kwargs: Any) -> SegmentationEvaluation:
-    """Evaluate ``(case_id, prediction, truth)`` image pairs (same grid required)."""
+    """Evaluate ``(case_id, prediction, truth)`` image pairs (same grid required). Slices are axial whichever way
+    the files store their axes (both arrays are turned into the LPS order, :class:`AxisOrientation`)."""
     counts = []
     for case_id, pred, truth in pairs:
         check_same_geometry(truth, pred, what=f"prediction of case {case_id}")
-        counts.append(case_counts(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(truth) > 0,
-                                  spacing=truth.GetSpacing(), case_id=case_id, min_area_mm2=min_area_mm2,
-                                  min_overlap=min_overlap, large_mm=large_mm))
+        orientation = AxisOrientation.from_direction(truth.GetDirection())
+        p, t = (orientation.to_canonical(sitk.GetArrayViewFromImage(img) > 0) for img in (pred, truth))
+        counts.append(case_counts(p, t, spacing=orientation.shape(truth.GetSpacing()[::-1])[::-1], case_id=case_id,
+                                  min_area_mm2=min_area_mm2, min_overlap=min_overlap, large_mm=large_mm))
     return evaluate_cases(counts, settings={"min_area_mm2": min_area_mm2, "min_overlap": min_overlap,
                                             "large_mm": large_mm}, **kwargs)

@@ -35,6 +35,7 @@ from oncolabel.preprocessing import PreparedVolume
 from oncolabel.provenance import package_versions
 from oncolabel.tasks import TaskSpec, get_task
 from oncolabel.tasks.base import build_network
+from oncolabel.transforms import AxisOrientation
 
 __all__ = ["SegmentationPredictor", "SegmentationResult", "default_checkpoint_path", "resolve_device"]
 
@@ -239,50 +240,58 @@ class SegmentationPredictor:
         return candidate_mask(prob, threshold=post.threshold, seed_threshold=post.seed_threshold,
                               min_voxels=int(np.ceil(post.min_lesion_mm3 / voxel_mm3)))
 
-    def _work_box(self, mask: np.ndarray, image: sitk.Image, extra_z: int = 0) -> tuple[slice, ...] | None:
+    @staticmethod
+    def _work_box(mask: np.ndarray, spacing_zyx: tuple[float, ...], extra_z: int = 0) -> tuple[slice, ...] | None:
         """Bounding box of ``mask`` widened by what the component features look at (their ring) + ``extra_z``."""
         box = bounding_box(mask)
         if box is None:
             return None
-        pad = [int(np.ceil(RING_MM / s)) + 2 + (extra_z if axis == 0 else 0)
-               for axis, s in enumerate(image.GetSpacing()[::-1])]
+        pad = [int(np.ceil(RING_MM / s)) + 2 + (extra_z if axis == 0 else 0) for axis, s in enumerate(spacing_zyx)]
         return tuple(slice(max(0, b.start - q), min(n, b.stop + q)) for b, q, n in zip(box, pad, mask.shape))
+
+    @staticmethod
+    def _canonical(image: sitk.Image, *arrays: np.ndarray) -> tuple[AxisOrientation, tuple[float, ...], list]:
+        """The image's :class:`AxisOrientation`, its canonical ``(z, y, x)`` spacing, and views of ``arrays`` (on its
+        grid) and of its HU on the canonical axes: the post-processing measures slices along the head-feet axis and
+        the component features as the filter learnt them, whichever way the file stores its axes."""
+        orientation = AxisOrientation.from_direction(image.GetDirection())
+        views = [orientation.to_canonical(np.asarray(a)) for a in (*arrays, sitk.GetArrayViewFromImage(image))]
+        return orientation, orientation.shape(image.GetSpacing()[::-1]), views
 
     def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
         """Probability -> lesion mask: candidates, then the checkpoint's false-positive filter and the growth
-        into adjacent slices when the spec enables them (both on the candidates' widened bounding box)."""
+        into adjacent slices when the spec enables them (both on the candidates' widened bounding box, on the
+        canonical axes; the mask is returned on ``image``'s grid)."""
         post = self.spec.postprocessing
+        orientation, spacing, (prob, hu) = self._canonical(image, prob)
         mask = self.candidates(prob, image)
         use_filter = self.component_filter is not None and getattr(post, "component_filter", False)
         steps = int(getattr(post, "grow_slices", 0))
-        box = self._work_box(mask, image, steps) if (use_filter or steps > 0) else None
-        if box is None:
-            return mask
-        sub = mask[box]
-        hu = sitk.GetArrayViewFromImage(image)[box]
-        if use_filter:
-            labels, _ = label_components(sub)
-            keep = self.component_filter.keep(component_features(prob[box], hu, labels, image.GetSpacing()[::-1]))
-            sub = np.concatenate([[False], keep])[labels]
-        if steps > 0:
-            sub = grow_along_z(sub, hu, steps=steps, quantiles=tuple(post.grow_quantiles))
-        out = np.zeros_like(mask)
-        out[box] = sub
-        return out
+        box = self._work_box(mask, spacing, steps) if (use_filter or steps > 0) else None
+        if box is not None:
+            sub, h = mask[box], hu[box]
+            if use_filter:
+                labels, _ = label_components(sub)
+                keep = self.component_filter.keep(component_features(prob[box], h, labels, spacing))
+                sub = np.concatenate([[False], keep])[labels]
+            if steps > 0:
+                sub = grow_along_z(sub, h, steps=steps, quantiles=tuple(post.grow_quantiles))
+            mask = np.zeros_like(mask)
+            mask[box] = sub
+        return np.ascontiguousarray(orientation.from_canonical(mask))
 
     def component_table(self, image: sitk.Image, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features (:data:`oncolabel.candidates.COMPONENT_FEATURES`) of this model's candidate components on a
         labelled case, and whether each touches the truth (1) or is a false positive (0): what
         :func:`oncolabel.candidates.fit_component_filter` learns from (:func:`oncolabel.candidates.component_table`
-        on the candidates' widened bounding box)."""
-        prob = self.predict_probability(image)
+        on the candidates' widened bounding box, on the canonical axes)."""
+        _, spacing, (prob, truth, hu) = self._canonical(image, self.predict_probability(image), truth)
         mask = self.candidates(prob, image)
-        box = self._work_box(mask, image)
+        box = self._work_box(mask, spacing)
         if box is None:
             return np.zeros((0, len(COMPONENT_FEATURES))), np.zeros(0, dtype=np.int64)
         labels, _ = label_components(mask[box])
-        return component_table(prob[box], sitk.GetArrayViewFromImage(image)[box], labels, np.asarray(truth)[box],
-                               image.GetSpacing()[::-1])
+        return component_table(prob[box], hu[box], labels, truth[box], spacing)
 
     def predict(self, image: sitk.Image) -> SegmentationResult:
         """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""

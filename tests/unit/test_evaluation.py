@@ -71,6 +71,23 @@ def test_evaluate_images_checks_geometry():
         evaluate_images([("x", b, a)])
 
 
+def test_slices_are_axial_whichever_way_the_files_store_their_axes():
+    """The known-counts case as images, and the same images stored as sagittal slices (PIL): the same axial slice
+    counts, lesions and Dice (the study's slice-wise figures are per axial slice)."""
+    shape = (10, 40, 40)
+    truth = _cube(shape, 2, 6, 5, 15, 5, 15) | _cube(shape, 7, 9, 30, 33, 30, 33)
+    pred = _cube(shape, 3, 6, 6, 14, 6, 14) | _cube(shape, 0, 1, 20, 25, 20, 25)
+    images = []
+    for m in (pred, truth):
+        img = sitk.GetImageFromArray(m.astype(np.uint8))
+        img.SetSpacing((0.8, 0.8, 2.5))
+        images.append(img)
+    axial = evaluate_images([("c", *images)], min_area_mm2=0).cases[0]
+    sagittal = evaluate_images([("c", *(sitk.DICOMOrient(img, "PIL") for img in images))], min_area_mm2=0).cases[0]
+    assert (axial.truth_slices, axial.detected_slices, axial.predicted_slices) == (6, 3, 4)
+    assert sagittal == axial
+
+
 def test_lesions_and_small_component_removal():
     m = _cube((6, 20, 20), 1, 4, 2, 6, 2, 6)
     m[5, 18, 18] = True
