@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from oncolabel import RESEARCH_USE_ONLY
+from oncolabel.cli._common import check_output_paths
 
 _EPILOG = """\
 predictions.csv: patient_id, y_true (1 = positive), one or more score_<model> columns (higher = more
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.predictions is None and args.survival is None:
         raise InvalidInputError("give --predictions, --survival, or both")
+    check_output_paths({"--out": args.out}, [args.predictions, args.survival])
     fmt = args.format or (args.out.suffix.lstrip(".").lower() if args.out.suffix.lower() in (".html", ".pdf")
                           else "html")
     inputs = {k: v for k, v in (("predictions", args.predictions), ("survival", args.survival)) if v is not None}

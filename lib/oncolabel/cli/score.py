@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from oncolabel import RESEARCH_USE_ONLY
-from oncolabel.cli._common import write_json
+from oncolabel.cli._common import check_output_paths, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +53,7 @@ def run_pannet_ln(args: argparse.Namespace) -> int:
     from oncolabel.scoring.rdp import RdpModel
     from oncolabel.tasks import get_task
 
+    check_output_paths({"--json": args.json}, [args.image, args.mask, args.model])
     path = args.model or default_checkpoint_path(get_task("pannet_ln"))
     result = RdpModel.load(path).predict(args.image, args.mask, size_cm=args.size_cm)
     payload = result.to_json()
@@ -71,6 +72,8 @@ def run_study_command(args: argparse.Namespace) -> int:
 
     from oncolabel.scoring.study import StudySettings, run_study
 
+    check_output_paths({"--out": args.out, "--export-model": args.export_model, "--summary-json": args.summary_json},
+                       [])
     settings = StudySettings(seed=args.seed, n_folds=args.folds, n_jobs=args.jobs, cnn_iterations=args.cnn_iterations,
                              n_boot=args.n_boot)
     result = run_study(args.train, args.external, settings=settings, report=args.out, export_model=args.export_model,

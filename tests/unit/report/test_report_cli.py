@@ -39,3 +39,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main(["report", "--out", str(tmp_path / "x.html"), *extra]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_cli_refuses_to_write_the_report_over_an_input(study_csvs, capsys):
+    """``--out predictions.csv`` (no .html/.pdf suffix: an HTML report) would replace the study's predictions."""
+    before = study_csvs["predictions"].read_bytes()
+    assert main(["report", "--predictions", str(study_csvs["predictions"]), "--out",
+                 str(study_csvs["predictions"])]) == 1
+    err = capsys.readouterr().err
+    assert "is an input file" in err and err.count("\n") == 1
+    assert study_csvs["predictions"].read_bytes() == before

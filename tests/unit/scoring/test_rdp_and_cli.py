@@ -118,6 +118,11 @@ def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
         ([str(image), str(tmp_path / "missing.nii.gz")], "no such file"),
         ([str(image), str(mask), "--size-cm", "-2"], "size_cm"),
     ]
+    own_mask = tmp_path / "own_mask.nii.gz"  # --json naming the mask would replace it
+    own_mask.write_bytes(mask.read_bytes())
+    assert main(["score", "pannet-ln", str(image), str(own_mask), "--model", str(tiny_rdp_model),
+                 "--json", str(own_mask)]) == 1
+    assert "is an input file" in capsys.readouterr().err and own_mask.read_bytes() == mask.read_bytes()
     for args, message in cases:
         out = tmp_path / "never.json"
         rc = main(["score", "pannet-ln", *args, "--model", str(tiny_rdp_model), "--json", str(out)])
