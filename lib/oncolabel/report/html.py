@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from oncolabel.errors import InvalidInputError
+from oncolabel.io import atomic_path
 from oncolabel.report.build import Report, Section, Table
 
 FORMATS = ("html", "pdf", "png")
@@ -170,8 +171,9 @@ def write_report(report: Report, out: str | Path, fmt: str = "html") -> list[Pat
     if fmt == "png":
         return render_figures(report, path, "png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "html":
-        path.write_text(render_html(report), encoding="utf-8")
-    else:
-        _pdf(report, path)
+    with atomic_path(path) as tmp:  # a failure never leaves half a report, nor damages an earlier one
+        if fmt == "html":
+            tmp.write_text(render_html(report), encoding="utf-8")
+        else:
+            _pdf(report, tmp)
     return [path]
