@@ -44,16 +44,21 @@ class Projection:
     depth_index: np.ndarray
 
 
-def to_lps(image: sitk.Image) -> sitk.Image:
-    """``image`` resampled without interpolation onto LPS-ordered axes (a permutation / flip of its voxels).
+def to_lps(image: sitk.Image, *, allow_oblique: bool = False) -> sitk.Image:
+    """``image`` resampled without interpolation onto LPS-ordered axes (a permutation / flip of its voxels; the
+    image-level twin of :class:`oncolabel.transforms.AxisOrientation`, which does the same on array views).
+
+    Args:
+        allow_oblique: map an oblique direction onto its closest axes (its tilt kept) instead of refusing it.
 
     Raises:
-        InvalidInputError: not a 3D image, or an oblique direction matrix (not a permutation of the axes).
+        InvalidInputError: not a 3D image, or an oblique direction matrix (not a permutation of the axes) unless
+            ``allow_oblique``.
     """
     if image.GetDimension() != 3:
         raise InvalidInputError(f"a 3D volume is required, got a {image.GetDimension()}D image of size {image.GetSize()}")
     d = np.asarray(image.GetDirection()).reshape(3, 3)
-    if not np.allclose(np.abs(d), np.round(np.abs(d)), atol=1e-3):
+    if not allow_oblique and not np.allclose(np.abs(d), np.round(np.abs(d)), atol=1e-3):
         raise InvalidInputError(f"oblique image orientation {np.round(d, 3).tolist()}: reslice the volume to the "
                                 "patient axes first")
     return sitk.DICOMOrient(image, "LPS")

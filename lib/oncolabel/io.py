@@ -220,10 +220,10 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     try:
         if p.is_dir():
             files = _dicom_series(p)
-            _check_series_spacing(p, files)
             if _is_monochrome1(files):
-                img = read_dicom_volume(p).image
+                img = read_dicom_volume(p).image  # checks the spacing itself
             else:
+                _check_series_spacing(p, files)
                 reader = sitk.ImageSeriesReader()
                 reader.SetFileNames(files)
                 reader.MetaDataDictionaryArrayUpdateOn()

@@ -77,7 +77,8 @@ class AxisOrientation:
     a model learnt. A CT stored otherwise (e.g. a NIfTI from a converter that keeps RAS axes: direction
     ``diag(-1, -1, 1)``, the spine at the top of the array) is turned into it before the network sees it and the
     result is turned back, so the output stays on the input's exact grid. An oblique direction (gantry tilt) is
-    mapped onto its closest axes, as ``SimpleITK.DICOMOrient`` does.
+    mapped onto its closest axes, as ``SimpleITK.DICOMOrient`` does. (:func:`oncolabel.imaging.to_lps` is the
+    image-level twin: a reoriented copy of a whole image; this works on array views and maps results back.)
 
     Attributes:
         axes: canonical numpy axis ``k`` is original numpy axis ``axes[k]``.

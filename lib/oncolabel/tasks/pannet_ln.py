@@ -24,6 +24,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel.errors import InvalidInputError
+from oncolabel.imaging import to_lps
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
@@ -105,7 +106,7 @@ class PannetPreprocessing:
     def centre(self, mask: sitk.Image) -> tuple[float, float, float]:
         """Physical (x, y, z) the crop is centred on: in-plane centroid of the tumour, z of its largest axial slice
         (on the mask's axes in LPS order, so whichever way the file stores them)."""
-        lps = sitk.DICOMOrient(mask, "LPS")
+        lps = to_lps(mask, allow_oblique=True)
         vox = tumour_voxels(lps)
         area = vox.sum(axis=(1, 2))
         k = int(np.argmax(area))
