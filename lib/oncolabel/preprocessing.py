@@ -15,6 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel.errors import InvalidInputError
+from oncolabel.imaging import check_hounsfield
 from oncolabel.io import require_3d
 from oncolabel.transforms import AxisOrientation, BodyBox, InplaneZoom, IntensityWindow, SliceContext, crop_to_box
 
@@ -84,18 +85,12 @@ class CTSlicePreprocessing:
         """Raise :class:`InvalidInputError` unless ``hu`` looks like a CT in Hounsfield units."""
         if hu.ndim != 3:
             raise InvalidInputError(f"expected a 3D (z, y, x) CT volume, got an array of shape {hu.shape}")
-        sample = hu[:: max(1, hu.shape[0] // 16), ::4, ::4]
-        # below -1024 HU lies only the scanners' padding outside the reconstructed circle (-2048, -3024...): air
-        lo, hi = np.percentile(np.maximum(sample, -1024), [1, 99])
-        if hi - lo < self.min_hu_range or hi > 5000 or hi < 0:
+        # a torso CT holds air or fat (MR, PET and raw stored values do not) and a wide range of values
+        lo, hi = check_hounsfield(hu, what="CT", max_low_percentile_hu=self.max_low_percentile_hu)
+        if hi - lo < self.min_hu_range or hi < 0:
             raise InvalidInputError(
                 f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile): not a CT in Hounsfield units "
                 "(expected air near -1000 HU and soft tissue/bone above 0 HU)")
-        if lo > self.max_low_percentile_hu:  # a torso CT always holds air or fat; MR, PET and raw values do not
-            raise InvalidInputError(
-                f"intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile) with nothing below "
-                f"{self.max_low_percentile_hu:.0f}: no air or fat, so not a CT in Hounsfield units (an MR or PET "
-                "image, or CT values stored without their rescale intercept, water near 1024?)")
 
     def window_value(self, hu: float) -> float:
         """The network-input value of ``hu`` HU (the window maps ``hu_low..hu_high`` to 0..1, clipped)."""

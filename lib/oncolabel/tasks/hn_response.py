@@ -35,7 +35,7 @@ from scipy import ndimage
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
 from oncolabel.errors import InvalidInputError
 from oncolabel.features.tumour import MEASUREMENT_NAMES, measure_tumour
-from oncolabel.imaging import centred_grid, map_to_image, resample_onto
+from oncolabel.imaging import centred_grid, check_hounsfield, map_to_image, resample_onto
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
@@ -87,6 +87,7 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
         if ct is None or mask is None:
             raise InvalidInputError("hn-response needs the CT and the tumour mask")
         require_3d(ct, what="CT")
+        check_hounsfield(sitk.GetArrayViewFromImage(ct), what="CT")
         check_same_geometry(ct, mask, what="tumour mask")
         m = sitk.GetArrayViewFromImage(mask) > 0
         if not m.any():

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel.errors import InvalidInputError
-from oncolabel.imaging import to_lps
+from oncolabel.imaging import check_hounsfield, to_lps
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
@@ -45,7 +45,7 @@ def tumour_voxels(mask: sitk.Image, *, label: int = 1, what: str = "mask") -> np
 
 
 def read_case(image: str | Path | sitk.Image, mask: str | Path | sitk.Image) -> tuple[sitk.Image, sitk.Image]:
-    """The CT and its tumour mask, checked: 3D, same geometry, mask non-empty and inside the image.
+    """The CT and its tumour mask, checked: 3D, Hounsfield units, same geometry, mask non-empty and inside the image.
 
     Raises
     ------
@@ -54,6 +54,7 @@ def read_case(image: str | Path | sitk.Image, mask: str | Path | sitk.Image) -> 
     img = image if isinstance(image, sitk.Image) else read_image(image)
     msk = mask if isinstance(mask, sitk.Image) else read_image(mask)
     require_3d(img, what="image", min_slices=1)
+    check_hounsfield(sitk.GetArrayViewFromImage(img), what="CT")  # peripancreatic fat lies in every crop
     check_same_geometry(img, msk, what="tumour mask")
     tumour_voxels(msk)
     return img, msk

@@ -37,7 +37,7 @@ import torch
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
 from oncolabel.errors import InvalidInputError
 from oncolabel.features.renal import PHASES, RENAL_MEASUREMENT_NAMES, measure_renal_mass
-from oncolabel.imaging import centred_grid, map_to_image, resample_onto
+from oncolabel.imaging import centred_grid, check_hounsfield, map_to_image, resample_onto
 from oncolabel.io import check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 from oncolabel.transforms import AxisOrientation
@@ -151,6 +151,8 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
         if len(missing) == len(PHASES):
             raise InvalidInputError("no CT phase given")
         present = {p: require_3d(images[p], what=f"{p} phase", min_slices=1) for p in PHASES if p not in missing}
+        for p, img in present.items():  # perirenal fat lies in every lesion-centred crop
+            check_hounsfield(sitk.GetArrayViewFromImage(img), what=f"{p} phase")
         ref_name = next(iter(present))
         for p, img in present.items():
             check_same_geometry(present[ref_name], img, what=f"{p} phase (phases must be co-registered on one grid)")

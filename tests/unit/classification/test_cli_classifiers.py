@@ -81,6 +81,19 @@ def test_renal_corrupt_phase_file(toy_models, toy_cohorts, tmp_path, capsys):
     assert rc == 1 and "excretory.nii.gz" in capsys.readouterr().err
 
 
+def test_renal_phase_without_hounsfield_units_is_refused(toy_models, toy_cohorts, tmp_path, capsys):
+    """A phase stored without its rescale intercept (water near 1024) was classified with full confidence."""
+    case = tmp_path / "case"
+    shutil.copytree(_case_dir(toy_cohorts["renal_mass"][0], "corticomedullary"), case)
+    raw = sitk.Cast(read_image(case / "excretory.nii.gz"), sitk.sitkInt16) + 1024
+    sitk.WriteImage(raw, str(case / "excretory.nii.gz"))
+    out = tmp_path / "r.json"
+    rc = main(["infer", "renal-mass", str(case), "--model", str(toy_models["renal_mass"]), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "excretory phase" in err and "no air or fat" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_pet_lymphoma_nifti(toy_models, toy_cohorts, tmp_path, capsys):
     item = toy_cohorts["pet_lymphoma"][0]
     out, heat = tmp_path / "p.json", tmp_path / "p.nrrd"
@@ -156,6 +169,16 @@ def test_hn_response_on_a_real_ct_lesion_reports_its_measurements_and_that_it_ex
     assert "log_volume_ml" in data["head"]["inputs"]
     assert any(w.startswith("log_volume_ml") and "extrapolates" in w for w in data["warnings"])
     check_same_geometry(read_image(image), read_image(heat), what="heat map")
+
+
+def test_hn_response_refuses_a_real_mr(toy_models, tmp_path, capsys):
+    """pyradiomics' real brain MR (0..1633) with its real label, given as the CT: refused, not classified."""
+    out = tmp_path / "h.json"
+    rc = main(["infer", "hn-response", str(realdata("pyradiomics", "brain1_image.nrrd")),
+               str(realdata("pyradiomics", "brain1_label.nrrd")), "--model", str(toy_models["hn_response"]),
+               "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no air or fat" in err and "not a CT" in err and not out.exists(), err
 
 
 def test_phantom_commands_print_the_ceiling(tmp_path, capsys):

@@ -44,11 +44,13 @@ def test_soft_labels_keep_the_distance_from_the_median():
 
 
 def _sphere_case(tmp_path, radius_mm: float = 10.0) -> dict[str, str]:
-    """A 60 HU sphere in 40 HU tissue, 1.25 mm voxels, written to real files."""
+    """A 60 HU sphere in 40 HU tissue out to 30 mm from its centre, air beyond (a CT holds air or fat), 1.25 mm
+    voxels, written to real files."""
     n, sp = 64, 1.25
     zz, yy, xx = (np.indices((n, n, n)) - (n - 1) / 2) * sp
-    inside = zz ** 2 + yy ** 2 + xx ** 2 <= radius_mm ** 2
-    ct = np.where(inside, 60, 40).astype(np.int16)
+    r2 = zz ** 2 + yy ** 2 + xx ** 2
+    inside = r2 <= radius_mm ** 2
+    ct = np.where(inside, 60, np.where(r2 <= 30.0 ** 2, 40, -1000)).astype(np.int16)
     paths = {"image": str(tmp_path / "ct.nii.gz"), "mask": str(tmp_path / "mask.nii.gz")}
     sitk.WriteImage(_image(ct, (sp, sp, sp)), paths["image"])
     sitk.WriteImage(_image(inside.astype(np.uint8), (sp, sp, sp)), paths["mask"])

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from oncolabel.errors import InvalidInputError
-from oncolabel.imaging import backproject, centred_grid, map_to_image, mip, resample_onto
+from oncolabel.imaging import backproject, centred_grid, check_hounsfield, map_to_image, mip, resample_onto
 from oncolabel.pet import (SuvUnavailableError, declares_suv, mark_suv, read_pet_dicom, read_suv,
                            suv_scale_factor)
 from tests.conftest import realdata
@@ -134,3 +134,22 @@ def test_suv_declaration_round_trip(tmp_path):
             read_suv(tmp_path / name, suv_scale=2.0)
     with pytest.raises(InvalidInputError, match="positive"):
         read_suv(plain, suv_scale=-1.0)
+
+
+def test_check_hounsfield_takes_cts_and_crops_and_refuses_other_units():
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(realdata("pyradiomics", "lung1_image.nrrd"))))
+    lo, hi = check_hounsfield(ct)  # real chest CT
+    assert lo < -900 and 0 < hi < 3072
+    yy, xx = np.mgrid[:64, :64]
+    crop = np.where((yy - 32) ** 2 + (xx - 32) ** 2 < 24 ** 2, 40.0, -110.0)[None].repeat(5, 0)  # mass in fat
+    assert check_hounsfield(crop) == (-110.0, 40.0)
+    padded = ct.astype(np.float32)
+    padded[:, :40] = -3024.0  # scanners' padding outside the reconstructed circle counts as air
+    assert check_hounsfield(padded)[0] == -1024.0
+    mr = sitk.GetArrayFromImage(sitk.ReadImage(str(realdata("pyradiomics", "brain1_image.nrrd"))))
+    for values, message in ((ct + 1024, "no air or fat"), (mr, "no air or fat"), (crop / 1000.0 + 0.2, "not a CT"),
+                            (ct * 20.0, "99th percentile above 5000"), (np.full((4, 8, 8), np.nan), "NaN")):
+        with pytest.raises(InvalidInputError, match=message):
+            check_hounsfield(values, what="test CT")
+    with pytest.raises(InvalidInputError, match="the nephrographic phase's intensities span 0..1"):
+        check_hounsfield(np.linspace(0, 1, 1000), what="nephrographic phase")
