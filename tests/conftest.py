@@ -47,6 +47,23 @@ def toy_ct(seed: int = 0, *, shape=(12, 96, 96), spacing=(1.5, 1.5, 3.0), lesion
     return image, label
 
 
+def tilted_dicom_copy(folder, degrees, *, monochrome1=False):
+    """dcmqi's real 3-slice CT series (1 mm apart) as a gantry-tilted scanner stores it: image planes tilted about
+    the patient's left-right axis, positions still stepping along the table (z) as they do in the original."""
+    import pydicom
+
+    folder.mkdir()
+    t = np.radians(degrees)
+    for path in sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(-np.sin(t))]
+        ds.GantryDetectorTilt = degrees
+        if monochrome1:
+            ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(folder / path.name)
+    return folder
+
+
 @pytest.fixture
 def toy_pair(tmp_path: Path):
     """(image path, label path) of a toy CT with one lesion, written as NIfTI."""

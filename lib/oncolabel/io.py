@@ -51,37 +51,53 @@ def _dicom_series(folder: Path) -> list[str]:
     return files
 
 
-def _even_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """Steps (mm) between consecutive slices along the slice normal; :class:`ImageReadError` unless the slices are
-    distinct and evenly spaced (a gap means missing slices: a volume built from them would misplace every slice
-    after it)."""
-    steps = np.diff(np.sort(positions @ normal))
+def _regular_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """Steps (mm) between consecutive slices along the slice normal; :class:`ImageReadError` unless the slices form
+    a regular volume: distinct and evenly spaced (a gap means missing slices: a volume built from them would
+    misplace every slice after it), and stacked along their normal (a gantry-tilted series is sheared: ITK would
+    build an orthogonal volume with the slices' distance as its spacing, misplacing every slice in-plane by up to
+    the tilt's tangent times the scan length)."""
+    order = np.argsort(positions @ normal)
+    pos = positions[order]
+    steps = np.diff(pos @ normal)
     if steps.size and (np.any(steps <= 1e-4) or np.ptp(steps) > 0.01 * abs(float(np.median(steps))) + 1e-3):
         where = int(np.argmax(np.abs(steps - np.median(steps))))
         raise ImageReadError(f"{folder}: slices are not evenly spaced along the slice normal (step "
                              f"{steps[where]:.2f} mm after slice {where + 1} of {steps.size + 1}, median "
                              f"{float(np.median(steps)):.2f} mm: missing or duplicate slices?); cannot form a volume")
+    offset = pos - pos[0]
+    lateral = offset - np.outer(offset @ normal, normal)  # each slice's in-plane shift from the first one's
+    shift = np.linalg.norm(lateral, axis=1)
+    if steps.size and float(shift.max()) > 0.5 * pixel_mm:
+        k = int(np.argmax(shift))
+        tilt = float(np.degrees(np.arctan2(shift[k], abs(float(offset[k] @ normal)))))
+        raise ImageReadError(f"{folder}: the slices are not stacked along their normal (gantry tilt about {tilt:.1f} "
+                             f"degrees: slice {k + 1} of {len(pos)} lies {shift[k]:.1f} mm off in-plane); a tilted "
+                             "series cannot form a regular volume here: convert it with a tool that corrects the tilt "
+                             "first (e.g. dcm2niix, or 3D Slicer's acquisition geometry regularization)")
     return steps
 
 
 def _check_series_spacing(folder: Path, files: list[str]) -> None:
-    """The even-spacing check of a series from its headers alone (before any pixel is read, so that ITK's own
+    """The regular-volume check (even spacing, no gantry tilt) of a series from its headers alone (before any pixel is read, so that ITK's own
     warning about non-uniform sampling never comes first); series without position tags are left to ITK."""
     import pydicom
 
-    positions, orientation = [], None
+    positions, orientation, pixel_mm = [], None, 1.0
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True,
-                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient"])
+                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"])
         except Exception:  # unreadable by pydicom: let GDCM decide
             return
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
             return
         positions.append([float(v) for v in ds.ImagePositionPatient])
-        orientation = orientation if orientation is not None else [float(v) for v in ds.ImageOrientationPatient]
+        if orientation is None:
+            orientation = [float(v) for v in ds.ImageOrientationPatient]
+            pixel_mm = min(float(v) for v in ds.get("PixelSpacing", [1.0, 1.0]))
     rows = np.asarray(orientation).reshape(2, 3)
-    _even_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]))
+    _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
 
 
 def _check_nifti_complete(p: Path) -> None:
@@ -169,7 +185,7 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     normal = np.cross(orient[0], orient[1])
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
-    steps = _even_slice_steps(folder, pos, normal)
+    steps = _regular_slice_steps(folder, pos, normal, min(float(v) for v in slices[0].PixelSpacing))
     shape = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
     if len(shape) > 1:
         raise ImageReadError(f"{folder}: slices have different matrix sizes {sorted(shape)}; cannot form a volume")
@@ -212,7 +228,8 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
 
     Raises:
         ImageReadError: missing, empty, unreadable or corrupt input, a folder with several series, or a series whose
-            slices are not evenly spaced (missing or duplicate slices).
+            slices are not evenly spaced (missing or duplicate slices) or not stacked along their normal (gantry
+            tilt).
     """
     p = Path(path)
     if not p.exists():

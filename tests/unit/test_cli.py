@@ -106,6 +106,12 @@ def test_infer_on_a_real_dicom_ct_series_with_the_shipped_model(tmp_path, capsys
     assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
     assert json.loads((tmp_path / "l.json").read_text())["input"] == str(folder)
     assert "lesion(s) found" in capsys.readouterr().out
+    from tests.conftest import tilted_dicom_copy
+
+    tilted = tilted_dicom_copy(tmp_path / "tilted", 15.0)  # the same series as a gantry-tilted scanner stores it
+    assert main(["infer", "bone-metastasis", str(tilted), str(tmp_path / "t.nrrd")]) == 1
+    err = capsys.readouterr().err
+    assert "gantry tilt about 15.0 degrees" in err and err.count("\n") == 1 and not (tmp_path / "t.nrrd").exists()
 
 
 def test_console_script_exit_status(tmp_path):

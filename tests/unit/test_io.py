@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
 from oncolabel.io import (array_to_image, atomic_path, case_id_of, check_same_geometry, list_images, read_image,
                           require_3d, write_image)
-from tests.conftest import realdata, toy_ct
+from tests.conftest import realdata, tilted_dicom_copy, toy_ct
 
 
 def test_roundtrip_nifti_and_nrrd_keep_geometry(tmp_path):
@@ -104,6 +104,17 @@ def test_a_series_with_a_missing_or_duplicated_slice_is_refused(tmp_path):
     writer.Execute(dup)
     with pytest.raises(ImageReadError, match="not evenly spaced"):
         read_image(tmp_path / "twice")
+
+
+def test_a_gantry_tilted_series_is_refused(tmp_path):
+    """ITK built an orthogonal volume from a tilted series (spacing = the slices' distance, shear dropped), which
+    misplaces every slice in-plane by tan(tilt) times its distance from the first."""
+    for name, mono in (("gdcm", False), ("pydicom", True)):  # ITK's reader and ours (MONOCHROME1) both check
+        folder = tilted_dicom_copy(tmp_path / name, 15.0, monochrome1=mono)
+        with pytest.raises(ImageReadError, match=r"gantry tilt about 15\.0 degrees: slice 3 of 3 lies 0\.5 mm off"):
+            read_image(folder)
+    slight = read_image(tilted_dicom_copy(tmp_path / "slight", 5.0))  # 0.17 mm at most: under half a 0.81 mm pixel
+    assert slight.GetSize() == (512, 512, 3)
 
 
 def test_require_3d_rejects_2d_and_single_slice():
