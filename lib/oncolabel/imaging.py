@@ -48,9 +48,12 @@ def check_hounsfield(values: np.ndarray, *, what: str = "CT", max_low_percentile
     their rescale intercept (water near 1024) or rescaled to 0..1 lie above it. Without this check such an image
     is classified with full confidence.
     """
-    lo, hi = (float(v) for v in hounsfield_percentiles(values))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise InvalidInputError(f"the {what} holds NaN or infinite values")
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fc":  # the percentiles look at a sample: a slab of NaN would slip through to the network
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise InvalidInputError(f"the {what} holds {bad} NaN or infinite value(s)")
+    lo, hi = (float(v) for v in hounsfield_percentiles(arr))
     if lo > max_low_percentile_hu:
         raise InvalidInputError(
             f"the {what}'s intensities span {lo:.0f}..{hi:.0f} (1st-99th percentile) with nothing below "

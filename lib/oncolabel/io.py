@@ -100,8 +100,29 @@ def _check_series_spacing(folder: Path, files: list[str]) -> None:
     _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
 
 
+class _NonFiniteCounter:
+    """Counts NaN / infinite values of a float voxel stream fed in arbitrary byte blocks (``dtype=None``: counts
+    nothing)."""
+
+    def __init__(self, dtype: np.dtype | None, offset: int, end: int) -> None:
+        self.dtype, self.offset, self.end = dtype, offset, end
+        self.pos, self.carry, self.count = 0, b"", 0
+
+    def feed(self, block: bytes) -> None:
+        start, self.pos = self.pos, self.pos + len(block)
+        if self.dtype is None or self.pos <= self.offset or start >= self.end:
+            return
+        data = self.carry + block[max(0, self.offset - start):max(0, self.end - start)]
+        usable = len(data) - len(data) % self.dtype.itemsize
+        values = np.frombuffer(data[:usable], dtype=self.dtype)
+        self.count += values.size - int(np.count_nonzero(np.isfinite(values)))
+        self.carry = data[usable:]
+
+
 def _check_nifti_complete(p: Path) -> None:
-    """ITK pads a truncated NIfTI with zeros silently; refuse it instead (header size vs. data present)."""
+    """ITK pads a truncated NIfTI with zeros silently, and reads NaN and infinite voxels of a float NIfTI as 0 (NRRD
+    and MHA keep them): refuse both instead (header size vs. data present; float voxels counted while the data is
+    streamed for the size check anyway)."""
     import gzip
     import zlib
 
@@ -109,23 +130,27 @@ def _check_nifti_complete(p: Path) -> None:
 
     try:
         header = nib.load(str(p)).header
-        expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+        dtype = header.get_data_dtype()
+        offset = int(header.get_data_offset())
+        expected = offset + int(np.prod(header.get_data_shape())) * dtype.itemsize
     except Exception as exc:  # nibabel raises several types for bad headers
         raise ImageReadError(f"{p}: not a valid NIfTI file ({exc})") from exc
-    if p.name.lower().endswith(".gz"):
-        size = 0
+    counter = _NonFiniteCounter(dtype if dtype.kind == "f" else None, offset, expected)
+    gz = p.name.lower().endswith(".gz")
+    size = 0 if gz or counter.dtype is not None else p.stat().st_size  # else: streamed below
+    if gz or counter.dtype is not None:
         try:
-            with gzip.open(p, "rb") as fh:
-                while block := fh.read(1 << 22):
+            with gzip.open(p, "rb") if gz else open(p, "rb") as fh:
+                while size < expected and (block := fh.read(1 << 22)):
                     size += len(block)
-                    if size >= expected:
-                        break
+                    counter.feed(block)
         except (EOFError, OSError, zlib.error) as exc:
             raise ImageReadError(f"{p}: the compressed file is truncated or corrupt ({exc})") from exc
-    else:
-        size = p.stat().st_size
     if size < expected:
         raise ImageReadError(f"{p}: the file is truncated ({size} of {expected} bytes present)")
+    if counter.count:
+        raise ImageReadError(f"{p}: {counter.count} voxel(s) are NaN or infinite (ITK would read them as 0); replace "
+                             "them with a real value (e.g. air, -1024 HU) first")
 
 
 @dataclass

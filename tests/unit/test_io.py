@@ -7,6 +7,7 @@ import SimpleITK as sitk
 from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
 from oncolabel.io import (array_to_image, atomic_path, case_id_of, check_same_geometry, list_images, read_image,
                           require_3d, write_image)
+from oncolabel.preprocessing import CTSlicePreprocessing
 from tests.conftest import realdata, tilted_dicom_copy, toy_ct
 
 
@@ -163,6 +164,35 @@ def test_truncated_gzip_nifti_is_an_error(tmp_path):
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(p)
+
+
+def test_nan_or_infinite_voxels_are_refused_not_read_as_zero(tmp_path):
+    """ITK reads NaN and infinite voxels of a float NIfTI as 0 (water, in a CT), silently; NRRD keeps them, and the
+    CT check refuses them there."""
+    image, _ = toy_ct(0)
+    values = sitk.GetArrayFromImage(image).astype(np.float32)
+    values[5, 10:20, 10:20] = np.nan
+    values[6, 0, 0] = -np.inf
+    for name, dtype in (("f.nii.gz", np.float32), ("f.nii", np.float32), ("d.nii.gz", np.float64)):
+        bad = sitk.GetImageFromArray(values.astype(dtype))
+        bad.CopyInformation(image)
+        write_image(bad, tmp_path / name, compress=name.endswith(".gz"))
+        assert np.isnan(sitk.GetArrayViewFromImage(sitk.ReadImage(str(tmp_path / name)))).sum() == 0  # ITK's zeros
+        with pytest.raises(ImageReadError, match=f"{name}: 101 voxel\\(s\\) are NaN or infinite"):
+            read_image(tmp_path / name)
+    truncated = tmp_path / "cut.nii"  # uncompressed float: streamed for the count, still refused when short
+    truncated.write_bytes((tmp_path / "f.nii").read_bytes()[:3000])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(truncated)
+    good = sitk.GetImageFromArray(np.nan_to_num(values, nan=0.0, neginf=-1024.0))
+    good.CopyInformation(image)
+    write_image(good, tmp_path / "ok.nii.gz")
+    assert read_image(tmp_path / "ok.nii.gz").GetSize() == image.GetSize()
+    bad = sitk.GetImageFromArray(values)
+    bad.CopyInformation(image)
+    write_image(bad, tmp_path / "f.nrrd")
+    with pytest.raises(InvalidInputError, match="holds 101 NaN or infinite"):
+        CTSlicePreprocessing().prepare_image(read_image(tmp_path / "f.nrrd"))
 
 
 def test_monochrome1_series_keeps_stored_values(tmp_path):
