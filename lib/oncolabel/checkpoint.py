@@ -68,6 +68,24 @@ class Checkpoint:
                     saved[f.name] = f.default
         return saved == current
 
+    def input_spacing(self, default: Mapping[str, Any] | None = None) -> dict[str, tuple[float, float]] | None:
+        """Range (mm) of the in-plane pixel size (``inplane``) and slice spacing (``slice``) of the images the
+        network was trained on, its parents' included, as the trainer records it under ``training["input_spacing_mm"]``;
+        ``default`` (e.g. a task's :attr:`~oncolabel.tasks.TaskSpec.assumed_input_spacing_mm`) for a checkpoint that
+        records none (those written before 2026-12-07)."""
+        record = self.training.get("input_spacing_mm") or default
+        if not record:
+            return None
+        return {k: (float(record[k][0]), float(record[k][1])) for k in ("inplane", "slice")}
+
+
+def merge_input_spacing(*ranges: Mapping[str, Any] | None) -> dict[str, tuple[float, float]] | None:
+    """The union of :meth:`Checkpoint.input_spacing` ranges (``None`` entries are skipped)."""
+    given = [r for r in ranges if r]
+    if not given:
+        return None
+    return {k: (min(float(r[k][0]) for r in given), max(float(r[k][1]) for r in given)) for k in ("inplane", "slice")}
+
 
 def save_checkpoint(ckpt: Checkpoint, dest: str | Path) -> Path:
     """Write ``ckpt`` atomically to ``dest``; sets ``ckpt.path`` and ``ckpt.sha256``."""

@@ -87,6 +87,8 @@ class SegmentationResult:
     probability: np.ndarray
     lesions: list[Lesion]
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: how the input lies outside the images the model was trained on (:meth:`SegmentationPredictor.input_warnings`)
+    warnings: tuple[str, ...] = ()
 
     @property
     def volume_ml(self) -> float:
@@ -99,7 +101,8 @@ class SegmentationResult:
     def to_json(self) -> dict[str, Any]:
         return {"notice": RESEARCH_USE_ONLY, "lesion_count": len(self.lesions),
                 "total_volume_ml": round(self.volume_ml, 4),
-                "lesions": [les.to_dict() for les in self.lesions], "provenance": self.provenance}
+                "lesions": [les.to_dict() for les in self.lesions], "provenance": self.provenance,
+                **({"warnings": list(self.warnings)} if self.warnings else {})}
 
 
 class SegmentationPredictor:
@@ -293,13 +296,30 @@ class SegmentationPredictor:
         labels, _ = label_components(mask[box])
         return component_table(prob[box], hu[box], labels, truth[box], spacing)
 
+    def input_warnings(self, image: sitk.Image) -> list[str]:
+        """Sentences naming how ``image``'s voxel size lies outside the range of the images the model was trained on
+        (its checkpoint's record, else the task's assumption for checkpoints without one): the network then sees
+        anatomy at a scale and blur it never learnt, and its output is an extrapolation. 2% tolerance (rounding)."""
+        trained = self.checkpoint.input_spacing(self.spec.assumed_input_spacing_mm)
+        if trained is None:
+            return []
+        sz, sy, sx = AxisOrientation.from_direction(image.GetDirection()).shape(image.GetSpacing()[::-1])
+        out = []
+        for what, values, (lo, hi) in (("in-plane pixel size", (sy, sx), trained["inplane"]),
+                                       ("slice spacing", (sz,), trained["slice"])):
+            if min(values) < lo * 0.98 or max(values) > hi * 1.02:
+                shown = " x ".join(f"{v:.2f}" for v in dict.fromkeys(round(v, 2) for v in values))
+                out.append(f"{what} {shown} mm lies outside the {lo:.2f}-{hi:.2f} mm of the images this model was "
+                           "trained on: its output is an extrapolation")
+        return out
+
     def predict(self, image: sitk.Image) -> SegmentationResult:
         """Segment ``image``; the label is on ``image``'s exact grid (0 background, 1 metastasis)."""
         prob = self.predict_probability(image)
         mask = self.postprocess(prob, image)
         label = array_to_image(mask.astype(np.uint8), image, pixel_type=sitk.sitkUInt8)
         return SegmentationResult(label=label, probability=prob, lesions=find_lesions(mask, image),
-                                  provenance=self.provenance())
+                                  provenance=self.provenance(), warnings=tuple(self.input_warnings(image)))
 
     def uncertainty(self, image: sitk.Image, *, samples: int = 4) -> dict[str, float]:
         """Per-image uncertainty for active learning.

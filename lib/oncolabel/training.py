@@ -24,7 +24,7 @@ from monai.losses import DiceCELoss
 from scipy import ndimage
 from torch import nn
 
-from oncolabel.checkpoint import Checkpoint, save_checkpoint
+from oncolabel.checkpoint import Checkpoint, merge_input_spacing, save_checkpoint
 from oncolabel.classification import TARGET_KEYS, fused_logits
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, read_image
@@ -57,6 +57,9 @@ class Adapter(Protocol):
     def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:
         """Validation metrics; must contain ``score`` (higher is better)."""
         ...
+
+    # optional: ``describe(items) -> dict`` - what the checkpoint records about the training images (merged into its
+    # ``training`` record; e.g. the segmentation adapter's ``input_spacing_mm``)
 
 
 _ADAPTERS: dict[str, Callable[[TaskSpec], Adapter]] = {}
@@ -156,14 +159,25 @@ class Trainer:
             model.load_state_dict(self.init.state_dict)
         return model.to(self.device)
 
+    def _describe(self, train_items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The adapter's record of the training images (if it keeps one); the training-image spacing range also
+        covers the warm-start checkpoint's own (the network has seen both)."""
+        describe = getattr(self.adapter, "describe", None)
+        record = dict(describe(train_items)) if describe is not None else {}
+        if "input_spacing_mm" in record:
+            parent = self.init.input_spacing(self.spec.assumed_input_spacing_mm) if self.init else None
+            merged = merge_input_spacing(record["input_spacing_mm"], parent)
+            record["input_spacing_mm"] = {k: [round(v, 4) for v in r] for k, r in merged.items()}
+        return record
+
     def _checkpoint(self, state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any], best_it: int, n_train: int,
-                    n_val: int, history: list[dict[str, Any]]) -> Checkpoint:
+                    n_val: int, history: list[dict[str, Any]], record: Mapping[str, Any]) -> Checkpoint:
         return Checkpoint(task=self.spec.name,
                           network=self.init.network if self.init else self.spec.network.to_dict(),
                           preprocessing=self.spec.preprocessing.to_dict(), state_dict=state,
                           metrics={f"val_{k}": v for k, v in metrics.items()},
                           training={**self.settings(), "n_train": n_train, "n_val": n_val, "best_iteration": best_it,
-                                    "history_tail": history[-5:]},
+                                    "history_tail": history[-5:], **record},
                           parent_sha256=self.init.sha256 if self.init else None,
                           software=package_versions(("torch", "monai", "numpy")),
                           # a fine-tuned model keeps its parent's false-positive filter (fitted on the parent's
@@ -202,6 +216,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_score, best_state, best_it, best_metrics = -math.inf, None, 0, {}
         batches = self.adapter.batches(train_items, self.batch_size, rng)
+        record = self._describe(train_items)
         running = 0.0
         for it in range(1, self.iterations + 1):
             if self.stop_event is not None and self.stop_event.is_set():
@@ -236,7 +251,7 @@ class Trainer:
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                         if self.save_best_to is not None:
                             save_checkpoint(self._checkpoint(best_state, best_metrics, best_it, len(train_items),
-                                                             len(val_items), history), self.save_best_to)
+                                                             len(val_items), history, record), self.save_best_to)
                 history.append(rec)
                 logger.info("train %s: %s", self.spec.name, rec)
                 self._report(rec)
@@ -244,7 +259,8 @@ class Trainer:
             with autocast(self.precision, self.device):
                 self._recalibrate(model, train_items, self.iterations)
             best_state, best_it = model.state_dict(), self.iterations
-        ckpt = self._checkpoint(best_state, best_metrics, best_it, len(train_items), len(val_items or []), history)
+        ckpt = self._checkpoint(best_state, best_metrics, best_it, len(train_items), len(val_items or []), history,
+                                record)
         return TrainResult(checkpoint=ckpt, history=history, best_iteration=best_it, seconds=time.time() - start)
 
 
@@ -257,6 +273,7 @@ class _Volume:
     label: torch.Tensor
     positive: np.ndarray
     lesions: list["LesionSlices"] = field(default_factory=list)
+    spacing_zyx: tuple[float, float, float] = (0.0, 0.0, 0.0)  # on the canonical axes
 
 
 @dataclass(frozen=True)
@@ -487,12 +504,20 @@ class SegmentationAdapter:
         for item in items:
             key = (str(item["image"]), str(item["label"]))
             if key not in self._cache:
-                _, prepared, label = load_volume(item, self.spec.preprocessing)
+                img, prepared, label = load_volume(item, self.spec.preprocessing)
                 positive = np.nonzero(label.flatten(1).any(1).numpy())[0]
                 lesions = find_lesions(label.numpy()) if self.spec.training.lesion_sampling_fraction else []
-                self._cache[key] = _Volume(prepared, label, positive, lesions)
+                spacing = tuple(float(s) for s in prepared.orientation.shape(img.GetSpacing()[::-1]))
+                self._cache[key] = _Volume(prepared, label, positive, lesions, spacing)
             out.append(self._cache[key])
         return out
+
+    def describe(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``input_spacing_mm``: the range of the training images' in-plane pixel and slice spacing (what the
+        predictor warns outside of)."""
+        sp = np.asarray([v.spacing_zyx for v in self.volumes(items)])
+        return {"input_spacing_mm": {"inplane": [float(sp[:, 1:].min()), float(sp[:, 1:].max())],
+                                     "slice": [float(sp[:, 0].min()), float(sp[:, 0].max())]}}
 
     def batches(self, items: Sequence[Mapping[str, Any]], batch_size: int,
                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -267,7 +267,14 @@ def test_segmentation_result_needs_a_label_image(tmp_path):
     label = tmp_path / "l.nii.gz"
     label.write_bytes(b"x")
     res = protocol.parse_result(protocol.SEGMENTATION, "bone_metastasis", str(label), params)
-    assert res.label_names == {"metastasis": 1} and res.total_volume_ml is None
+    assert res.label_names == {"metastasis": 1} and res.total_volume_ml is None and res.warnings == ()
+    assert "Warning" not in dict(tables.summary(res))
+    warned = {**params, "warnings": ["in-plane pixel size 3.00 mm lies outside the 0.60-0.90 mm of the images this "
+                                     "model was trained on: its output is an extrapolation"]}
+    res = protocol.parse_result(protocol.SEGMENTATION, "bone_metastasis", str(label), warned)
+    assert dict(tables.summary(res))["Warning"].endswith("an extrapolation")
+    with pytest.raises(ResultFormatError, match="warnings are not a list"):
+        protocol.parse_result(protocol.SEGMENTATION, "bone_metastasis", str(label), {**params, "warnings": "careful"})
 
 
 def test_training_progress_from_status_lines():

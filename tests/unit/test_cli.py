@@ -26,10 +26,20 @@ def test_infer_writes_label_on_input_geometry(tmp_path, toy_checkpoint, capsys):
         label = read_image(out)
         check_same_geometry(image, label)
         assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = capsys.readouterr()
+    line = printed.out.strip().splitlines()[-1]
     assert "lesion(s) found" in line and "research use only" in line
+    assert printed.err == ""  # the toy model was trained on images of this voxel size
     meta = json.loads((tmp_path / "out.json").read_text())
-    assert meta["provenance"]["model_sha256"] and "lesions" in meta
+    assert meta["provenance"]["model_sha256"] and "lesions" in meta and "warnings" not in meta
+    # the shipped model was trained on 0.6-0.9 mm pixels: stdout keeps its one line, stderr and the JSON say so
+    assert main(["infer", "bone-metastasis", str(src), str(tmp_path / "s.nii.gz"),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    printed = capsys.readouterr()
+    assert len(printed.out.strip().splitlines()) == 1
+    assert printed.err == ("warning: in-plane pixel size 1.50 mm lies outside the 0.60-0.90 mm of the images this "
+                           "model was trained on: its output is an extrapolation\n")
+    assert json.loads((tmp_path / "s.json").read_text())["warnings"] == [printed.err[len("warning: "):].strip()]
     for precision in ("fp32", "bf16"):  # bf16 runs (emulated) on any CPU; the provenance says which ran
         assert main(["infer", "bone-metastasis", str(src), str(tmp_path / "p.nii.gz"), "--model", str(toy_checkpoint),
                      "--precision", precision, "--json", str(tmp_path / "p.json")]) == 0

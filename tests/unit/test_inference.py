@@ -130,3 +130,26 @@ def test_component_features_are_measured_along_the_patients_axes():
         assert len(y) >= 1
         np.testing.assert_array_equal(yt, y)
         np.testing.assert_allclose(Xt, X, rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_outside_the_training_images_voxel_sizes_are_named(toy_checkpoint):
+    """The shipped model records no training spacing: the task's assumption (the phantom generator's defaults, 0.6-0.9
+    mm pixels, 1-5 mm slices) stands in; a model trained by the trainer carries its own (the toy model: 1.5 / 3 mm).
+    Spacings are read along the patient's axes, whichever way the file stores them."""
+    shipped = SegmentationPredictor()
+    inside, _ = toy_ct(0, shape=(6, 32, 32), spacing=(0.7, 0.7, 2.5))
+    assert shipped.input_warnings(inside) == []
+    assert shipped.input_warnings(sitk.DICOMOrient(inside, "SAR")) == []  # stored as sagittal slices
+    coarse, _ = toy_ct(0, shape=(6, 32, 32), spacing=(3.0, 3.0, 8.0))
+    warnings = shipped.input_warnings(coarse)
+    assert warnings == ["in-plane pixel size 3.00 mm lies outside the 0.60-0.90 mm of the images this model was "
+                        "trained on: its output is an extrapolation",
+                        "slice spacing 8.00 mm lies outside the 1.00-5.00 mm of the images this model was trained on: "
+                        "its output is an extrapolation"]
+    assert shipped.input_warnings(sitk.DICOMOrient(coarse, "SAR")) == warnings
+    toy = SegmentationPredictor(toy_checkpoint)
+    assert toy.input_warnings(coarse) and toy.input_warnings(toy_ct(0)[0]) == []
+    result = toy.predict(coarse)
+    assert result.warnings == tuple(toy.input_warnings(coarse))
+    assert result.to_json()["warnings"] == list(result.warnings)
+    assert "warnings" not in toy.predict(toy_ct(0)[0]).to_json()

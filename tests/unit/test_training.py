@@ -6,6 +6,7 @@ import pytest
 
 from oncolabel.checkpoint import load_checkpoint
 from oncolabel.errors import InvalidInputError
+from oncolabel.inference import default_checkpoint_path
 from oncolabel.tasks import get_task
 from oncolabel.training import Trainer, TrainingCancelled
 
@@ -20,6 +21,30 @@ def test_training_reduces_loss_and_records_metadata(toy_pair):
     assert "val_score" in res.history[-1] and records
     ck = res.checkpoint
     assert ck.training["iterations"] == 50 and ck.parent_sha256 is None and "val_dice" in ck.metrics
+    # the training images' voxel sizes (toy CT: 1.5 mm pixels, 3 mm slices), for the predictor's warnings
+    assert ck.training["input_spacing_mm"] == {"inplane": [1.5, 1.5], "slice": [3.0, 3.0]}
+
+
+def test_a_fine_tuned_model_records_the_spacing_its_parent_saw_too(tmp_path):
+    """The union of the new images' range and the parent's (recorded, or the task's assumption for a checkpoint that
+    records none, as the shipped model): the network has seen both."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    from tests.conftest import toy_ct
+
+    image, label = toy_ct(0, spacing=(0.5, 0.5, 7.0))
+    sitk.WriteImage(image, str(tmp_path / "c.nii.gz"))
+    sitk.WriteImage(label, str(tmp_path / "l.nii.gz"))
+    items = [{"image": str(tmp_path / "c.nii.gz"), "label": str(tmp_path / "l.nii.gz")}]
+    shipped = load_checkpoint(default_checkpoint_path(get_task("bone_metastasis")))
+    assert "input_spacing_mm" not in shipped.training  # written before the trainer recorded it
+    ck = Trainer(get_task("bone_metastasis"), iterations=2, batch_size=2, init=shipped, seed=0).fit(items).checkpoint
+    assert ck.training["input_spacing_mm"] == {"inplane": [0.5, 0.9], "slice": [1.0, 7.0]}
+    spec = dataclasses.replace(get_task("bone_metastasis"), assumed_input_spacing_mm=None)
+    ck = Trainer(spec, iterations=2, batch_size=2, init=shipped, seed=0).fit(items).checkpoint
+    assert ck.training["input_spacing_mm"] == {"inplane": [0.5, 0.5], "slice": [7.0, 7.0]}
 
 
 def test_warm_start_records_parent_and_is_seeded(toy_pair, toy_checkpoint):

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         dh_before = _dice(str(work / f"{held_out}_before.nii.gz"), truth[held_out])
         print(f"   {params['lesion_count']} lesion(s), {params['total_volume_ml']:.1f} ml in {time.time() - t:.1f} s; "
               f"Dice vs reference {d_before:.3f}")
+        for warning in params.get("warnings", []):  # the sample cases are small phantoms with coarser pixels
+            print(f"   server's warning: {warning}")
         print(f"4. the radiologist corrects the segmentation; submitting it as the final label of {cid} ...")
         res = c.save_label(cid, str(truth[cid]), params={"annotator": "demo", "source": "reference correction"})
         print(f"   stored as label version {c.label_info(cid).get('version')} ({res})")
@@ -122,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         c.infer("bone_metastasis", held_out, label_out=str(work / f"{held_out}_after.nii.gz"))
         d_after = _dice(label2, truth[cid])
         dh_after = _dice(str(work / f"{held_out}_after.nii.gz"), truth[held_out])
-        print(f"   served by model {params2['model_version']}")
+        print(f"   served by model {params2['model_version']}"
+              + ("" if params2.get("warnings") else " (trained on this case too: no voxel-size warning now)"))
         print(f"   Dice on {cid} (the corrected case):   before {d_before:.3f} -> after {d_after:.3f}")
         print(f"   Dice on {held_out} (not used in training): before {dh_before:.3f} -> after {dh_after:.3f}")
         for case in (cid, held_out):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from oncolabel.cli._common import check_output_paths, register_extras, write_json
@@ -54,4 +55,6 @@ def run_segmentation(args: argparse.Namespace) -> int:
     if args.json:
         write_json(payload, args.json)
     print(f"{out}: {result.summary()}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -74,6 +74,9 @@ class TaskSpec:
         training: default training settings.
         postprocessing: the task's postprocessing object (``to_dict``), or None.
         default_model: package resource name of the shipped checkpoint (in ``oncolabel/models``), or None.
+        assumed_input_spacing_mm: for a segmentation checkpoint that records no training-image spacing
+            (:meth:`oncolabel.checkpoint.Checkpoint.input_spacing`), the ``{"inplane": (lo, hi), "slice": (lo, hi)}``
+            range (mm) of the images it was trained on (the shipped models: the phantom generator's defaults), or None.
     """
 
     name: str
@@ -86,6 +89,7 @@ class TaskSpec:
     training: TrainingSpec = TrainingSpec()
     postprocessing: Any = None
     default_model: str | None = None
+    assumed_input_spacing_mm: Mapping[str, tuple[float, float]] | None = None
 
     def settings(self) -> dict[str, Any]:
         """JSON-serialisable settings (for provenance)."""

@@ -72,6 +72,16 @@ class SegmentationPostprocessing:
 PREPROCESSING = CTSlicePreprocessing(hu_low=-250.0, hu_high=1750.0, spacing_mm=0.8, context=1)
 
 
+def phantom_input_spacing() -> dict[str, tuple[float, float]]:
+    """In-plane pixel and slice spacing range (mm) of the phantom generator's default cohorts, on which every
+    shipped bone-metastasis model was trained (its checkpoints predate the trainer's own record)."""
+    from oncolabel.phantoms.bone_metastasis import BoneMetastasisPhantomConfig
+
+    cfg = BoneMetastasisPhantomConfig()
+    return {"inplane": (cfg.fov_mm[0] / cfg.matrix, cfg.fov_mm[1] / cfg.matrix),
+            "slice": (float(min(cfg.thickness_mm)), float(max(cfg.thickness_mm)))}
+
+
 @register_task("bone_metastasis")
 def bone_metastasis_spec() -> TaskSpec:
     return TaskSpec(
@@ -88,4 +98,5 @@ def bone_metastasis_spec() -> TaskSpec:
                               finetune_iterations=120, finetune_learning_rate=5e-4, lesion_size_weight=1.0),
         postprocessing=SegmentationPostprocessing(),
         default_model="bone_metastasis.pt",
+        assumed_input_spacing_mm=phantom_input_spacing(),
     )

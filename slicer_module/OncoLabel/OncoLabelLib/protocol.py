@@ -115,6 +115,14 @@ def _require(params: Mapping[str, Any], key: str, task: str) -> Any:
     return params[key]
 
 
+def _warnings(params: Mapping[str, Any], task: str) -> Tuple[str, ...]:
+    """The answer's warnings (how the input lies outside what the model was fitted or trained on), checked."""
+    warnings = params.get("warnings") or []
+    if isinstance(warnings, str) or not isinstance(warnings, (list, tuple)):
+        raise ResultFormatError(f"the server's {task} warnings are not a list")
+    return tuple(str(w) for w in warnings)
+
+
 # --- server information ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelInfo:
@@ -234,6 +242,8 @@ class SegmentationResult:
     lesions: List[Dict[str, Any]]
     total_volume_ml: Optional[float]
     notice: str
+    #: e.g. an input voxel size outside the images the model was trained on ("... an extrapolation")
+    warnings: Tuple[str, ...] = ()
 
     @classmethod
     def from_response(cls, task: str, label_path: Optional[str], params: Mapping[str, Any],
@@ -250,7 +260,7 @@ class SegmentationResult:
                    model_version=str(_require(params, "model_version", task)),
                    lesions=[dict(les) for les in params.get("lesions") or []],
                    total_volume_ml=float(total) if total is not None else None,
-                   notice=str(params.get("notice") or RESEARCH_USE_ONLY))
+                   notice=str(params.get("notice") or RESEARCH_USE_ONLY), warnings=_warnings(params, task))
 
 
 @dataclass(frozen=True)
@@ -297,16 +307,14 @@ class ClassificationResult:
         measured = params.get("measurements") or {}
         if not isinstance(measured, dict):
             raise ResultFormatError(f"the server's {task} measurements are not a name -> value mapping")
-        warnings = params.get("warnings") or []
-        if isinstance(warnings, str) or not isinstance(warnings, (list, tuple)):
-            raise ResultFormatError(f"the server's {task} warnings are not a list")
+        warnings = _warnings(params, task)
         error = params.get("measurement_error")
         return cls(task=task, probabilities=probs, prediction=prediction,
                    model_version=str(_require(params, "model_version", task)), heatmap_path=heatmap,
                    notice=str(params.get("notice") or RESEARCH_USE_ONLY),
                    heatmap_grid_of=str(grid_of) if grid_of else None,
                    measurements={str(k): _number(v, f"measurement '{k}'", task) for k, v in measured.items()},
-                   measurement_error=str(error) if error else None, warnings=tuple(str(w) for w in warnings))
+                   measurement_error=str(error) if error else None, warnings=warnings)
 
 
 @dataclass(frozen=True)

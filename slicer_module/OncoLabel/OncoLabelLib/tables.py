@@ -100,5 +100,6 @@ def summary(result: Any) -> List[Tuple[str, str]]:
     elif isinstance(result, SegmentationResult):
         total = f"{result.total_volume_ml:.2f} ml" if result.total_volume_ml is not None else "not reported"
         lines += [("Lesions", f"{len(result.lesions)} ({total})")]
+        lines += [("Warning", w) for w in result.warnings]
     lines += [("Model", f"{result.task} {result.model_version}"), ("Notice", result.notice)]
     return lines
