@@ -207,6 +207,15 @@ def evaluate_cases(cases: Sequence[CaseCounts], *, alpha: float = 0.05, n_boot: 
         settings={"alpha": alpha, "n_boot": n_boot, "random_state": random_state, **(settings or {})})
 
 
+def grid_case_counts(pred: np.ndarray, truth: np.ndarray, reference: sitk.Image, **kwargs: Any) -> CaseCounts:
+    """:func:`case_counts` of two ``(z, y, x)`` masks on ``reference``'s grid, counted on the patient's axes in LPS
+    order (:class:`AxisOrientation`): slices are axial whichever way the file stores its axes. The one place the
+    evaluation and the trainer's validation turn a grid into slices."""
+    orientation = AxisOrientation.from_direction(reference.GetDirection())
+    p, t = (orientation.to_canonical(np.asarray(a)) for a in (pred, truth))
+    return case_counts(p, t, spacing=orientation.shape(reference.GetSpacing()[::-1])[::-1], **kwargs)
+
+
 def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_area_mm2: float = 10.0,
                     min_overlap: float = 0.1, large_mm: float = 10.0, **kwargs: Any) -> SegmentationEvaluation:
     """Evaluate ``(case_id, prediction, truth)`` image pairs (same grid required). Slices are axial whichever way
@@ -214,9 +223,8 @@ def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_
     counts = []
     for case_id, pred, truth in pairs:
         check_same_geometry(truth, pred, what=f"prediction of case {case_id}")
-        orientation = AxisOrientation.from_direction(truth.GetDirection())
-        p, t = (orientation.to_canonical(sitk.GetArrayViewFromImage(img) > 0) for img in (pred, truth))
-        counts.append(case_counts(p, t, spacing=orientation.shape(truth.GetSpacing()[::-1])[::-1], case_id=case_id,
-                                  min_area_mm2=min_area_mm2, min_overlap=min_overlap, large_mm=large_mm))
+        counts.append(grid_case_counts(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(truth) > 0,
+                                       truth, case_id=case_id, min_area_mm2=min_area_mm2, min_overlap=min_overlap,
+                                       large_mm=large_mm))
     return evaluate_cases(counts, settings={"min_area_mm2": min_area_mm2, "min_overlap": min_overlap,
                                             "large_mm": large_mm}, **kwargs)

@@ -531,7 +531,7 @@ class SegmentationAdapter:
         return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
     def validate(self, model: nn.Module, items: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, float]:
-        from oncolabel.evaluation import case_counts, evaluate_cases
+        from oncolabel.evaluation import evaluate_cases, grid_case_counts
         from oncolabel.inference import SegmentationPredictor
 
         predictor = SegmentationPredictor.from_model(model, self.spec, device=device)
@@ -541,7 +541,7 @@ class SegmentationAdapter:
             prob = self.spec.preprocessing.restore(predictor._forward(prepared), prepared)
             pred = predictor.postprocess(prob, img)
             truth = sitk.GetArrayFromImage(read_image(item["label"])) > 0
-            counts.append(case_counts(pred, truth, spacing=img.GetSpacing(), case_id=str(item["image"])))
+            counts.append(grid_case_counts(pred, truth, img, case_id=str(item["image"])))
         ev = evaluate_cases(counts, n_boot=1)
         sens, ppv = ev.slice_sensitivity.value or 0.0, ev.slice_ppv.value or 0.0
         f1 = 0.0 if sens + ppv == 0 else 2 * sens * ppv / (sens + ppv)

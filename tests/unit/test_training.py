@@ -312,3 +312,24 @@ def test_lesion_balanced_sampling_reaches_small_lesions(tmp_path):
     assert np.mean((uniform > 0) & (uniform < 170)) < 0.25
     with pytest.raises(InvalidInputError, match="lesion_fraction"):
         SliceSampler(spec.preprocessing, vols, lesion_fraction=1.5)
+
+
+def test_validation_counts_axial_slices_whichever_way_the_files_store_them(tmp_path, toy_checkpoint):
+    """The trainer's validation (which picks the checkpoint) counts slices as `oncolabel evaluate` does: a case stored
+    as sagittal slices scores the same as the same case stored axially."""
+    import SimpleITK as sitk
+
+    from oncolabel.inference import build_model
+    from oncolabel.training import SegmentationAdapter
+    from tests.conftest import toy_ct
+
+    spec = get_task("bone_metastasis")
+    model = build_model(load_checkpoint(toy_checkpoint), spec)
+    image, label = toy_ct(3)
+    scores = []
+    for order in ("LPS", "SAR"):
+        ip, lp = tmp_path / f"{order}.nii.gz", tmp_path / f"{order}_label.nii.gz"
+        sitk.WriteImage(sitk.DICOMOrient(image, order), str(ip))
+        sitk.WriteImage(sitk.DICOMOrient(label, order), str(lp))
+        scores.append(SegmentationAdapter(spec).validate(model, [{"image": str(ip), "label": str(lp)}], "cpu"))
+    assert scores[0] == scores[1] and scores[0]["slice_sensitivity"] > 0

@@ -47,6 +47,7 @@ from scipy import ndimage
 
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, require_3d
+from oncolabel.transforms import AxisOrientation
 
 __all__ = ["PHASES", "RENAL_MEASUREMENT_NAMES", "RenalMeasurementError", "measure_renal_mass",
            "renal_mass_measurements"]
@@ -176,13 +177,14 @@ def renal_mass_measurements(phases: Mapping[str, np.ndarray], spacing_zyx: tuple
 
 
 def measure_renal_mass(images: Mapping[str, sitk.Image], **kwargs: Any) -> dict[str, float]:
-    """:func:`renal_mass_measurements` of four co-registered phase images in HU (keyword arguments passed on)."""
+    """:func:`renal_mass_measurements` of four co-registered phase images in HU (keyword arguments passed on), on
+    the patient's axes in LPS order (axial planes first, whichever way the files store them)."""
     missing = [p for p in PHASES if images.get(p) is None]
     if missing:
         raise InvalidInputError(f"renal-mass measurements need all four phases; missing {', '.join(missing)}")
     ref = require_3d(images[PHASES[0]], what=f"{PHASES[0]} phase")
     for p in PHASES[1:]:
         check_same_geometry(ref, images[p], what=f"{p} phase (phases must be co-registered on one grid)")
-    sx, sy, sz = ref.GetSpacing()
-    return renal_mass_measurements({p: sitk.GetArrayViewFromImage(images[p]) for p in PHASES}, (sz, sy, sx),
-                                   **kwargs)
+    orientation = AxisOrientation.from_direction(ref.GetDirection())
+    return renal_mass_measurements({p: orientation.to_canonical(sitk.GetArrayViewFromImage(images[p])) for p in PHASES},
+                                   orientation.shape(ref.GetSpacing()[::-1]), **kwargs)

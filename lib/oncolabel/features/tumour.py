@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from oncolabel.errors import InvalidInputError
 from oncolabel.io import check_same_geometry, require_3d
+from oncolabel.transforms import AxisOrientation
 
 __all__ = ["MEASUREMENT_NAMES", "TumourMeasurementError", "measure_tumour", "tumour_measurements"]
 
@@ -139,9 +140,9 @@ def tumour_measurements(ct: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[flo
 
 def measure_tumour(ct: sitk.Image, mask: sitk.Image, **kwargs: Any) -> dict[str, float]:
     """:func:`tumour_measurements` of a CT image in HU and its tumour mask on the same grid (keyword arguments are
-    passed on)."""
+    passed on), on the patient's axes in LPS order (axial planes first, whichever way the file stores them)."""
     require_3d(ct, what="CT")
     check_same_geometry(ct, mask, what="tumour mask")
-    sx, sy, sz = ct.GetSpacing()
-    return tumour_measurements(sitk.GetArrayViewFromImage(ct), sitk.GetArrayViewFromImage(mask), (sz, sy, sx),
-                               **kwargs)
+    orientation = AxisOrientation.from_direction(ct.GetDirection())
+    ct_view, mask_view = (orientation.to_canonical(sitk.GetArrayViewFromImage(im)) for im in (ct, mask))
+    return tumour_measurements(ct_view, mask_view, orientation.shape(ct.GetSpacing()[::-1]), **kwargs)

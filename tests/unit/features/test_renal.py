@@ -158,3 +158,15 @@ def test_a_mass_implanted_into_a_real_kidney():
     assert m["relative_enhancement_excretory"] < m["relative_enhancement_corticomedullary"]  # washout
     with pytest.raises(RenalMeasurementError, match="renal cortex|too few voxels"):  # no mass there either
         renal_mass_measurements({p: ct[box].astype(np.float64) for p in PHASES}, spacing)
+
+
+def test_phases_stored_with_other_axes_get_the_same_measurements():
+    """The mass's radial edge and texture are measured in axial planes: phases stored as coronal slices (or with
+    flipped axes) are measured along the patient's axes, not the file's."""
+    from oncolabel.phantoms.renal_mass import generate_renal_mass_case
+
+    case = generate_renal_mass_case(np.random.SeedSequence(8, spawn_key=(3,)))
+    ref = measure_renal_mass({p: case.images[p] for p in PHASES})
+    for order in ("SLP", "RAS"):
+        got = measure_renal_mass({p: sitk.DICOMOrient(case.images[p], order) for p in PHASES})
+        assert got == pytest.approx(ref, rel=1e-6, abs=1e-9), order

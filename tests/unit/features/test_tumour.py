@@ -128,3 +128,16 @@ def test_real_lung_lesion_is_measured():
     assert all(math.isfinite(v) for v in m.values())
     assert m["log_volume_ml"] == pytest.approx(math.log(837 * 0.5703125 ** 2 * 5.0 / 1000.0), abs=1e-6)
     assert 5.0 < m["noise_sd_hu"] < 60.0 and 0.0 <= m["necrosis_fraction"] <= 1.0
+
+
+def test_a_ct_stored_with_other_axes_gets_the_same_measurements():
+    """In-plane smoothing and the noise reference work on axial planes: a CT and mask stored as sagittal slices (or
+    with flipped axes, as NIfTI's RAS) are measured along the patient's axes, not the file's."""
+    from oncolabel.phantoms.hn_response import generate_hn_response_case
+
+    case = generate_hn_response_case(3)
+    ct, mask = case.images["image"], case.images["mask"]
+    ref = measure_tumour(ct, mask)
+    for order in ("SAR", "RAS", "ASL"):
+        got = measure_tumour(sitk.DICOMOrient(ct, order), sitk.DICOMOrient(mask, order))
+        assert got == pytest.approx(ref, rel=1e-6, abs=1e-9), order
