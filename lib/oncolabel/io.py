@@ -34,20 +34,51 @@ def image_suffix(path: str | Path) -> str:
     return ""
 
 
+#: DICOM modalities whose objects are not image slices (segmentations, contours, plans, reports, ...): a series of
+#: them next to the image series in one folder (a CT exported with its SEG) is not a second candidate volume
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG", "DOC"})
+
+
+def _modality(path: str) -> str:
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
+    except Exception:  # unreadable by pydicom: let GDCM decide
+        return ""
+
+
 def _dicom_series(folder: Path) -> list[str]:
+    entries = list(folder.iterdir())
+    if not any(p.is_file() for p in entries):
+        subfolders = sorted(p.name for p in entries if p.is_dir())
+        if subfolders:
+            raise ImageReadError(f"{folder}: the folder holds no files, only the subfolder(s) "
+                                 f"{', '.join(subfolders[:4])}{'...' if len(subfolders) > 4 else ''}: give the folder "
+                                 "that holds the series' files")
+        raise ImageReadError(f"{folder}: the folder is empty")
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM's own warning would be a second, less clear line
+    try:
+        series = {uid: list(reader.GetGDCMSeriesFileNames(str(folder), uid))
+                  for uid in reader.GetGDCMSeriesIDs(str(folder))}
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
-        if not any(p.is_file() for p in folder.iterdir()):
-            raise ImageReadError(f"{folder}: the folder is empty")
         raise ImageReadError(f"{folder}: the folder holds no readable DICOM image series")
-    if len(series) > 1:
-        raise ImageReadError(
-            f"{folder}: the folder holds {len(series)} DICOM series ({', '.join(series[:4])}"
-            f"{'...' if len(series) > 4 else ''}); put one series per folder")
-    files = list(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    modality = {uid: _modality(files[0]) if files else "" for uid, files in series.items()}
+    images = [uid for uid in series if modality[uid].upper() not in NON_IMAGE_MODALITIES]
+    if not images:
+        raise ImageReadError(f"{folder}: the folder holds no DICOM image series, only "
+                             f"{', '.join(sorted(set(modality.values())))} objects")
+    if len(images) > 1:
+        listed = [f"{modality[uid] or '?'} {len(series[uid])} file(s) {uid}" for uid in images[:4]]
+        raise ImageReadError(f"{folder}: the folder holds {len(images)} DICOM image series ({'; '.join(listed)}"
+                             f"{'...' if len(images) > 4 else ''}); put one series per folder")
+    files = series[images[0]]
     if not files:
-        raise ImageReadError(f"{folder}: DICOM series {series[0]} lists no files")
+        raise ImageReadError(f"{folder}: DICOM series {images[0]} lists no files")
     return files
 
 

@@ -45,11 +45,33 @@ def test_missing_and_empty_folder(tmp_path):
         read_image(tmp_path / "empty")
 
 
-def test_folder_without_dicom(tmp_path):
+def test_folder_without_dicom(tmp_path, capfd):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x.txt").write_text("hello")
     with pytest.raises(ImageReadError, match="no readable DICOM"):
         read_image(tmp_path / "d")
+    assert capfd.readouterr().err == ""  # GDCM's own "No Series were found" warning is not a second line
+    (tmp_path / "study" / "series1").mkdir(parents=True)  # an export's study folder, one level too high
+    with pytest.raises(ImageReadError, match=r"only the subfolder\(s\) series1: give the folder that holds"):
+        read_image(tmp_path / "study")
+
+
+def test_a_ct_series_exported_with_its_segmentation_object_is_read(tmp_path):
+    """dcmqi's real CT series with its DICOM SEG (another series, modality SEG) in one folder: the SEG is not a second
+    candidate volume; a folder with the SEG alone holds no image series."""
+    import shutil
+
+    ct = realdata("dcmqi", "segmentations", "ct-3slice")
+    both = tmp_path / "both"
+    shutil.copytree(ct, both)
+    shutil.copy(realdata("dcmqi", "segmentations", "liver.dcm"), both / "liver.dcm")
+    got, ref = read_image(both), read_image(ct)
+    check_same_geometry(ref, got)
+    assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(ref))
+    (tmp_path / "seg").mkdir()
+    shutil.copy(realdata("dcmqi", "segmentations", "liver.dcm"), tmp_path / "seg" / "liver.dcm")
+    with pytest.raises(ImageReadError, match="no DICOM image series, only SEG objects"):
+        read_image(tmp_path / "seg")
 
 
 def _write_dicom_series(folder, image, uid):
@@ -73,7 +95,7 @@ def test_dicom_series_folder_and_two_series(tmp_path):
     assert got.GetSize() == (32, 32, 4)
     assert np.allclose(got.GetSpacing(), (1.5, 1.5, 3.0))
     _write_dicom_series(tmp_path / "one", image, "1.2.826.0.1.3680043.2.1125.1.2")
-    with pytest.raises(ImageReadError, match="2 DICOM series"):
+    with pytest.raises(ImageReadError, match=r"2 DICOM image series \(CT 4 file\(s\) .*; CT 4 file\(s\) "):
         read_image(tmp_path / "one")
 
 
