@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.io import check_same_geometry
+from oncolabel.io import check_label_values, check_same_geometry
 from oncolabel.lesions import bounding_box, label_components
 from oncolabel.transforms import AxisOrientation
 
@@ -223,6 +223,8 @@ def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_
     counts = []
     for case_id, pred, truth in pairs:
         check_same_geometry(truth, pred, what=f"prediction of case {case_id}")
+        for what, img in (("prediction", pred), ("truth", truth)):
+            check_label_values(sitk.GetArrayViewFromImage(img), what=f"the {what} of case {case_id}")
         counts.append(grid_case_counts(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(truth) > 0,
                                        truth, case_id=case_id, min_area_mm2=min_area_mm2, min_overlap=min_overlap,
                                        large_mm=large_mm))

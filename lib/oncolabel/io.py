@@ -321,6 +321,22 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     return img
 
 
+def check_label_values(values: np.ndarray, *, what: str = "label") -> None:
+    """Raise :class:`InvalidInputError` unless ``values`` are those of a label image: finite, whole, non-negative
+    numbers (0 background, > 0 a label). A probability map passes for a label wherever it is above 0, silently."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fc":
+        if not np.isfinite(values).all():
+            raise InvalidInputError(f"{what} holds NaN or infinite values: not a label image")
+        if np.any(values != np.round(values)):
+            raise InvalidInputError(f"{what} holds fractional values ({float(values.min()):.3g}.."
+                                    f"{float(values.max()):.3g}): a probability map? a label image (0 background, "
+                                    "> 0 a label) is required, thresholded first")
+    if values.size and values.min() < 0:
+        raise InvalidInputError(f"{what} holds negative values (minimum {float(values.min()):g}): a label image (0 "
+                                "background, > 0 a label) is required")
+
+
 def require_3d(img: sitk.Image, *, what: str = "image", min_slices: int = 2) -> sitk.Image:
     """Raise :class:`InvalidInputError` unless ``img`` is a 3D volume with at least ``min_slices`` slices."""
     if img.GetDimension() != 3:

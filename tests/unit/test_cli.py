@@ -144,6 +144,16 @@ def test_evaluate_command(tmp_path, capsys):
     (tmp_path / "truth" / "labels" / "c2.nii.gz").write_bytes((tmp_path / "pred" / "c1.nii.gz").read_bytes())
     assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 1
     assert "no prediction for 1 truth case(s): c2" in capsys.readouterr().err
+    (tmp_path / "truth" / "labels" / "c2.nii.gz").unlink()
+    prob = sitk.Cast(label, sitk.sitkFloat32) * 0.9 + 0.01  # a probability map handed in as the prediction
+    sitk.WriteImage(prob, str(tmp_path / "pred" / "c1.nii.gz"))
+    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                 "--out", str(tmp_path / "p.json")]) == 1
+    err = capsys.readouterr().err  # it was counted as lesion wherever above 0: PPV and Dice near 0, silently
+    assert "the prediction of case c1 holds fractional values (0.01..0.91): a probability map?" in err
+    assert err.count("\n") == 1 and not (tmp_path / "p.json").exists()
+    sitk.WriteImage(sitk.Cast(label, sitk.sitkFloat32), str(tmp_path / "pred" / "c1.nii.gz"))  # 0.0 / 1.0: a label
+    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 0
 
 
 def test_fit_filter_stores_a_filter_that_infer_then_applies(tmp_path, capsys):

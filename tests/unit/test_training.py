@@ -58,6 +58,17 @@ def test_warm_start_records_parent_and_is_seeded(toy_pair, toy_checkpoint):
     assert all((a[k] == b[k]).all() for k in a)
 
 
+def test_a_probability_map_is_not_taken_for_a_training_label(tmp_path, toy_pair):
+    import SimpleITK as sitk
+
+    ip, lp = toy_pair
+    prob = sitk.Cast(sitk.ReadImage(str(lp)), sitk.sitkFloat32) * 0.9 + 0.05
+    sitk.WriteImage(prob, str(tmp_path / "prob.nii.gz"))
+    with pytest.raises(InvalidInputError, match="prob.nii.gz holds fractional values"):
+        Trainer(get_task("bone_metastasis"), iterations=1, batch_size=2).fit([{"image": str(ip),
+                                                                              "label": str(tmp_path / "prob.nii.gz")}])
+
+
 def test_cancel_and_bad_input(toy_pair):
     ip, lp = toy_pair
     stop = threading.Event()

@@ -31,7 +31,8 @@ from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 
 from oncolabel.errors import ConflictError, DatastoreError, ImageReadError, InvalidInputError, NotFoundError
-from oncolabel.io import atomic_path, check_same_geometry, image_suffix, read_image, require_3d
+from oncolabel.io import (atomic_path, check_label_values, check_same_geometry, image_suffix, read_image,
+                          require_3d)
 from oncolabel.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -137,12 +138,11 @@ class OncoDatastore(LocalDatastore):
         image = read_image(self.get_image_uri(image_id))
         check_same_geometry(image, label, what=f"label for {image_id!r}")
         arr = sitk.GetArrayViewFromImage(label)
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.mod(arr, 1) == 0):
-            raise InvalidInputError(f"label for {image_id!r} holds non-integer values; a label map is required")
+        check_label_values(arr, what=f"label for {image_id!r}")
         values = np.unique(arr)
-        if values.min() < 0 or values.size > self._max_label_values:
-            raise InvalidInputError(f"label for {image_id!r} holds values {values[:8].tolist()}...: "
-                                    "expected non-negative integer label values")
+        if values.size > self._max_label_values:
+            raise InvalidInputError(f"label for {image_id!r} holds {values.size} distinct values "
+                                    f"({values[:8].tolist()}...): at most {self._max_label_values} labels expected")
         return {"label_values": [int(v) for v in values], "foreground_voxels": int(np.count_nonzero(arr))}
 
     # --- writes ---------------------------------------------------------------------------------------------

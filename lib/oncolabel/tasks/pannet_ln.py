@@ -25,7 +25,7 @@ import torch
 
 from oncolabel.errors import InvalidInputError
 from oncolabel.imaging import check_hounsfield, to_lps
-from oncolabel.io import check_same_geometry, read_image, require_3d
+from oncolabel.io import check_label_values, check_same_geometry, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
 RADIOMICS_PARAMS = "pannet_ln_radiomics.yaml"
@@ -56,6 +56,7 @@ def read_case(image: str | Path | sitk.Image, mask: str | Path | sitk.Image) -> 
     require_3d(img, what="image", min_slices=1)
     check_hounsfield(sitk.GetArrayViewFromImage(img), what="CT")  # peripancreatic fat lies in every crop
     check_same_geometry(img, msk, what="tumour mask")
+    check_label_values(sitk.GetArrayViewFromImage(msk), what="the tumour mask")
     tumour_voxels(msk)
     return img, msk
 

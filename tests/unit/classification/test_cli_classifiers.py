@@ -147,6 +147,10 @@ def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
     sitk.WriteImage(moved, str(other))
     assert main(["infer", "hn-response", item["image"], str(other), "--model", str(toy_models["hn_response"])]) == 1
     assert "origin" in capsys.readouterr().err
+    prob = tmp_path / "prob.nii.gz"  # a probability map was a tumour wherever above 0
+    sitk.WriteImage(sitk.Cast(m, sitk.sitkFloat32) * 0.9 + 0.05, str(prob))
+    assert main(["infer", "hn-response", item["image"], str(prob), "--model", str(toy_models["hn_response"])]) == 1
+    assert "the tumour mask holds fractional values" in capsys.readouterr().err
     assert main(["infer", "hn-response", item["image"], item["mask"], "--heatmap", str(tmp_path / "h.png"),
                  "--model", str(toy_models["hn_response"])]) == 1
     assert "--heatmap" in capsys.readouterr().err

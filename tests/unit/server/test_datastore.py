@@ -125,6 +125,12 @@ def test_refusals_store_nothing(studies, tmp_path):
     txt.write_text("1 2 3")
     with pytest.raises(InvalidInputError, match="unsupported file type"):
         ds.save_label("img0", str(txt), "final", {})
+    good = sitk.ReadImage(str(tmp_path / "lab0.nii.gz"))
+    for name, values, message in (("prob", sitk.Cast(good, sitk.sitkFloat32) * 0.8 + 0.1, "fractional values"),
+                                  ("neg", sitk.Cast(good, sitk.sitkInt16) - 1, "negative values")):
+        sitk.WriteImage(values, str(tmp_path / f"{name}.nii.gz"))  # a probability map / a shifted label image
+        with pytest.raises(InvalidInputError, match=f"label for 'img0' holds {message}"):
+            ds.save_label("img0", str(tmp_path / f"{name}.nii.gz"), "final", {})
     with pytest.raises(ConflictError):
         ds.add_image("img1", str(studies / "img2.nii.gz"), {})
     with pytest.raises(DatastoreError):
