@@ -250,6 +250,11 @@ def test_score_result_accepts_every_documented_feature_form():
     assert [(f.name, f.contribution, f.value) for f in served.top_features] == [("cnn_0", 0.9, 1.0),
                                                                               ("original_glcm_Idm", -0.3, 0.8)]
     assert (served.size_cm, served.size_group, served.model_version) == (1.6, "<= 2 cm", "p2")
+    assert served.warnings == () and "Warning" not in dict(tables.summary(served))
+    conflict = ("the given size 1.6 cm and the mask's maximum 3D diameter 2.4 cm lie on different sides of the 2 cm "
+                "rule: the suggestion follows the given size; check the size and the mask")
+    warned = protocol.parse_result(protocol.SCORE, "pannet_ln", None, {**RDP, "warnings": [conflict]})
+    assert dict(tables.summary(warned))["Warning"] == conflict
     as_dict = protocol.parse_result(protocol.SCORE, "pannet_ln", None, {**PANNET, "top_features": {"a": 1, "b": -2}})
     assert [(f.name, f.contribution) for f in as_dict.top_features] == [("b", -2.0), ("a", 1.0)]
     for bad in ({**PANNET, "score": float("nan")}, {k: v for k, v in PANNET.items() if k != "risk_group"},

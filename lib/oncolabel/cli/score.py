@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from oncolabel import RESEARCH_USE_ONLY
@@ -64,12 +65,12 @@ def run_pannet_ln(args: argparse.Namespace) -> int:
     print(f"RDP score {result.score:.3g} ({result.risk_group} risk, threshold {result.threshold:.3g}); "
           f"size {result.size_cm:.1f} cm ({result.size_source}); suggestion: {result.recommendation}. "
           f"Top contributions: {top}. Model {result.model_version}.")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
 def run_study_command(args: argparse.Namespace) -> int:
-    import sys
-
     from oncolabel.scoring.study import StudySettings, run_study
 
     check_output_paths({"--out": args.out, "--export-model": args.export_model, "--summary-json": args.summary_json},

@@ -179,6 +179,10 @@ class RdpResult:
     threshold: float
     model_version: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the mask's maximum 3D diameter (cm), also when a size was given
+    measured_size_cm: float | None = None
+    #: e.g. a given size on the other side of the size rule than the mask's
+    warnings: tuple[str, ...] = ()
 
     def to_json(self, top: int = 5) -> dict[str, Any]:
         return {"task": TASK, "notice": RESEARCH_USE_ONLY, "score": round(self.score, 6),
@@ -189,7 +193,9 @@ class RdpResult:
                 "recommendation": self.recommendation,
                 "top_contributions": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in c.items()}
                                       for c in self.contributions[:top]],
-                "model_version": self.model_version, "provenance": self.provenance}
+                "model_version": self.model_version, "provenance": self.provenance,
+                **({"measured_size_cm": round(self.measured_size_cm, 2)} if self.measured_size_cm is not None else {}),
+                **({"warnings": list(self.warnings)} if self.warnings else {})}
 
 
 class RdpModel:
@@ -269,13 +275,19 @@ class RdpModel:
         """
         img, msk = read_case(image, mask)
         values, rad_prov = self.features(img, msk)
+        measured = values[RAD_PREFIX + SIZE_FEATURE] / 10.0
+        warnings = []
         if size_cm is None:
-            size = values[RAD_PREFIX + SIZE_FEATURE] / 10.0
-            source = "measured from the mask (maximum 3D diameter)"
+            size, source = measured, "measured from the mask (maximum 3D diameter)"
         else:
             if not (isinstance(size_cm, (int, float)) and math.isfinite(size_cm) and 0 < size_cm < 50):
                 raise InvalidInputError(f"size_cm must be a positive tumour size in cm (< 50), got {size_cm!r}")
             size, source = float(size_cm), "given"
+            cutoff = self.head.size_cutoff_cm
+            if (size <= cutoff) != (measured <= cutoff):  # the suggestion turns on this
+                warnings.append(f"the given size {size:.1f} cm and the mask's maximum 3D diameter {measured:.1f} cm "
+                                f"lie on different sides of the {cutoff:g} cm rule: the suggestion follows the given "
+                                "size; check the size and the mask")
         score = self.head.score(values)
         group = "high" if score >= self.head.threshold else "low"
         prov = {"model": {"version": self.version, "sha256": self.checkpoint.sha256,
@@ -287,5 +299,6 @@ class RdpModel:
         return RdpResult(score=score, risk_group=group, size_cm=size, size_source=source,
                          recommendation=recommendation(group, size, cutoff_cm=self.head.size_cutoff_cm),
                          contributions=self.head.contributions(values), threshold=self.head.threshold,
-                         model_version=self.version, provenance=prov)
+                         model_version=self.version, provenance=prov, measured_size_cm=measured,
+                         warnings=tuple(warnings))
 

@@ -363,6 +363,8 @@ class ScoreResult:
     notice: str
     size_cm: Optional[float] = None
     size_group: str = ""
+    #: e.g. a given size on the other side of the 2 cm rule than the mask's
+    warnings: Tuple[str, ...] = ()
 
     @classmethod
     def from_response(cls, task: str, file_path: Optional[str], params: Mapping[str, Any]) -> "ScoreResult":
@@ -374,7 +376,7 @@ class ScoreResult:
                    model_version=str(_require(params, "model_version", task)),
                    notice=str(params.get("notice") or RESEARCH_USE_ONLY),
                    size_cm=_number(size, "size_cm", task) if size is not None else None,
-                   size_group=str(params.get("size_group") or ""))
+                   size_group=str(params.get("size_group") or ""), warnings=_warnings(params, task))
 
 
 def parse_result(kind: str, task: str, file_path: Optional[str], params: Mapping[str, Any],

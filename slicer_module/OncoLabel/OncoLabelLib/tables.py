@@ -90,6 +90,7 @@ def summary(result: Any) -> List[Tuple[str, str]]:
         if result.size_cm is not None:
             lines += [("Tumour size", f"{result.size_cm:.1f} cm ({result.size_group or 'size group not reported'})")]
         lines += [("Recommendation", result.recommendation)]
+        lines += [("Warning", w) for w in result.warnings]
     elif isinstance(result, ClassificationResult):
         lines += [("Prediction", f"{result.prediction} ({result.probabilities[result.prediction]:.0%})")]
         lines += [("Warning", w) for w in result.warnings]

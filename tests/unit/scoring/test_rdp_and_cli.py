@@ -91,6 +91,17 @@ def test_predict_json(tiny_rdp_model, pannet_cases):
     assert out["provenance"]["radiomics"]["software"]["pyradiomics"]
     given = RdpModel.load(tiny_rdp_model).predict(image, mask, size_cm=1.0).to_json()
     assert given["size_cm"] == 1.0 and given["size_group"] == "<= 2 cm" and given["size_source"] == "given"
+    measured = out["size_cm"]
+    assert given["measured_size_cm"] == measured and "warnings" not in out
+    # the treatment suggestion turns on the 2 cm rule: a given size across it from the mask's is named
+    across = 1.0 if measured > 2.0 else 3.0
+    got = RdpModel.load(tiny_rdp_model).predict(image, mask, size_cm=across).to_json()
+    assert got["warnings"] == [f"the given size {across:.1f} cm and the mask's maximum 3D diameter {measured:.1f} cm "
+                               "lie on different sides of the 2 cm rule: the suggestion follows the given size; check "
+                               "the size and the mask"]
+    same_side = RdpModel.load(tiny_rdp_model).predict(image, mask,
+                                                      size_cm=measured + (0.3 if measured > 2.0 else -0.3)).to_json()
+    assert "warnings" not in same_side
 
 
 def test_score_cli_contract(tiny_rdp_model, pannet_cases, tmp_path, capsys):
@@ -99,10 +110,14 @@ def test_score_cli_contract(tiny_rdp_model, pannet_cases, tmp_path, capsys):
     rc = main(["score", "pannet-ln", str(image), str(mask), "--model", str(tiny_rdp_model), "--size-cm", "2.5",
                "--json", str(out)])
     assert rc == 0
-    text = capsys.readouterr().out
-    assert "RDP score" in text and "research use only" in text
+    printed = capsys.readouterr()
+    assert "RDP score" in printed.out and "research use only" in printed.out
     data = json.loads(out.read_text())
     assert data["size_cm"] == 2.5 and data["image"] == str(image) and "recommendation" in data
+    across = data["measured_size_cm"] <= 2.0  # 2.5 given: the stdout line stays one line, stderr names the conflict
+    assert len(printed.out.strip().splitlines()) == 1
+    assert ("warning: the given size 2.5 cm and the mask's maximum 3D diameter" in printed.err) == across
+    assert data.get("warnings", []) == ([printed.err.strip()[len("warning: "):]] if across else [])
 
 
 def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
