@@ -72,6 +72,8 @@ class ClassificationPostprocessing:
         quadratic_measurements: the measurements enter with their squares and pairwise products (a quadratic
             logistic regression in them, linear in the network's margins).
         measurement_c: inverse L2 penalty of the heads with measurements (on standardised inputs).
+        covariate_ranges: ``(name, low, high)`` of each covariate's plausible values (inclusive); a value outside
+            (an age of 160, a size of 0) is refused as a typing error instead of extrapolated.
     """
 
     head: str = "temperature"
@@ -79,6 +81,7 @@ class ClassificationPostprocessing:
     measurements: tuple[str, ...] = ()
     quadratic_measurements: bool = False
     measurement_c: float = 1e4
+    covariate_ranges: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.head not in ("temperature", "stacking", "deep_features"):
@@ -95,7 +98,8 @@ class ClassificationPostprocessing:
     def to_dict(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "head": self.head, "covariates": list(self.covariates),
                 "measurements": list(self.measurements), "quadratic_measurements": self.quadratic_measurements,
-                "measurement_c": self.measurement_c}
+                "measurement_c": self.measurement_c,
+                **({"covariate_ranges": [list(r) for r in self.covariate_ranges]} if self.covariate_ranges else {})}
 
 
 @dataclass
@@ -668,6 +672,12 @@ class ClassifierPredictor:
         if unknown:
             raise InvalidInputError(f"unknown covariate(s) {unknown} for task {self.spec.name!r} "
                                     f"(known: {list(self.spec.postprocessing.covariates)})")
+        limits = {name: (lo, hi) for name, lo, hi in self.spec.postprocessing.covariate_ranges}
+        for k, v in cov.items():
+            x = float(v[0])
+            lo, hi = limits.get(k, (-np.inf, np.inf))
+            if not (np.isfinite(x) and lo <= x <= hi):
+                raise InvalidInputError(f"{k} = {x:g} is not a plausible value (expected {lo:g} to {hi:g}); check it")
         scores.update(cov)
         head = select_head(self.heads, set(scores))
         p1 = float(np.clip(head.predict(scores)[0], 0.0, 1.0))

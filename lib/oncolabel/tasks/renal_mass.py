@@ -205,6 +205,8 @@ def renal_mass_spec() -> TaskSpec:
         training=TrainingSpec(max_iterations=500, batch_size=16, learning_rate=2e-3, weight_decay=1e-4,
                               validate_every=200, finetune_iterations=60, finetune_learning_rate=2e-4),
         postprocessing=ClassificationPostprocessing(head="stacking", covariates=("age", "sex_male", "size_mm"),
+                                                    covariate_ranges=(("age", 0.0, 120.0), ("sex_male", 0.0, 1.0),
+                                                                      ("size_mm", 1.0, 300.0)),
                                                     measurements=RENAL_MEASUREMENT_NAMES, quadratic_measurements=True,
                                                     measurement_c=0.1),
         default_model="renal_mass.pt",

@@ -56,6 +56,11 @@ def test_renal_mass_four_files_any_order_and_missing_phase(toy_models, toy_cohor
     assert "warning: image measurements not made" in err and "corticomedullary" in err
     rc = main(["infer", "renal-mass", *files, "--model", str(toy_models["renal_mass"]), "--age", "60"])
     assert rc == 1 and "together" in capsys.readouterr().err
+    for age, size, message in (("160", "22", "age = 160 is not a plausible value (expected 0 to 120)"),
+                               ("60", "0", "size_mm = 0 is not a plausible value (expected 1 to 300)")):
+        rc = main(["infer", "renal-mass", *files, "--model", str(toy_models["renal_mass"]), "--age", age, "--sex", "M",
+                   "--size-mm", size])  # typing errors were extrapolated ("malignant 0.988" at age 160)
+        assert rc == 1 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
