@@ -64,6 +64,19 @@ def tilted_dicom_copy(folder, degrees, *, monochrome1=False):
     return folder
 
 
+def write_toy_items(folder: Path, seeds) -> list[dict[str, str]]:
+    """Toy CT cases (one lesion each) written to ``folder`` as ``{"image", "label"}`` training items."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for seed in seeds:
+        image, label = toy_ct(seed)
+        ip, lp = folder / f"c{seed}.nii.gz", folder / f"c{seed}_label.nii.gz"
+        sitk.WriteImage(image, str(ip))
+        sitk.WriteImage(label, str(lp))
+        items.append({"image": str(ip), "label": str(lp)})
+    return items
+
+
 @pytest.fixture
 def toy_pair(tmp_path: Path):
     """(image path, label path) of a toy CT with one lesion, written as NIfTI."""
@@ -82,12 +95,6 @@ def toy_checkpoint(tmp_path_factory) -> Path:
     from oncolabel.training import Trainer
 
     root = tmp_path_factory.mktemp("toyckpt")
-    items = []
-    for i in range(2):
-        image, label = toy_ct(i, lesion=True)
-        ip, lp = root / f"c{i}.nii.gz", root / f"c{i}_label.nii.gz"
-        sitk.WriteImage(image, str(ip))
-        sitk.WriteImage(label, str(lp))
-        items.append({"image": str(ip), "label": str(lp)})
+    items = write_toy_items(root, range(2))
     result = Trainer(get_task("bone_metastasis"), iterations=20, batch_size=4, seed=0).fit(items)
     return save_checkpoint(result.checkpoint, root / "toy.pt")

@@ -82,6 +82,24 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def _identities(item: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """What makes two items the same case: their input files (resolved) and any case or patient id they carry."""
+    out = {(key, str(item[key])) for key in ("case_id", "patient_id") if item.get(key) is not None}
+    for key, value in item.items():
+        if key not in TARGET_KEYS and isinstance(value, (str, Path)) and Path(value).is_file():
+            out.add(("file", str(Path(value).resolve())))
+    return out
+
+
+def _check_disjoint(train_items: Sequence[Mapping[str, Any]], val_items: Sequence[Mapping[str, Any]]) -> None:
+    seen = set().union(*(_identities(it) for it in train_items))
+    shared = sorted({f"{kind} {value}" for it in val_items for kind, value in _identities(it) & seen})
+    if shared:
+        raise InvalidInputError(f"{len(shared)} validation input(s) are also training inputs ({'; '.join(shared[:3])}"
+                                f"{'...' if len(shared) > 3 else ''}): a checkpoint chosen on them is judged on cases "
+                                "it learnt from; give a separate validation cohort (split by patient)")
+
+
 class Trainer:
     """Train (or fine-tune) the network of ``spec``.
 
@@ -201,9 +219,13 @@ class Trainer:
 
     def fit(self, train_items: Sequence[Mapping[str, Any]],
             val_items: Sequence[Mapping[str, Any]] | None = None) -> TrainResult:
-        """Run the loop; returns the best checkpoint by validation ``score`` (the last one without validation)."""
+        """Run the loop; returns the best checkpoint by validation ``score`` (the last one without validation).
+
+        Raises :class:`InvalidInputError` when a validation item is also a training item (the same file, case id or
+        patient id): the checkpoint would be chosen on cases it learnt from."""
         if not train_items:
             raise InvalidInputError("no training items: label at least one case first")
+        _check_disjoint(train_items, val_items or [])
         start = time.time()
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)

@@ -52,11 +52,13 @@ def test_bf16_inference_matches_fp32_and_is_recorded(toy_checkpoint):
     assert p16.predict(image).provenance["precision"] == "bf16"
 
 
-def test_bf16_training_runs_validates_and_records_precision(toy_pair):
+def test_bf16_training_runs_validates_and_records_precision(toy_pair, tmp_path):
+    from tests.conftest import write_toy_items
+
     ip, lp = toy_pair
     items = [{"image": str(ip), "label": str(lp)}]
     res = Trainer(get_task("bone_metastasis"), iterations=50, batch_size=4, validate_every=50, seed=1,
-                  precision="bf16").fit(items, items)
+                  precision="bf16").fit(items, write_toy_items(tmp_path / "val", [5]))
     ck = res.checkpoint
     assert ck.training["precision"] == "bf16" and "val_dice" in ck.metrics
     assert all(v.dtype == torch.float32 for v in ck.state_dict.values() if v.is_floating_point())

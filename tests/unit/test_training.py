@@ -9,14 +9,15 @@ from oncolabel.errors import InvalidInputError
 from oncolabel.inference import default_checkpoint_path
 from oncolabel.tasks import get_task
 from oncolabel.training import Trainer, TrainingCancelled
+from tests.conftest import write_toy_items
 
 
-def test_training_reduces_loss_and_records_metadata(toy_pair):
+def test_training_reduces_loss_and_records_metadata(toy_pair, tmp_path):
     ip, lp = toy_pair
     items = [{"image": str(ip), "label": str(lp)}]
     records = []
     res = Trainer(get_task("bone_metastasis"), iterations=50, batch_size=4, validate_every=50, seed=1,
-                  progress=records.append).fit(items, items)
+                  progress=records.append).fit(items, write_toy_items(tmp_path / "val", [5]))
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     assert "val_score" in res.history[-1] and records
     ck = res.checkpoint
@@ -67,6 +68,23 @@ def test_a_probability_map_is_not_taken_for_a_training_label(tmp_path, toy_pair)
     with pytest.raises(InvalidInputError, match="prob.nii.gz holds fractional values"):
         Trainer(get_task("bone_metastasis"), iterations=1, batch_size=2).fit([{"image": str(ip),
                                                                               "label": str(tmp_path / "prob.nii.gz")}])
+
+
+def test_validation_cases_that_are_training_cases_are_refused(tmp_path):
+    """The same folder given as --data and --val (or overlapping cohorts, or one case id in both) would choose the
+    checkpoint on cases it learnt from: refused before any training."""
+    train = write_toy_items(tmp_path / "a", [0, 1])
+    spec = get_task("bone_metastasis")
+    with pytest.raises(InvalidInputError, match=r"1 validation input\(s\) are also training inputs \(file .*c1\.nii"):
+        Trainer(spec, iterations=1, batch_size=2).fit(train, [train[1], *write_toy_items(tmp_path / "b", [2])])
+    linked = tmp_path / "b" / "link.nii.gz"
+    linked.symlink_to(train[0]["image"])  # another path to the same file
+    with pytest.raises(InvalidInputError, match="also training inputs"):
+        Trainer(spec, iterations=1, batch_size=2).fit(train, [{"image": str(linked), "label": train[0]["label"]}])
+    tagged = [{**it, "patient_id": f"P{k}"} for k, it in enumerate(train)]
+    other = [{**write_toy_items(tmp_path / "c", [3])[0], "patient_id": "P1"}]  # another scan of patient P1
+    with pytest.raises(InvalidInputError, match="patient_id P1"):
+        Trainer(spec, iterations=1, batch_size=2).fit(tagged, other)
 
 
 def test_cancel_and_bad_input(toy_pair):
