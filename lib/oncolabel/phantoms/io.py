@@ -101,6 +101,28 @@ def atomic_write_json(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def claim_cohort_folder(out_dir: str | Path, *, generator: str, seed: int, n: int, settings: Mapping[str, Any]) -> Path:
+    """``out_dir`` for a new cohort: :class:`InvalidInputError` (before anything is written) when it holds another
+    cohort's ``manifest.json`` (other generator, seed, size or settings), whose record of its cases would be replaced;
+    the same cohort again is allowed (deterministic: the same files)."""
+    out = Path(out_dir)
+    path = out / "manifest.json"
+    if not path.is_file():
+        return out
+    try:
+        with open(path, encoding="utf-8") as fh:
+            old = json.load(fh)
+        same = (old["generator"]["name"] == generator and int(old["seed"]) == int(seed) and int(old["n"]) == int(n)
+                and old["settings"] == json.loads(json.dumps(dict(settings))))
+        held = f"{old['generator']['name']}, seed {old['seed']}, {old['n']} cases"
+    except (OSError, ValueError, KeyError, TypeError):
+        same, held = False, "an unreadable manifest.json"
+    if not same:
+        raise InvalidInputError(f"{out} already holds another cohort ({held}): writing this one there would replace "
+                                "its manifest; choose a new --out folder (nothing was written)")
+    return out
+
+
 def write_cohort(out_dir: str | Path, cases: Iterator[tuple[int, PhantomCase]], *, generator: str, version: str,
                  seed: int, n: int, settings: Mapping[str, Any], write_tissue: bool = False,
                  summarise: Callable[[list[PhantomCase]], dict[str, Any]] | None = None) -> list[Path]:
@@ -108,9 +130,9 @@ def write_cohort(out_dir: str | Path, cases: Iterator[tuple[int, PhantomCase]], 
 
     ``cases`` yields ``(index, case)``; each case is written as soon as it is produced, so memory
     holds one case at a time. ``summarise`` may add cohort statistics to the manifest (it receives
-    the cases with their images dropped).
+    the cases with their images dropped). Refuses a folder holding another cohort (:func:`claim_cohort_folder`).
     """
-    out = Path(out_dir)
+    out = claim_cohort_folder(out_dir, generator=generator, seed=seed, n=n, settings=settings)
     folders = {"images": out / "images", "labels": out / "labels", "lesions": out / "lesions"}
     if write_tissue:
         folders["tissue"] = out / "tissue"
@@ -223,7 +245,7 @@ def write_classification_cohort(out_dir: str | Path, cases: Iterator[tuple[int, 
     """
     from oncolabel.stats import roc_auc
 
-    out = Path(out_dir)
+    out = claim_cohort_folder(out_dir, generator=generator, seed=seed, n=n, settings=settings)
     entries: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for index, case in cases:

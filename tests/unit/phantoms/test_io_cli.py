@@ -90,6 +90,27 @@ def test_cli_writes_layout(tmp_path, capsys):
     assert img.GetSize()[:2] == (96, 96) and img.GetSize()[2] == 12
 
 
+def test_a_folder_holding_another_cohort_is_refused(tmp_path, small_config, capsys):
+    """A cohort written into a folder that holds another one replaced its manifest (the record of its cases and
+    their checksums); the same cohort written again is allowed (deterministic: the same files)."""
+    write_bone_metastasis_cohort(tmp_path, 2, 17, config=small_config)
+    before = (tmp_path / "manifest.json").read_text()
+    with pytest.raises(InvalidInputError, match=r"another cohort \(.*bone_metastasis, seed 17, 2 cases\)"):
+        write_bone_metastasis_cohort(tmp_path, 2, 18, config=small_config)
+    with pytest.raises(InvalidInputError, match="already holds another cohort"):
+        write_bone_metastasis_cohort(tmp_path, 3, 17, config=small_config)
+    assert (tmp_path / "manifest.json").read_text() == before
+    assert not (tmp_path / "images" / "bm_s18_0000.nii.gz").exists()
+    write_bone_metastasis_cohort(tmp_path, 2, 17, config=small_config)  # the same cohort again
+    assert verify_cohort(tmp_path) == []
+    renal = tmp_path / "renal"
+    assert main(["phantoms", "renal-mass", "--n", "2", "--seed", "3", "--out", str(renal)]) == 0
+    capsys.readouterr()
+    assert main(["phantoms", "renal-mass", "--n", "2", "--seed", "4", "--out", str(renal)]) == 1
+    assert "already holds another cohort" in capsys.readouterr().err
+    assert read_manifest(renal)["seed"] == 3 and not (renal / "cases" / "rm_s4_0000").exists()
+
+
 def test_cli_bad_parameter_exit_code(tmp_path, capsys):
     rc = main(["phantoms", "bone-metastasis", "--n", "1", "--out", str(tmp_path), "--seed", "-1"])
     assert rc == 1
