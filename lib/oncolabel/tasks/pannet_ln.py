@@ -38,8 +38,13 @@ def radiomics_params_path(name: str = RADIOMICS_PARAMS) -> Path:
 
 def tumour_voxels(mask: sitk.Image, *, label: int = 1, what: str = "mask") -> np.ndarray:
     """Boolean array of the tumour voxels; raises when there are none."""
-    arr = sitk.GetArrayViewFromImage(mask) == label
+    values = sitk.GetArrayViewFromImage(mask)
+    arr = values == label
     if not arr.any():
+        others = np.unique(values[values != 0])
+        if others.size:  # e.g. a mask exported with 255 for the tumour
+            raise InvalidInputError(f"{what} has no voxel with label {label} (the tumour's label) but holds label(s) "
+                                    f"{others[:5].tolist()}: relabel the tumour {label}")
         raise InvalidInputError(f"{what} is empty: no voxel has label {label}; draw the tumour first")
     return np.asarray(arr)
 

@@ -129,9 +129,11 @@ def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
     sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
     sitk.WriteImage(sitk.Cast(sitk.ReadImage(str(image)), sitk.sitkInt16) + 1024, str(tmp_path / "raw.nii.gz"))
     sitk.WriteImage(sitk.Cast(m, sitk.sitkFloat32) * 0.9 + 0.05, str(tmp_path / "prob.nii.gz"))
+    sitk.WriteImage(sitk.Cast(m > 0, sitk.sitkUInt8) * 255, str(tmp_path / "m255.nii.gz"))
     cases = [
         ([str(tmp_path / "raw.nii.gz"), str(mask)], "no air or fat"),  # CT values without their rescale intercept
         ([str(image), str(tmp_path / "prob.nii.gz")], "the tumour mask holds fractional values"),  # a probability map
+        ([str(image), str(tmp_path / "m255.nii.gz")], "holds label(s) [255]: relabel the tumour 1"),  # said "empty"
         ([str(image), str(tmp_path / "empty.nii.gz")], "empty"),
         ([str(image), str(other_mask)], "differs from the image"),
         ([str(image), str(tmp_path / "missing.nii.gz")], "no such file"),
