@@ -109,9 +109,10 @@ def _regular_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray
     return steps
 
 
-def _check_series_spacing(folder: Path, files: list[str]) -> None:
-    """The regular-volume check (even spacing, no gantry tilt) of a series from its headers alone (before any pixel is read, so that ITK's own
-    warning about non-uniform sampling never comes first); series without position tags are left to ITK."""
+def _check_series_geometry(folder: Path, files: list[str]) -> None:
+    """The regular-volume check (even spacing, no gantry tilt) of a series from its headers alone (before any pixel
+    is read, so that ITK's own warning about non-uniform sampling never comes first); series without position tags
+    are left to ITK."""
     import pydicom
 
     positions, orientation, pixel_mm = [], None, 1.0
@@ -296,7 +297,7 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
             if _is_monochrome1(files):
                 img = read_dicom_volume(p).image  # checks the spacing itself
             else:
-                _check_series_spacing(p, files)
+                _check_series_geometry(p, files)
                 reader = sitk.ImageSeriesReader()
                 reader.SetFileNames(files)
                 reader.MetaDataDictionaryArrayUpdateOn()

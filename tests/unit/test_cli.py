@@ -153,7 +153,8 @@ def test_evaluate_command(tmp_path, capsys):
     assert "the prediction of case c1 holds fractional values (0.01..0.91): a probability map?" in err
     assert err.count("\n") == 1 and not (tmp_path / "p.json").exists()
     sitk.WriteImage(sitk.Cast(label, sitk.sitkFloat32), str(tmp_path / "pred" / "c1.nii.gz"))  # 0.0 / 1.0: a label
-    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 0
+    assert main(["evaluate", "bone-metastasis", "--pred", str(tmp_path / "pred"),
+                 "--truth", str(tmp_path / "truth")]) == 0
 
 
 def test_fit_filter_stores_a_filter_that_infer_then_applies(tmp_path, capsys):
