@@ -210,7 +210,8 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
 
     Args:
         folder: folder holding one series (other files are ignored when pydicom cannot read them).
-        modality: if given (e.g. ``"PT"``), a series of another modality is refused.
+        modality: if given (e.g. ``"PT"``), only slices of that modality are read (a PET/CT export holding both
+            series in one folder gives its PET), and a folder without any is refused.
 
     Raises:
         ImageReadError: no readable image slice, several series, another modality, or slices that do not form a
@@ -232,6 +233,8 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
             slices.append(ds)
     if not slices:
         raise ImageReadError(f"{folder}: no DICOM image slices found")
+    if modality is not None and any(str(ds.get("Modality", "")) == modality for ds in slices):
+        slices = [ds for ds in slices if str(ds.get("Modality", "")) == modality]  # a PET/CT export: the PET
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in slices}
     if len(series) > 1:
         raise ImageReadError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder")

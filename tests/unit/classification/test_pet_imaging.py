@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from oncolabel.errors import InvalidInputError
+from oncolabel.errors import ImageReadError, InvalidInputError
 from oncolabel.imaging import backproject, centred_grid, check_hounsfield, map_to_image, mip, resample_onto
 from oncolabel.pet import (SuvUnavailableError, declares_suv, mark_suv, read_pet_dicom, read_suv,
                            suv_scale_factor)
@@ -66,6 +66,25 @@ def test_nema_phantom_is_read_right_side_up_and_has_no_suv():
         read_suv(folder)
     img, info = read_suv(folder, suv_scale=1e-3)
     assert declares_suv(img) and info["factor"] == 1e-3
+
+
+def test_a_pet_exported_with_its_ct_in_one_folder_reads_the_pet(tmp_path):
+    """PET/CT exports often put both series in one folder: the PET reader takes the PT slices (the real NEMA PET next
+    to dcmqi's real CT series); a CT task reading the folder is told there are two image series."""
+    import shutil
+
+    from oncolabel.io import read_image
+
+    folder = tmp_path / "petct"
+    shutil.copytree(realdata("pet_nema_iq_pynemaiqpet", "pet_recon_2"), folder)
+    for f in realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"):
+        shutil.copy(f, folder / f"CT_{f.name}")
+    pet = read_pet_dicom(folder)
+    alone = read_pet_dicom(realdata("pet_nema_iq_pynemaiqpet", "pet_recon_2"))
+    assert pet.image.GetSize() == (192, 192, 89) and len(pet.headers) == 89
+    assert np.array_equal(sitk.GetArrayFromImage(pet.image), sitk.GetArrayFromImage(alone.image))
+    with pytest.raises(ImageReadError, match=r"2 DICOM image series \((PT|CT) .*; (PT|CT) "):
+        read_image(folder)
 
 
 @pytest.mark.parametrize("recon", ["pet_recon_1", "pet_recon_2"])
