@@ -211,9 +211,9 @@ def grid_case_counts(pred: np.ndarray, truth: np.ndarray, reference: sitk.Image,
     """:func:`case_counts` of two ``(z, y, x)`` masks on ``reference``'s grid, counted on the patient's axes in LPS
     order (:class:`AxisOrientation`): slices are axial whichever way the file stores its axes. The one place the
     evaluation and the trainer's validation turn a grid into slices."""
-    orientation = AxisOrientation.from_direction(reference.GetDirection())
+    orientation = AxisOrientation.of_image(reference)
     p, t = (orientation.to_canonical(np.asarray(a)) for a in (pred, truth))
-    return case_counts(p, t, spacing=orientation.shape(reference.GetSpacing()[::-1])[::-1], **kwargs)
+    return case_counts(p, t, spacing=orientation.spacing_zyx(reference)[::-1], **kwargs)
 
 
 def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_area_mm2: float = 10.0,

@@ -183,7 +183,7 @@ def centred_grid(reference: sitk.Image, centre: Sequence[float], size: Sequence[
     (so a network sees anatomy the way it learnt it), an oblique tilt kept."""
     grid = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
     grid.SetSpacing([float(v) for v in spacing])
-    grid.SetDirection(AxisOrientation.from_direction(reference.GetDirection()).direction(reference.GetDirection()))
+    grid.SetDirection(AxisOrientation.of_image(reference).direction(reference.GetDirection()))
     d = np.asarray(grid.GetDirection()).reshape(3, 3)
     half = (np.asarray(size, dtype=float) - 1.0) / 2.0 * np.asarray(spacing, dtype=float)
     grid.SetOrigin(tuple((np.asarray(centre, dtype=float) - d @ half).tolist()))

@@ -257,9 +257,9 @@ class SegmentationPredictor:
         """The image's :class:`AxisOrientation`, its canonical ``(z, y, x)`` spacing, and views of ``arrays`` (on its
         grid) and of its HU on the canonical axes: the post-processing measures slices along the head-feet axis and
         the component features as the filter learnt them, whichever way the file stores its axes."""
-        orientation = AxisOrientation.from_direction(image.GetDirection())
+        orientation = AxisOrientation.of_image(image)
         views = [orientation.to_canonical(np.asarray(a)) for a in (*arrays, sitk.GetArrayViewFromImage(image))]
-        return orientation, orientation.shape(image.GetSpacing()[::-1]), views
+        return orientation, orientation.spacing_zyx(image), views
 
     def postprocess(self, prob: np.ndarray, image: sitk.Image) -> np.ndarray:
         """Probability -> lesion mask: candidates, then the checkpoint's false-positive filter and the growth
@@ -303,7 +303,7 @@ class SegmentationPredictor:
         trained = self.checkpoint.input_spacing(self.spec.assumed_input_spacing_mm)
         if trained is None:
             return []
-        sz, sy, sx = AxisOrientation.from_direction(image.GetDirection()).shape(image.GetSpacing()[::-1])
+        sz, sy, sx = AxisOrientation.of_image(image).spacing_zyx(image)
         out = []
         for what, values, (lo, hi) in (("in-plane pixel size", (sy, sx), trained["inplane"]),
                                        ("slice spacing", (sz,), trained["slice"])):

@@ -120,9 +120,9 @@ class CTSlicePreprocessing:
         """:meth:`prepare` of a 3D SimpleITK CT: its read-only array view on the canonical axes and its in-plane
         spacing (training and inference both come through here)."""
         require_3d(image, what="CT image")
-        orientation = AxisOrientation.from_direction(image.GetDirection())
+        orientation = AxisOrientation.of_image(image)
         view = sitk.GetArrayViewFromImage(image)  # read-only; prepare copies only the body box
-        _, sy, sx = orientation.shape(image.GetSpacing()[::-1])
+        _, sy, sx = orientation.spacing_zyx(image)
         prepared = self.prepare(orientation.to_canonical(view), (sy, sx))
         return replace(prepared, original_shape=tuple(view.shape), orientation=orientation)
 

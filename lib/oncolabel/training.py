@@ -530,7 +530,7 @@ class SegmentationAdapter:
                 img, prepared, label = load_volume(item, self.spec.preprocessing)
                 positive = np.nonzero(label.flatten(1).any(1).numpy())[0]
                 lesions = find_lesions(label.numpy()) if self.spec.training.lesion_sampling_fraction else []
-                spacing = tuple(float(s) for s in prepared.orientation.shape(img.GetSpacing()[::-1]))
+                spacing = tuple(float(s) for s in prepared.orientation.spacing_zyx(img))
                 self._cache[key] = _Volume(prepared, label, positive, lesions, spacing)
             out.append(self._cache[key])
         return out

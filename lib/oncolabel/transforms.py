@@ -101,9 +101,19 @@ class AxisOrientation:
             axes[2 - p], flips[2 - p] = 2 - a, bool(d[p, a] < 0)
         return cls(tuple(axes), tuple(flips))  # type: ignore[arg-type]
 
+    @classmethod
+    def of_image(cls, image: Any) -> "AxisOrientation":
+        """:meth:`from_direction` of a SimpleITK image's direction."""
+        return cls.from_direction(image.GetDirection())
+
     @property
     def is_identity(self) -> bool:
         return self.axes == (0, 1, 2) and not any(self.flips)
+
+    def spacing_zyx(self, image: Any) -> tuple[float, float, float]:
+        """A SimpleITK image's voxel size on the canonical axes, ``(z, y, x)`` mm (its arrays seen through
+        :meth:`to_canonical`)."""
+        return self.shape(image.GetSpacing()[::-1])  # type: ignore[return-value]
 
     def _flip_index(self) -> tuple[slice, ...]:
         return tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)

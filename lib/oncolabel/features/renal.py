@@ -185,6 +185,6 @@ def measure_renal_mass(images: Mapping[str, sitk.Image], **kwargs: Any) -> dict[
     ref = require_3d(images[PHASES[0]], what=f"{PHASES[0]} phase")
     for p in PHASES[1:]:
         check_same_geometry(ref, images[p], what=f"{p} phase (phases must be co-registered on one grid)")
-    orientation = AxisOrientation.from_direction(ref.GetDirection())
+    orientation = AxisOrientation.of_image(ref)
     return renal_mass_measurements({p: orientation.to_canonical(sitk.GetArrayViewFromImage(images[p])) for p in PHASES},
-                                   orientation.shape(ref.GetSpacing()[::-1]), **kwargs)
+                                   orientation.spacing_zyx(ref), **kwargs)

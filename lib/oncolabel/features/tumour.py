@@ -143,6 +143,6 @@ def measure_tumour(ct: sitk.Image, mask: sitk.Image, **kwargs: Any) -> dict[str,
     passed on), on the patient's axes in LPS order (axial planes first, whichever way the file stores them)."""
     require_3d(ct, what="CT")
     check_same_geometry(ct, mask, what="tumour mask")
-    orientation = AxisOrientation.from_direction(ct.GetDirection())
+    orientation = AxisOrientation.of_image(ct)
     ct_view, mask_view = (orientation.to_canonical(sitk.GetArrayViewFromImage(im)) for im in (ct, mask))
-    return tumour_measurements(ct_view, mask_view, orientation.shape(ct.GetSpacing()[::-1]), **kwargs)
+    return tumour_measurements(ct_view, mask_view, orientation.spacing_zyx(ct), **kwargs)

@@ -137,7 +137,7 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
         size = image.GetSize()
         centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in size])
         sp = self.fov_mm / self.size
-        slice_mm = AxisOrientation.from_direction(image.GetDirection()).shape(image.GetSpacing()[::-1])[0]
+        slice_mm = AxisOrientation.of_image(image).spacing_zyx(image)[0]
         return centred_grid(image, centre, (self.size, self.size, 2 * self.context + 1), (sp, sp, slice_mm))
 
     def prepare(self, images: Mapping[str, sitk.Image], *, allow_missing: bool = False) -> Prepared:
