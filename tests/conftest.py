@@ -64,6 +64,29 @@ def tilted_dicom_copy(folder, degrees, *, monochrome1=False):
     return folder
 
 
+def multiframe_dicom_copy(folder, *, order=None, name="ct.dcm"):
+    """dcmqi's real 3-slice CT series converted into one multi-frame file (highdicom's Legacy Converted Enhanced CT:
+    per-frame positions in functional groups, as PACS conversions and enhanced-CT scanners store a series), frames
+    optionally stored in another ``order`` (DICOM orders frames by their dimension index, not by position)."""
+    import warnings
+
+    import highdicom as hd
+    import pydicom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    slices = [pydicom.dcmread(p) for p in sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # highdicom on the anonymised patient name
+        ds = hd.legacy.LegacyConvertedEnhancedCTImage(slices, series_instance_uid=hd.UID(), series_number=99,
+                                                      sop_instance_uid=hd.UID(), instance_number=1)
+    if order is not None:
+        frames = ds.pixel_array
+        ds.PixelData = np.ascontiguousarray(frames[list(order)]).tobytes()
+        ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([ds.PerFrameFunctionalGroupsSequence[i] for i in order])
+    ds.save_as(folder / name)
+    return folder / name
+
+
 def write_toy_items(folder: Path, seeds) -> list[dict[str, str]]:
     """Toy CT cases (one lesion each) written to ``folder`` as ``{"image", "label"}`` training items."""
     folder.mkdir(parents=True, exist_ok=True)

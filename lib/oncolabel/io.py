@@ -109,6 +109,102 @@ def _regular_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray
     return steps
 
 
+def _frame_count(path: str | Path) -> int:
+    """NumberOfFrames of a DICOM file (1 when absent or unreadable by pydicom)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception:  # unreadable by pydicom: let GDCM decide
+        return 1
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _functional_group(ds, k: int, name: str):
+    """Frame ``k``'s item of the functional group ``name`` (per-frame first, then shared), or ``None``."""
+    for key, index in (("PerFrameFunctionalGroupsSequence", k), ("SharedFunctionalGroupsSequence", 0)):
+        groups = ds.get(key)
+        items = groups[index].get(name) if groups is not None and index < len(groups) else None
+        if items:
+            return items[0]
+    return None
+
+
+def _read_multiframe(path: Path) -> sitk.Image:
+    """A multi-frame (enhanced) CT file as a volume: the frames placed from their functional groups (per-frame
+    plane positions), sorted along the slice normal, with the regular-volume checks of a series.
+
+    ITK keeps the frames in file order, but places them from the first frame alone (frames stored out of spatial
+    order, as DICOM allows, came back misplaced and with 1 mm pixels), so only its decoded, rescaled pixels are
+    used."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    n = int(ds.NumberOfFrames)
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        raise ImageReadError(f"{path}: a MONOCHROME1 multi-frame file is not supported; export the series as "
+                             "single-frame slices")
+    positions, orientations, spacings, rescales = [], [], [], []
+    for k in range(n):
+        plane = _functional_group(ds, k, "PlanePositionSequence")
+        orient = _functional_group(ds, k, "PlaneOrientationSequence")
+        measures = _functional_group(ds, k, "PixelMeasuresSequence")
+        if plane is None or orient is None or measures is None or "ImagePositionPatient" not in plane \
+                or "ImageOrientationPatient" not in orient or "PixelSpacing" not in measures:
+            raise ImageReadError(f"{path}: frame {k + 1} of {n} has no plane position, orientation or pixel spacing "
+                                 "(functional groups); its frames cannot be placed in space")
+        positions.append([float(v) for v in plane.ImagePositionPatient])
+        orientations.append([float(v) for v in orient.ImageOrientationPatient])
+        spacings.append([float(v) for v in measures.PixelSpacing])
+        value = _functional_group(ds, k, "PixelValueTransformationSequence") or ds
+        rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
+                         float(value.get("RescaleIntercept", 0.0) or 0.0)])
+    for what, values, tol in (("orientations", orientations, 1e-4), ("pixel spacings", spacings, 1e-4),
+                              ("rescale slopes / intercepts", rescales, 1e-6)):
+        if np.ptp(np.asarray(values), axis=0).max() > tol:
+            raise ImageReadError(f"{path}: the {n} frames differ in their {what}; they do not form one volume (export "
+                                 "the series as single-frame slices)")
+    rows = np.asarray(orientations[0]).reshape(2, 3)
+    normal = np.cross(rows[0], rows[1])
+    (dy, dx), pos = spacings[0], np.asarray(positions)
+    steps = _regular_slice_steps(path, pos, normal, min(dx, dy))
+    img = sitk.ReadImage(str(path))
+    arr = sitk.GetArrayFromImage(img)
+    if arr.ndim != 3 or arr.shape[0] != n:
+        raise ImageReadError(f"{path}: {arr.shape[0] if arr.ndim == 3 else 1} frame(s) decoded, the header lists {n}")
+    _check_first_frame(path, arr[0], (rescales[0][0], rescales[0][1]))
+    order = np.argsort(pos @ normal, kind="stable")
+    out = sitk.GetImageFromArray(arr[order])
+    out.SetSpacing((dx, dy, float(np.median(steps))))
+    out.SetOrigin(tuple(float(v) for v in pos[order[0]]))
+    out.SetDirection(tuple(np.column_stack([rows[0], rows[1], normal]).ravel().tolist()))
+    return out
+
+
+def _check_first_frame(path: Path, decoded: np.ndarray, rescale: tuple[float, float]) -> None:
+    """ITK's first frame against pydicom's stored values x the frames' rescale (where pydicom can decode the pixel
+    data without plugins): a mismatch means ITK applied another rescale or another frame order."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        raw = pixel_array(str(path), index=0)  # reads that frame only
+    except Exception:  # compressed data pydicom cannot decode here: GDCM's decoding stands
+        return
+    expected = raw.astype(np.float64) * rescale[0] + rescale[1]
+    if raw.shape != decoded.shape or not np.allclose(decoded, expected, atol=0.5 * abs(rescale[0])):
+        raise ImageReadError(f"{path}: the decoded first frame does not match its stored values x rescale "
+                             f"{rescale[0]:g} / {rescale[1]:g}; cannot read this multi-frame file reliably")
+
+
 def _check_series_geometry(folder: Path, files: list[str]) -> None:
     """The regular-volume check (even spacing, no gantry tilt) of a series from its headers alone (before any pixel
     is read, so that ITK's own warning about non-uniform sampling never comes first); series without position tags
@@ -223,7 +319,7 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageReadError(f"{folder}: not a folder of DICOM files")
-    slices = []
+    slices, multiframe = [], 0
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
             ds = pydicom.dcmread(path)
@@ -231,6 +327,10 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
             continue
         if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
             slices.append(ds)
+        multiframe += int(ds.get("NumberOfFrames", 1) or 1) > 1
+    if not slices and multiframe:
+        raise ImageReadError(f"{folder}: multi-frame (enhanced) DICOM files are not read here (this reader needs each "
+                             "slice's own rescale and timing); export the series as single-frame slices")
     if not slices:
         raise ImageReadError(f"{folder}: no DICOM image slices found")
     if modality is not None and any(str(ds.get("Modality", "")) == modality for ds in slices):
@@ -280,7 +380,8 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     """Read a NIfTI / NRRD / MHA file or a folder holding exactly one DICOM series.
 
     A MONOCHROME1 DICOM series is read with :func:`read_dicom_volume` (stored values, not GDCM's inverted display
-    values).
+    values). A series of one multi-frame (enhanced) CT file, or that file itself, is placed frame by frame from its
+    functional groups (:func:`_read_multiframe`).
 
     Args:
         path: file or folder.
@@ -297,7 +398,12 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
     try:
         if p.is_dir():
             files = _dicom_series(p)
-            if _is_monochrome1(files):
+            if _frame_count(files[0]) > 1:
+                if len(files) > 1:
+                    raise ImageReadError(f"{p}: the series holds {len(files)} multi-frame files; one multi-frame "
+                                         "file (or single-frame slices) per volume is supported")
+                img = _read_multiframe(Path(files[0]))
+            elif _is_monochrome1(files):
                 img = read_dicom_volume(p).image  # checks the spacing itself
             else:
                 _check_series_geometry(p, files)
@@ -311,7 +417,10 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
                 raise ImageReadError(f"{p}: the file is empty")
             if p.name.lower().endswith((".nii", ".nii.gz")):
                 _check_nifti_complete(p)
-            img = sitk.ReadImage(str(p))
+            if not image_suffix(p) and _is_dicom_file(p) and _frame_count(p) > 1:
+                img = _read_multiframe(p)
+            else:
+                img = sitk.ReadImage(str(p))
     except ImageReadError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError

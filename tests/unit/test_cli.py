@@ -122,6 +122,12 @@ def test_infer_on_a_real_dicom_ct_series_with_the_shipped_model(tmp_path, capsys
     assert main(["infer", "bone-metastasis", str(tilted), str(tmp_path / "t.nrrd")]) == 1
     err = capsys.readouterr().err
     assert "gantry tilt about 15.0 degrees" in err and err.count("\n") == 1 and not (tmp_path / "t.nrrd").exists()
+    from tests.conftest import multiframe_dicom_copy
+
+    enhanced = multiframe_dicom_copy(tmp_path / "enhanced", order=(2, 0, 1)).parent  # one multi-frame file
+    assert main(["infer", "bone-metastasis", str(enhanced), str(tmp_path / "m.nrrd")]) == 0  # was "is 4D"
+    check_same_geometry(label, read_image(tmp_path / "m.nrrd"))
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(tmp_path / "m.nrrd")), sitk.GetArrayFromImage(label))
 
 
 def test_console_script_exit_status(tmp_path):

@@ -8,7 +8,7 @@ from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
 from oncolabel.io import (array_to_image, atomic_path, case_id_of, check_same_geometry, list_images, read_image,
                           require_3d, write_image)
 from oncolabel.preprocessing import CTSlicePreprocessing
-from tests.conftest import realdata, tilted_dicom_copy, toy_ct
+from tests.conftest import multiframe_dicom_copy, realdata, tilted_dicom_copy, toy_ct
 
 
 def test_roundtrip_nifti_and_nrrd_keep_geometry(tmp_path):
@@ -138,6 +138,69 @@ def test_a_gantry_tilted_series_is_refused(tmp_path):
             read_image(folder)
     slight = read_image(tilted_dicom_copy(tmp_path / "slight", 5.0))  # 0.17 mm at most: under half a 0.81 mm pixel
     assert slight.GetSize() == (512, 512, 3)
+
+
+def test_a_multi_frame_ct_reads_as_its_series(tmp_path):
+    """The real series as one multi-frame file (folder or file given; frames in order and stored out of spatial
+    order) reads voxel for voxel onto the series' grid. ITK's own reading of the file (a folder of it: a 4D volume,
+    refused as such until 2026-12-07) takes the geometry from the first frame: out of order, the slices come back
+    misplaced and with 1 mm pixels instead of 0.81."""
+    ref = read_image(realdata("dcmqi", "segmentations", "ct-3slice"))
+    in_order = multiframe_dicom_copy(tmp_path / "mf")
+    shuffled = multiframe_dicom_copy(tmp_path / "shuffled", order=(1, 2, 0))
+    for source in (in_order.parent, in_order, shuffled.parent, shuffled):
+        got = read_image(source)
+        check_same_geometry(ref, got)
+        assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(ref)), source
+    itk = sitk.ReadImage(str(shuffled))
+    assert itk.GetSpacing()[0] == pytest.approx(1.0) and ref.GetSpacing()[0] == pytest.approx(0.810547)
+
+
+def test_multi_frame_files_that_form_no_volume_are_refused(tmp_path):
+    import pydicom
+
+    def altered(name, change):
+        path = multiframe_dicom_copy(tmp_path / name)
+        ds = pydicom.dcmread(path)
+        change(ds)
+        ds.save_as(path)
+        return path.parent
+
+    def tilt(ds):  # positions shifted in-plane as a tilted gantry's, orientation unchanged
+        for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            x, y, z = (float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient)
+            frame.PlanePositionSequence[0].ImagePositionPatient = [x, y + 0.5 * k, z]
+
+    def gap(ds):
+        frame = ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0]  # the top slice, 3 mm higher
+        frame.ImagePositionPatient = [*frame.ImagePositionPatient[:2], float(frame.ImagePositionPatient[2]) + 3.0]
+
+    def rescale(ds):
+        for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            item = pydicom.Dataset()
+            item.RescaleSlope, item.RescaleIntercept, item.RescaleType = 1, -1024 + k, "HU"
+            frame.PixelValueTransformationSequence = pydicom.Sequence([item])
+
+    def unplaced(ds):
+        del ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence
+
+    for name, change, match in (("tilt", tilt, r"gantry tilt about .* slice 3 of 3 lies 1\.0 mm off"),
+                                ("gap", gap, r"not evenly spaced .*median 2\.50 mm"),
+                                ("rescale", rescale, r"differ in their rescale slopes / intercepts"),
+                                ("unplaced", unplaced, r"frame 2 of 3 has no plane position")):
+        with pytest.raises(ImageReadError, match=match):
+            read_image(altered(name, change))
+    first = pydicom.dcmread(multiframe_dicom_copy(tmp_path / "two"))
+    again = multiframe_dicom_copy(tmp_path / "two", name="again.dcm")  # the series exported twice into one folder
+    ds = pydicom.dcmread(again)
+    ds.SeriesInstanceUID = first.SeriesInstanceUID
+    ds.save_as(again)
+    with pytest.raises(ImageReadError, match="the series holds 2 multi-frame files"):
+        read_image(tmp_path / "two")
+    from oncolabel.io import read_dicom_volume  # the PET / MONOCHROME1 reader needs each slice's own headers
+
+    with pytest.raises(ImageReadError, match="multi-frame .* not read here"):
+        read_dicom_volume(tmp_path / "tilt")
 
 
 def test_require_3d_rejects_2d_and_single_slice():
