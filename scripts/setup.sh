@@ -24,4 +24,14 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
       || echo "setup: chromium could not be installed; the browser test will be skipped"
   fi
 fi
+# A real PACS (Orthanc + DICOMweb) for the PACS tests; skipped without it.
+if ! command -v Orthanc >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${ONCOLABEL_SKIP_APT:-0}" != 1 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        orthanc orthanc-dicomweb >/dev/null) \
+      || echo "setup: Orthanc could not be installed; the PACS tests will be skipped"
+    # the tests start their own Orthanc on 127.0.0.1; no system service is wanted
+    (systemctl disable --now orthanc || service orthanc stop) >/dev/null 2>&1 || true
+  fi
+fi
 python -c "import oncolabel, monailabel, radiomics, torch; print('setup: oncolabel', oncolabel.__version__, '| torch', torch.__version__)"

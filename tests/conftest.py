@@ -47,19 +47,25 @@ def toy_ct(seed: int = 0, *, shape=(12, 96, 96), spacing=(1.5, 1.5, 3.0), lesion
     return image, label
 
 
-def tilted_dicom_copy(folder, degrees, *, monochrome1=False):
+def tilted_dicom_copy(folder, degrees, *, monochrome1=False, new_uids=False):
     """dcmqi's real 3-slice CT series (1 mm apart) as a gantry-tilted scanner stores it: image planes tilted about
-    the patient's left-right axis, positions still stepping along the table (z) as they do in the original."""
+    the patient's left-right axis, positions still stepping along the table (z) as they do in the original
+    (``new_uids``: another series, as a PACS must hold it next to the original)."""
     import pydicom
+    from pydicom.uid import generate_uid
 
     folder.mkdir()
     t = np.radians(degrees)
+    series_uid = generate_uid()
     for path in sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm")):
         ds = pydicom.dcmread(path)
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(-np.sin(t))]
         ds.GantryDetectorTilt = degrees
         if monochrome1:
             ds.PhotometricInterpretation = "MONOCHROME1"
+        if new_uids:
+            ds.SeriesInstanceUID = series_uid
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         ds.save_as(folder / path.name)
     return folder
 
@@ -85,6 +91,74 @@ def multiframe_dicom_copy(folder, *, order=None, name="ct.dcm"):
         ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([ds.PerFrameFunctionalGroupsSequence[i] for i in order])
     ds.save_as(folder / name)
     return folder / name
+
+
+class Orthanc:
+    """A running Orthanc PACS (see the ``orthanc`` fixture)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.dicomweb = f"{root}/dicom-web"
+
+    def upload(self, *paths: Path) -> int:
+        """Store DICOM files (each path a file or a folder of files) through Orthanc's REST API; returns how many."""
+        import requests
+
+        files = [f for p in paths for f in (sorted(Path(p).iterdir()) if Path(p).is_dir() else [Path(p)])]
+        for f in files:
+            r = requests.post(f"{self.root}/instances", data=f.read_bytes(), timeout=30)
+            r.raise_for_status()
+        return len(files)
+
+
+@pytest.fixture
+def orthanc(tmp_path_factory):
+    """A real Orthanc PACS with its DICOMweb plugin on 127.0.0.1 (an empty database per test; remote access and the
+    DICOM port off). Skips when Orthanc is not installed."""
+    import json
+    import shutil
+    import subprocess
+    import time
+
+    import requests
+
+    from oncolabel.server.process import free_port
+
+    exe = shutil.which("Orthanc")
+    plugins = [Path(d) / "libOrthancDicomWeb.so" for d in ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins",
+                                                           "/usr/local/share/orthanc/plugins")]
+    plugin = next((p for p in plugins if p.exists()), None)
+    if exe is None or plugin is None:
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb; "
+                    "scripts/setup.sh installs them when run as root)")
+    root = tmp_path_factory.mktemp("orthanc")
+    port = free_port()
+    config = {"Name": "OncoLabelTest", "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": False, "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+              "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")
+    proc = subprocess.Popen([exe, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/system", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Orthanc did not start: {(root / 'orthanc.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield Orthanc(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def write_toy_items(folder: Path, seeds) -> list[dict[str, str]]:

@@ -54,5 +54,9 @@ class ConflictError(DatastoreError):
     """A write would overwrite something already stored (e.g. an image id that exists)."""
 
 
+class PacsError(OncoLabelError):
+    """A PACS (DICOMweb service) could not be reached or answered with an error; the message names the URL."""
+
+
 class PayloadTooLargeError(InvalidInputError):
     """An upload exceeds the configured size limit."""

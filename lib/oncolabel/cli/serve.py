@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--app-dir", metavar="DIR", help="MONAI Label app folder (default: apps/oncolabel)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="app setting, e.g. --conf device cuda --conf model.bone_metastasis my.pt")
+    p.add_argument("--pacs", metavar="URL", help="feed the datastore from this PACS (DICOMweb root, e.g. "
+                   "http://127.0.0.1:8042/dicom-web): its series are imported in the background, at start and "
+                   "every --pacs-poll-s seconds")
+    p.add_argument("--pacs-modality", default="CT", help="modality of the series to import (default CT; 'any')")
+    p.add_argument("--pacs-poll-s", type=float, default=60.0, help="seconds between imports (0: once)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: tracking off)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=run)
@@ -26,5 +31,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"OncoLabel server on http://{args.host}:{args.port} (studies: {args.studies}); Ctrl-C stops it",
           flush=True)
     serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=dict(args.conf),
-          tracking_uri=args.tracking_uri, log_level=args.log_level)
+          tracking_uri=args.tracking_uri, log_level=args.log_level, pacs_url=args.pacs,
+          pacs_modality=None if args.pacs_modality.lower() == "any" else args.pacs_modality,
+          pacs_poll_s=args.pacs_poll_s)
     return 0

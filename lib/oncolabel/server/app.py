@@ -242,8 +242,12 @@ def create_app(*, max_upload_mb: float = 1024.0) -> Any:
 
 
 def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path | None = None,
-          conf: Mapping[str, str] | None = None, tracking_uri: str | None = None, log_level: str = "info") -> None:
-    """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied."""
+          conf: Mapping[str, str] | None = None, tracking_uri: str | None = None, log_level: str = "info",
+          pacs_url: str | None = None, pacs_modality: str | None = "CT", pacs_poll_s: float = 60.0) -> None:
+    """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied.
+
+    With ``pacs_url`` (a DICOMweb root), the datastore ``studies`` is fed from that PACS in the background
+    (:mod:`oncolabel.server.pacs_mirror`)."""
     import uvicorn
 
     from oncolabel.config import ServerConfig
@@ -251,13 +255,24 @@ def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app
     app_dir = Path(app_dir or DEFAULT_APP_DIR).resolve()
     if not (app_dir / "main.py").is_file():
         raise InvalidInputError(f"{app_dir}: not a MONAI Label app folder (no main.py)")
+    if "://" in str(studies):
+        raise InvalidInputError(f"--studies {studies}: a URL; give a local folder as --studies (the datastore, where "
+                                "labels and models are kept) and the DICOMweb URL as --pacs URL")
     studies = Path(studies).resolve()
     if not studies.is_dir():
         raise InvalidInputError(f"{studies}: studies folder does not exist")
+    mirror = None
+    if pacs_url:
+        from oncolabel.pacs import DicomWebSource
+        from oncolabel.server.pacs_mirror import PacsMirror
+
+        mirror = PacsMirror(DicomWebSource(pacs_url), studies, modality=pacs_modality, poll_s=pacs_poll_s)
     conf = dict(conf or {})
     cfg = ServerConfig.from_conf(studies, conf)  # fail fast on a bad conf, before the server starts
     configure_environment(app_dir=app_dir, studies=studies, conf=conf, port=port, tracking_uri=tracking_uri)
     logger.info("OncoLabel server: app %s, studies %s, http://%s:%d", app_dir, studies, host, port)
     sys.stdout.flush()
+    if mirror is not None:
+        mirror.start()
     uvicorn.run(create_app(max_upload_mb=cfg.max_upload_mb), host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=5)

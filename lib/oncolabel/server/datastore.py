@@ -266,3 +266,7 @@ class OncoDatastore(LocalDatastore):
     def list_images(self) -> List[str]:
         self._init_from_datastore_file()
         return super().list_images()
+
+    def json(self):
+        self._init_from_datastore_file()
+        return super().json()

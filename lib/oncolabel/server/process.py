@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from oncolabel.client import OncoLabelClient
 
@@ -37,13 +37,14 @@ class ServerProcess:
 
     def __init__(self, studies: str | Path, *, port: Optional[int] = None, host: str = "127.0.0.1",
                  conf: Optional[Mapping[str, str]] = None, log_path: Optional[str | Path] = None,
-                 startup_timeout: float = 180.0, log_level: str = "warning") -> None:
+                 startup_timeout: float = 180.0, log_level: str = "warning", extra_args: Sequence[str] = ()) -> None:
         self.host, self.port = host, port or free_port(host)
         self.url = f"http://{host}:{self.port}"
         cmd = [sys.executable, "-m", "oncolabel", "serve", "--studies", str(studies), "--host", host,
                "--port", str(self.port), "--log-level", log_level]
         for k, v in (conf or {}).items():
             cmd += ["--conf", k, str(v)]
+        cmd += [str(a) for a in extra_args]
         self.log_path = Path(log_path) if log_path else Path(studies) / ".oncolabel" / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")

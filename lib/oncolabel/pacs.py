@@ -1,0 +1,240 @@
+"""Images from a PACS over DICOMweb (Orthanc, dcm4chee, a cloud DICOM store, ...).
+
+A research group's images usually sit in a PACS, not in a folder of NIfTI files. This module finds series there
+(QIDO-RS), fetches them (WADO-RS) and reads each with exactly the checks of a DICOM folder
+(:func:`oncolabel.io.read_image`: one series, even spacing, no gantry tilt, multi-frame files placed frame by frame),
+so a series that would be refused from a folder is refused from the PACS too, with its series UID in the message.
+:func:`import_series` copies the series not yet held into any store (a folder of NIfTI files for the CLI, the
+server's datastore for ``oncolabel serve --pacs URL``); the image id of a series is its SeriesInstanceUID.
+
+Nothing is written to the PACS. Connections time out (``timeout_s``) instead of hanging; every failure of the PACS
+itself raises :class:`oncolabel.errors.PacsError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection
+from urllib.parse import urlparse
+
+import SimpleITK as sitk
+
+from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, PacsError
+from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
+from oncolabel.provenance import file_sha256
+
+__all__ = ["DicomWebSource", "FolderStore", "PacsImportReport", "PacsSeries", "check_dicomweb_url", "check_uid",
+           "import_series", "series_record"]
+
+#: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+#: QIDO-RS fields asked for each series (beyond the UIDs a PACS always returns)
+_SERIES_FIELDS = ("Modality", "PatientID", "SeriesDescription", "SeriesNumber", "NumberOfSeriesRelatedInstances")
+
+
+@dataclass(frozen=True)
+class PacsSeries:
+    """One series found in the PACS."""
+
+    study_uid: str
+    series_uid: str
+    modality: str = ""
+    patient_id: str = ""
+    description: str = ""
+    n_instances: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PacsImportReport:
+    """What :func:`import_series` did: series imported, already held, refused (series UID -> reason)."""
+
+    url: str
+    modality: str | None
+    imported: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_uid(uid: str, *, what: str = "SeriesInstanceUID") -> str:
+    """``uid`` unchanged; :class:`InvalidInputError` unless it is a DICOM UID (it becomes a file name and an image
+    id, so nothing else may pass: no ``/``, no ``..``)."""
+    if not isinstance(uid, str) or len(uid) > 64 or not _UID.match(uid):
+        raise InvalidInputError(f"{what} {uid!r} is not a DICOM UID (digits and dots, at most 64 characters)")
+    return uid
+
+
+def series_record(series: PacsSeries, url: str) -> dict[str, Any]:
+    """What a store keeps about an imported series (patient-level splits need ``patient_id``)."""
+    return {"source": "dicomweb", "pacs_url": url, "study_uid": series.study_uid, "series_uid": series.series_uid,
+            "patient_id": series.patient_id, "modality": series.modality, "description": series.description,
+            "imported_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def check_dicomweb_url(url: str) -> str:
+    """``url`` without a trailing slash; :class:`InvalidInputError` unless it is an http(s) URL with a host."""
+    parts = urlparse(str(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(f"{url!r} is not a DICOMweb URL (expected http[s]://host[:port]/path, e.g. "
+                                "http://127.0.0.1:8042/dicom-web for Orthanc)")
+    return str(url).rstrip("/")
+
+
+class DicomWebSource:
+    """A DICOMweb service (QIDO-RS / WADO-RS root URL, e.g. ``http://127.0.0.1:8042/dicom-web``)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 60.0) -> None:
+        from dicomweb_client.api import DICOMwebClient
+
+        if not timeout_s > 0:
+            raise InvalidInputError(f"timeout {timeout_s!r}: must be a positive number of seconds")
+        self.url = check_dicomweb_url(url)
+        self.timeout_s = float(timeout_s)
+        self._client = DICOMwebClient(url=self.url, timeout=self.timeout_s)
+        # its default: 5 attempts with exponential waits (1, 2, 4, 8 s) after any failure, a refused connection too
+        self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import requests
+
+        try:
+            return fn(*args, **kwargs)
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else "?"
+            raise PacsError(f"{self.url}: {what} failed with HTTP {code}") from exc
+        except requests.Timeout as exc:
+            raise PacsError(f"{self.url}: {what}: no answer within {self.timeout_s:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise PacsError(f"{self.url}: {what}: cannot connect to the PACS (is it running, and is the URL "
+                            "right?)") from exc
+        except requests.RequestException as exc:
+            raise PacsError(f"{self.url}: {what} failed: {type(exc).__name__} ({exc})") from exc
+        except ValueError as exc:  # a malformed answer (dicomweb_client raises ValueError)
+            raise PacsError(f"{self.url}: {what}: malformed answer ({exc})") from exc
+
+    def find_series(self, *, modality: str | None = "CT") -> list[PacsSeries]:
+        """Every series of ``modality`` (all series when ``None``), ordered by study and series UID."""
+        from pydicom import Dataset
+
+        filters = {"Modality": modality} if modality else {}
+        found = self._call("the series search (QIDO-RS)", self._client.search_for_series,
+                           search_filters=filters, fields=list(_SERIES_FIELDS))
+        out = []
+        for item in found or []:
+            ds = Dataset.from_json(item)
+            if not ds.get("StudyInstanceUID") or not ds.get("SeriesInstanceUID"):
+                continue
+            n = ds.get("NumberOfSeriesRelatedInstances")
+            out.append(PacsSeries(study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+                                  modality=str(ds.get("Modality", "")), patient_id=str(ds.get("PatientID", "")),
+                                  description=str(ds.get("SeriesDescription", "")),
+                                  n_instances=int(n) if n not in (None, "") else None))
+        if modality:  # a PACS may ignore the filter
+            out = [s for s in out if s.modality in ("", modality)]
+        return sorted(out, key=lambda s: (s.study_uid, s.series_uid))
+
+    def download(self, series: PacsSeries, folder: str | Path) -> int:
+        """Write the series' instances (WADO-RS) into ``folder`` as DICOM files; returns how many."""
+        folder = Path(folder)
+        instances = self._call(f"retrieving series {series.series_uid} (WADO-RS)", self._client.retrieve_series,
+                               series.study_uid, series.series_uid)
+        for k, ds in enumerate(instances or []):
+            ds.save_as(folder / f"{k:06d}.dcm", enforce_file_format=True)
+        return len(instances or [])
+
+    def fetch_image(self, series: PacsSeries, *, work_dir: str | Path | None = None) -> sitk.Image:
+        """The series as a volume, read by :func:`oncolabel.io.read_image` from a temporary folder (in ``work_dir``
+        when given), which is removed afterwards.
+
+        Raises:
+            PacsError: the PACS failed or returned no instance.
+            ImageReadError: the instances do not form one regular volume (the message names the series).
+        """
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix=".pacs-") as tmp:
+            if self.download(series, tmp) == 0:
+                raise PacsError(f"{self.url}: series {series.series_uid} returned no instance")
+            try:
+                image = read_image(tmp)
+                sitk.GetArrayViewFromImage(image)  # pixels are in memory before the files go
+            except ImageReadError as exc:
+                raise ImageReadError(str(exc).replace(tmp, f"series {series.series_uid}")) from exc
+        return image
+
+
+def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image], None], *,
+                  present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
+                  work_dir: str | Path | None = None) -> PacsImportReport:
+    """Fetch every series of ``modality`` whose UID is neither in ``present`` (already held) nor in ``skip`` and
+    hand it to ``store(series, image)``.
+
+    A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
+    recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself
+    (:class:`PacsError`) stops the import and propagates.
+    """
+    report = PacsImportReport(url=source.url, modality=modality)
+    for series in source.find_series(modality=modality):
+        uid = series.series_uid
+        if uid in present:
+            report.already_present.append(uid)
+            continue
+        if uid in skip:
+            continue
+        try:
+            check_uid(uid)
+            store(series, source.fetch_image(series, work_dir=work_dir))
+        except ConflictError:  # stored meanwhile (another importer)
+            report.already_present.append(uid)
+            continue
+        except InvalidInputError as exc:
+            report.refused[uid] = str(exc)
+            continue
+        report.imported.append(uid)
+    return report
+
+
+class FolderStore:
+    """A folder of NIfTI images named ``<SeriesInstanceUID>.nii.gz``, and ``pacs_series.json`` recording each
+    imported series (:func:`series_record`, plus the file's SHA-256). Images are written atomically and never
+    replaced."""
+
+    MANIFEST = "pacs_series.json"
+
+    def __init__(self, folder: str | Path, *, url: str = "") -> None:
+        self.folder, self.url = Path(folder), url
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InvalidInputError(f"{self.folder}: not a folder")
+
+    def series_uids(self) -> set[str]:
+        """Case ids of the images already in the folder."""
+        if not self.folder.is_dir():
+            return set()
+        return {case_id_of(p) for p in self.folder.iterdir()
+                if p.is_file() and not p.name.startswith(".") and image_suffix(p)}
+
+    def add(self, series: PacsSeries, image: sitk.Image) -> Path:
+        from filelock import FileLock
+
+        path = self.folder / f"{check_uid(series.series_uid)}.nii.gz"
+        self.folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+        with FileLock(str(self.folder / f".{self.MANIFEST}.lock")):
+            if path.exists():
+                raise ConflictError(f"{path}: already exists; nothing was overwritten")
+            write_image(image, path)
+            manifest_path = self.folder / self.MANIFEST
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+            manifest[series.series_uid] = {**series_record(series, self.url), "file": path.name,
+                                           "sha256": file_sha256(path)}
+            with atomic_path(manifest_path) as tmp:
+                tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        return path

@@ -1,0 +1,113 @@
+"""``oncolabel serve --pacs URL``: the server's datastore fed from a PACS (DICOMweb), in the background.
+
+The datastore stays the local folder ``--studies DIR`` (labels, their versions and the models live there, so
+nothing depends on the PACS once a series is in); a thread imports each series of the chosen modality that the
+datastore does not hold yet (:func:`oncolabel.pacs.import_series`, image id = SeriesInstanceUID, the series' patient,
+study and source in the image's info), at start and then every ``poll_s`` seconds. A series that forms no regular
+volume is refused once, with the reason, and not fetched again until the server restarts. The mirror's state is in
+``<studies>/.oncolabel/pacs_mirror.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+from oncolabel.errors import InvalidInputError, PacsError
+from oncolabel.io import atomic_path, write_image
+from oncolabel.pacs import DicomWebSource, PacsImportReport, PacsSeries, import_series, series_record
+from oncolabel.server.datastore import OncoDatastore
+
+logger = logging.getLogger(__name__)
+
+
+class PacsMirror:
+    """Imports a PACS's series into the datastore at ``studies`` (see the module docstring).
+
+    Args:
+        source: the DICOMweb service.
+        studies: the server's datastore folder.
+        modality: series modality to import (``None``: all).
+        poll_s: seconds between imports; ``0`` imports once.
+    """
+
+    def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | None = "CT",
+                 poll_s: float = 60.0) -> None:
+        if poll_s < 0:
+            raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
+        self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
+        self.work_dir = self.studies / ".oncolabel"
+        self.status_path = self.work_dir / "pacs_mirror.json"
+        self.refused: dict[str, str] = {}
+        self.imported: list[str] = []
+        self.runs = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image) -> None:
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
+            path = write_image(image, Path(tmp) / f"{series.series_uid}.nii.gz")
+            datastore.add_image(series.series_uid, str(path), series_record(series, self.source.url))
+
+    def run_once(self) -> PacsImportReport:
+        """One import; raises :class:`PacsError` when the PACS fails."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        datastore = OncoDatastore(str(self.studies))
+        report = import_series(self.source, lambda s, img: self._store(datastore, s, img),
+                               present=set(datastore.list_images()), skip=set(self.refused),
+                               modality=self.modality, work_dir=self.work_dir)
+        self.refused.update(report.refused)
+        self.imported.extend(report.imported)
+        for uid, reason in report.refused.items():
+            logger.warning("PACS series %s not imported: %s", uid, reason)
+        if report.imported:
+            logger.info("imported %d series from %s", len(report.imported), self.source.url)
+        return report
+
+    def status(self) -> dict[str, Any]:
+        return {"pacs_url": self.source.url, "modality": self.modality, "poll_s": self.poll_s, "runs": self.runs,
+                "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "imported": list(self.imported), "refused": dict(self.refused), "last_error": self.last_error}
+
+    def _write_status(self) -> None:
+        with atomic_path(self.status_path) as tmp:
+            tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                self.last_error = None
+            except PacsError as exc:
+                self.last_error = str(exc)
+                logger.warning("PACS import: %s (retrying in %g s)", exc, self.poll_s)
+            except Exception as exc:  # keep serving; the state file and the log say what happened
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("PACS import failed")
+            self.runs += 1
+            try:
+                self._write_status()
+            except OSError as exc:
+                logger.warning("cannot write %s: %s", self.status_path, exc)
+            if self.poll_s == 0:
+                return
+            self._stop.wait(self.poll_s)
+
+    def start(self) -> None:
+        """Import in a daemon thread (at once, then every ``poll_s`` seconds)."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._loop, name="oncolabel-pacs-mirror", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
