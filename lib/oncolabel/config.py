@@ -38,6 +38,9 @@ class ServerConfig:
         uncertainty_samples: MC-dropout passes per image for active-learning scores.
         strategy_max_compute: unscored images the uncertainty strategy may score on the fly per request.
         seed: seed of the random strategy and of training rounds.
+        pacs_url: DICOMweb root of the PACS the datastore is fed from (``oncolabel serve --pacs URL``).
+        pacs_store_labels: also store each submitted (``final``) label of an image from that PACS back in it, as
+            a DICOM SEG (off by default: nothing is written to the PACS unless asked).
     """
 
     studies: Path
@@ -50,9 +53,11 @@ class ServerConfig:
     uncertainty_samples: int = 3
     strategy_max_compute: int = 8
     seed: int = 0
+    pacs_url: str | None = None
+    pacs_store_labels: bool = False
 
     KEYS = ("tasks", "device", "max_upload_mb", "uncertainty_samples", "strategy_max_compute", "seed", "work_dir",
-            "model.<task>")
+            "model.<task>", "pacs_url", "pacs_store_labels")
 
     @property
     def models_dir(self) -> Path:
@@ -86,6 +91,15 @@ class ServerConfig:
                     kw[key] = typ(raw)
                 except ValueError as exc:
                     raise InvalidInputError(f"conf {key}={raw!r}: expected a {typ.__name__}") from exc
+        if conf.get("pacs_url"):
+            from oncolabel.pacs import check_dicomweb_url
+
+            kw["pacs_url"] = check_dicomweb_url(conf.pop("pacs_url"))
+        conf.pop("pacs_url", None)
+        if "pacs_store_labels" in conf:
+            kw["pacs_store_labels"] = _bool("pacs_store_labels", conf.pop("pacs_store_labels"))
+            if kw["pacs_store_labels"] and not kw.get("pacs_url"):
+                raise InvalidInputError("conf pacs_store_labels=true needs a PACS: give pacs_url (--pacs URL) too")
         # keys MONAI Label itself passes through
         for passthrough in ("preload", "skip_trainers", "skip_strategies", "skip_scoring", "server_mode"):
             conf.pop(passthrough, None)

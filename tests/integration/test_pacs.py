@@ -65,6 +65,90 @@ def test_pacs_import_reads_each_series_as_its_folder_and_names_the_refused_one(t
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def _boxed_label(image: sitk.Image) -> sitk.Image:
+    """A label on ``image``'s grid: a 30 x 20 pixel box on its middle slice (value 1)."""
+    arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    arr[arr.shape[0] // 2, 200:220, 250:280] = 1
+    label = sitk.GetImageFromArray(arr)
+    label.CopyInformation(image)
+    return label
+
+
+def _stored_segmentations(orthanc, source_folder: Path) -> list[dict[str, np.ndarray]]:
+    """Each DICOM SEG in the PACS decoded by highdicom: source SOPInstanceUID -> its mask (segment 1), for the
+    instances of ``source_folder``."""
+    import highdicom as hd
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=orthanc.dicomweb)
+    sop_uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                for f in sorted(source_folder.glob("*.dcm"))]
+    out = []
+    for found in client.search_for_series(search_filters={"Modality": "SEG"}):
+        ds = pydicom.Dataset.from_json(found)
+        for instance in client.retrieve_series(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)):
+            seg = hd.seg.Segmentation.from_dataset(instance)
+            masks = seg.get_pixels_by_source_instance(sop_uids, segment_numbers=[1],
+                                                      assert_missing_frames_are_empty=True)
+            out.append({"series_uid": str(ds.SeriesInstanceUID),
+                        "type": str(seg.SegmentSequence[0].SegmentAlgorithmType),
+                        **{uid: masks[i, ..., 0] for i, uid in enumerate(sop_uids)}})
+    return out
+
+
+def _expected_by_instance(label: sitk.Image, source_folder: Path) -> dict[str, np.ndarray]:
+    """The label's slice under each source instance, placed by ITK from the instance's position."""
+    import pydicom
+
+    arr = sitk.GetArrayFromImage(label)
+    out = {}
+    for f in sorted(source_folder.glob("*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        index = label.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])
+        assert index[:2] == (0, 0)
+        out[str(ds.SOPInstanceUID)] = arr[index[2]]
+    return out
+
+
+def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
+    """A label made on an imported image goes back as a DICOM SEG that highdicom decodes, instance by instance, to
+    the label's slices; a label on another grid, a file not named by a series UID and a multi-frame series are
+    refused by name and store nothing."""
+    series = _series(tmp_path)
+    orthanc.upload(series["plain"], series["enhanced"])
+    out = tmp_path / "cohort"
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(out)]) == 0
+    uid = _series_uid(series["plain"])
+    image = read_image(out / f"{uid}.nii.gz")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    label = _boxed_label(image)
+    sitk.WriteImage(label, str(labels / f"{uid}.nii.gz"))
+    capsys.readouterr()
+    assert main(["pacs-export", orthanc.dicomweb, str(labels / f"{uid}.nii.gz"), "--manual"]) == 0
+    assert "stored as DICOM SEG series" in capsys.readouterr().out
+    (stored,) = _stored_segmentations(orthanc, series["plain"])
+    assert stored["type"] == "SEMIAUTOMATIC"
+    expected = _expected_by_instance(label, series["plain"])
+    assert sum(int(m.sum()) for m in expected.values()) == 600
+    for sop, mask in expected.items():
+        assert np.array_equal(stored[sop], mask), sop
+    shifted = label[:, :, 1:]  # the same box on a grid one slice shorter: no longer the series' grid
+    sitk.WriteImage(shifted, str(labels / f"{uid}.nrrd"))
+    other = labels / "case1.nii.gz"
+    sitk.WriteImage(label, str(other))
+    enhanced_uid = _series_uid(series["enhanced"])
+    enhanced = out / f"{enhanced_uid}.nii.gz"
+    sitk.WriteImage(_boxed_label(read_image(enhanced)), str(labels / enhanced.name))
+    assert main(["pacs-export", orthanc.dicomweb, str(labels / f"{uid}.nrrd"), str(other),
+                 str(labels / enhanced.name)]) == 1
+    err = capsys.readouterr().err
+    assert "does not lie on the series' grid" in err and "case1" in err and "not a DICOM UID" in err
+    assert "multi-frame file" in err
+    assert len(_stored_segmentations(orthanc, series["plain"])) == 1  # nothing more stored
+
+
 def test_pacs_import_from_a_pacs_that_does_not_answer(tmp_path, capsys):
     down = f"http://127.0.0.1:{free_port()}/dicom-web"
     assert main(["pacs-import", down, "--out", str(tmp_path / "cohort")]) == 1
@@ -94,6 +178,12 @@ def test_serve_names_a_pacs_url_given_as_the_studies_folder(tmp_path):
         serve("http://127.0.0.1:8042/dicom-web")
     with pytest.raises(InvalidInputError, match="poll interval -1"):
         serve(tmp_path, pacs_url="http://127.0.0.1:8042/dicom-web", pacs_poll_s=-1)
+    from oncolabel.config import ServerConfig
+
+    with pytest.raises(InvalidInputError, match="pacs_store_labels=true needs a PACS"):
+        ServerConfig.from_conf(tmp_path, {"pacs_store_labels": "true"})
+    with pytest.raises(InvalidInputError, match="not a DICOMweb URL"):
+        ServerConfig.from_conf(tmp_path, {"pacs_url": "orthanc:8042"})
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -117,7 +207,8 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
     uid = {k: _series_uid(p) for k, p in series.items()}
     studies = tmp_path / "studies"
     studies.mkdir()
-    with ServerProcess(studies, extra_args=["--pacs", orthanc.dicomweb, "--pacs-poll-s", "1"]) as server:
+    with ServerProcess(studies, extra_args=["--pacs", orthanc.dicomweb, "--pacs-poll-s", "1",
+                                            "--pacs-store-labels"]) as server:
         ml = MONAILabelClient(server.url)
         objects = _wait_for(lambda: ml.datastore().get("objects", {}).get(uid["plain"]) and ml.datastore()["objects"],
                             90, "the PACS series in the datastore")
@@ -126,6 +217,14 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
         label_file, params = ml.infer("bone_metastasis", uid["plain"], {})
         reference = read_image(series["plain"])
         check_same_geometry(reference, read_image(label_file))
+        corrected = _boxed_label(reference)  # a reader's label, submitted: kept locally and sent back as SEG
+        sitk.WriteImage(corrected, str(tmp_path / "final.nii.gz"))
+        ml.save_label(uid["plain"], str(tmp_path / "final.nii.gz"), tag="final")
+        info = ml.datastore()["objects"][uid["plain"]]["labels"]["final"]["info"]
+        (stored,) = _stored_segmentations(orthanc, series["plain"])
+        assert info["pacs_seg_series_uid"] == stored["series_uid"] and stored["type"] == "SEMIAUTOMATIC"
+        for sop, mask in _expected_by_instance(corrected, series["plain"]).items():
+            assert np.array_equal(stored[sop], mask), sop
         orthanc.upload(series["enhanced"])  # stored in the PACS while the server runs
         _wait_for(lambda: uid["enhanced"] in ml.datastore().get("objects", {}), 60, "the later series")
         _same_volume(reference, read_image(studies / f"{uid['enhanced']}.nii.gz"))

@@ -24,6 +24,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the import report here")
     p.set_defaults(func=run)
 
+    e = sub.add_parser("pacs-export", help="send label images back to the PACS as DICOM SEG (DICOMweb STOW-RS)",
+                       description="Each LABEL, named <SeriesInstanceUID>.nii.gz / .nrrd as pacs-import names the "
+                                   "images, must lie on that series' grid (an `oncolabel infer` output of the "
+                                   "imported image does); it is stored in the PACS as a DICOM SEG referencing the "
+                                   "series' instances. Exit status 1 if any label was not stored.")
+    e.add_argument("url", metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web")
+    e.add_argument("labels", nargs="+", type=Path, metavar="LABEL", help="label image(s) (0 background)")
+    e.add_argument("--task", default="bone-metastasis", help="segmentation task naming the label values")
+    e.add_argument("--manual", action="store_true",
+                   help="the labels were drawn or corrected by a reader (SEMIAUTOMATIC; default: the algorithm's "
+                        "output, AUTOMATIC)")
+    e.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (seconds)")
+    e.add_argument("--json", type=Path, metavar="FILE", help="write label -> SEG series UID here")
+    e.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import SimpleITK as sitk
+
+    from oncolabel import __version__
+    from oncolabel.errors import InvalidInputError, NotFoundError
+    from oncolabel.io import case_id_of, check_label_values, read_image
+    from oncolabel.pacs import DicomWebSource, check_uid
+    from oncolabel.tasks import get_task
+
+    spec = get_task(args.task)
+    if spec.kind != "segmentation":
+        raise InvalidInputError(f"task {spec.cli_name!r} is not a segmentation task")
+    segments = {int(v): name for name, v in spec.labels.items() if int(v) != 0}
+    source = DicomWebSource(args.url, timeout_s=args.timeout_s)
+    stored: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for path in args.labels:
+        try:
+            uid = case_id_of(path)
+            check_uid(uid, what=f"{path.name}: the file name (the series' SeriesInstanceUID, as pacs-import names "
+                                "images)")
+            label = read_image(path)
+            check_label_values(sitk.GetArrayViewFromImage(label), what=f"label {path}")
+            seg_uid = source.store_segmentation(
+                source.find(uid), label, segments=segments, manual=args.manual,
+                algorithm=f"OncoLabel {spec.name}", version=__version__)
+        except (InvalidInputError, NotFoundError) as exc:
+            failed[str(path)] = str(exc)
+            print(f"warning: {path} not stored: {exc}", file=sys.stderr)
+            continue
+        stored[str(path)] = seg_uid
+        print(f"{path}: stored as DICOM SEG series {seg_uid} ({source.url})")
+    if args.json:
+        write_json({"notice": RESEARCH_USE_ONLY, "url": source.url, "stored": stored, "failed": failed}, args.json)
+    return 1 if failed else 0
+
 
 def run(args: argparse.Namespace) -> int:
     from oncolabel.pacs import DicomWebSource, FolderStore, import_series

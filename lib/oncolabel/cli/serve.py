@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "every --pacs-poll-s seconds")
     p.add_argument("--pacs-modality", default="CT", help="modality of the series to import (default CT; 'any')")
     p.add_argument("--pacs-poll-s", type=float, default=60.0, help="seconds between imports (0: once)")
+    p.add_argument("--pacs-store-labels", action="store_true",
+                   help="also store each submitted final label of a PACS image back in the PACS as a DICOM SEG")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: tracking off)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=run)
@@ -30,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"OncoLabel server on http://{args.host}:{args.port} (studies: {args.studies}); Ctrl-C stops it",
           flush=True)
-    serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=dict(args.conf),
+    conf = dict(args.conf)
+    if args.pacs_store_labels:
+        conf["pacs_store_labels"] = "true"
+    serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=conf,
           tracking_uri=args.tracking_uri, log_level=args.log_level, pacs_url=args.pacs,
           pacs_modality=None if args.pacs_modality.lower() == "any" else args.pacs_modality,
           pacs_poll_s=args.pacs_poll_s)

@@ -246,8 +246,9 @@ def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app
           pacs_url: str | None = None, pacs_modality: str | None = "CT", pacs_poll_s: float = 60.0) -> None:
     """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied.
 
-    With ``pacs_url`` (a DICOMweb root), the datastore ``studies`` is fed from that PACS in the background
-    (:mod:`oncolabel.server.pacs_mirror`)."""
+    With ``pacs_url`` (a DICOMweb root; or conf ``pacs_url``), the datastore ``studies`` is fed from that PACS in
+    the background (:mod:`oncolabel.server.pacs_mirror`); conf ``pacs_store_labels true`` also sends final labels
+    back as DICOM SEG."""
     import uvicorn
 
     from oncolabel.config import ServerConfig
@@ -261,14 +262,16 @@ def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app
     studies = Path(studies).resolve()
     if not studies.is_dir():
         raise InvalidInputError(f"{studies}: studies folder does not exist")
-    mirror = None
+    conf = dict(conf or {})
     if pacs_url:
+        conf["pacs_url"] = pacs_url  # the app's datastore sends labels back there when pacs_store_labels is set
+    cfg = ServerConfig.from_conf(studies, conf)  # fail fast on a bad conf, before the server starts
+    mirror = None
+    if cfg.pacs_url:
         from oncolabel.pacs import DicomWebSource
         from oncolabel.server.pacs_mirror import PacsMirror
 
-        mirror = PacsMirror(DicomWebSource(pacs_url), studies, modality=pacs_modality, poll_s=pacs_poll_s)
-    conf = dict(conf or {})
-    cfg = ServerConfig.from_conf(studies, conf)  # fail fast on a bad conf, before the server starts
+        mirror = PacsMirror(DicomWebSource(cfg.pacs_url), studies, modality=pacs_modality, poll_s=pacs_poll_s)
     configure_environment(app_dir=app_dir, studies=studies, conf=conf, port=port, tracking_uri=tracking_uri)
     logger.info("OncoLabel server: app %s, studies %s, http://%s:%d", app_dir, studies, host, port)
     sys.stdout.flush()

@@ -76,7 +76,16 @@ class AppComponents:
             raise NotFoundError(f"image {image!r} is not in the datastore")
 
     def datastore(self) -> OncoDatastore:
-        return OncoDatastore(str(self.config.studies))
+        exporter = None
+        if self.config.pacs_store_labels:
+            from oncolabel.pacs import DicomWebSource
+            from oncolabel.server.pacs_mirror import PacsLabelExporter
+
+            segments = {int(v): name for spec in self.specs.values() if spec.kind == "segmentation"
+                        for name, v in spec.labels.items() if int(v) != 0}
+            exporter = PacsLabelExporter(DicomWebSource(self.config.pacs_url), segments,
+                                         algorithm=f"OncoLabel {', '.join(sorted(self.predictors)) or 'labels'}")
+        return OncoDatastore(str(self.config.studies), on_final_label=exporter)
 
     def infers(self) -> dict[str, Any]:
         results = str(self.config.work_dir / "results")

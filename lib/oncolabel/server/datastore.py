@@ -23,14 +23,15 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
 
-from oncolabel.errors import ConflictError, DatastoreError, ImageReadError, InvalidInputError, NotFoundError
+from oncolabel.errors import (ConflictError, DatastoreError, ImageReadError, InvalidInputError, NotFoundError,
+                              OncoLabelError)
 from oncolabel.io import (atomic_path, check_label_values, check_same_geometry, image_suffix, read_image,
                           require_3d)
 from oncolabel.provenance import file_sha256
@@ -52,11 +53,13 @@ class OncoDatastore(LocalDatastore):
     """Versioned, transactional :class:`LocalDatastore` (see module docstring)."""
 
     def __init__(self, datastore_path: str, *, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload: bool = False,
-                 read_only: bool = False, max_label_values: int = 255) -> None:
+                 read_only: bool = False, max_label_values: int = 255,
+                 on_final_label: Optional[Callable[[str, Dict[str, Any], str], Dict[str, Any]]] = None) -> None:
         os.makedirs(datastore_path, exist_ok=True)
         self._flock = FileLock(os.path.join(datastore_path, ".lock"))
         self._versions_root = Path(datastore_path) / ".oncolabel" / "label_versions"
         self._max_label_values = max_label_values
+        self._on_final_label = on_final_label
         self._disk_key: tuple[int, int, int] | None = None
         super().__init__(datastore_path, extensions=extensions, auto_reload=auto_reload, read_only=read_only)
 
@@ -204,7 +207,20 @@ class OncoDatastore(LocalDatastore):
             if old is not None and old.ext != ext:  # the previous format's file is kept in versions
                 (label_dir / self._filename(image_id, old.ext)).unlink(missing_ok=True)
             obj.labels[label_tag] = DataModel(info=info, ext=ext)
+        if self._on_final_label is not None and label_tag == "final":
+            self._after_final_label(image_id, str(vfile))
         return image_id
+
+    def _after_final_label(self, image_id: str, label_path: str) -> None:
+        """Hand a stored final label to ``on_final_label`` (e.g. a copy to the PACS); its record, or its error, goes
+        into the label's info. The label is stored before and whatever happens here."""
+        try:
+            record = self._on_final_label(image_id, self.get_image_info(image_id), label_path)
+        except OncoLabelError as exc:
+            logger.warning("final label of %s: %s", image_id, exc)
+            record = {"error": str(exc)}
+        if record:
+            self.update_label_info(image_id, "final", record)
 
     def update_image_info(self, image_id: str, info: Dict[str, Any]) -> None:
         with self._transaction():

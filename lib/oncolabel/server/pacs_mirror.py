@@ -6,6 +6,11 @@ datastore does not hold yet (:func:`oncolabel.pacs.import_series`, image id = Se
 study and source in the image's info), at start and then every ``poll_s`` seconds. A series that forms no regular
 volume is refused once, with the reason, and not fetched again until the server restarts. The mirror's state is in
 ``<studies>/.oncolabel/pacs_mirror.json``.
+
+With ``--pacs-store-labels`` (conf ``pacs_store_labels``), :class:`PacsLabelExporter` also stores each final label
+submitted for an image from that PACS back in it, as a DICOM SEG referencing the series (a new SEG series per
+submitted version, as the datastore keeps every version); the SEG's series UID, or the reason it was not stored, is
+recorded in the label's info. The label itself is stored locally first, whatever the PACS does.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import SimpleITK as sitk
 
-from oncolabel.errors import InvalidInputError, PacsError
-from oncolabel.io import atomic_path, write_image
+from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
+from oncolabel.io import atomic_path, read_image, write_image
 from oncolabel.pacs import DicomWebSource, PacsImportReport, PacsSeries, import_series, series_record
 from oncolabel.server.datastore import OncoDatastore
 
@@ -111,3 +116,34 @@ class PacsMirror:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class PacsLabelExporter:
+    """The datastore's ``on_final_label``: a final label of an image imported from ``source`` is stored there as a
+    DICOM SEG (a reader's label: SEMIAUTOMATIC); returns what goes into the label's info.
+
+    Args:
+        source: the PACS.
+        segments: label value -> segment name (e.g. ``{1: "metastasis"}``).
+        algorithm: the name recorded in the SEG's algorithm identification.
+    """
+
+    def __init__(self, source: DicomWebSource, segments: Mapping[int, str], *, algorithm: str = "OncoLabel") -> None:
+        self.source, self.segments, self.algorithm = source, dict(segments), algorithm
+
+    def __call__(self, image_id: str, image_info: Mapping[str, Any], label_path: str) -> dict[str, Any]:
+        from oncolabel import __version__
+
+        if image_info.get("source") != "dicomweb":
+            return {}
+        if image_info.get("pacs_url") != self.source.url:
+            return {"pacs_seg_error": f"the image came from {image_info.get('pacs_url')}, not {self.source.url}"}
+        series = PacsSeries(study_uid=str(image_info.get("study_uid", "")), series_uid=image_id)
+        try:
+            uid = self.source.store_segmentation(series, read_image(label_path), segments=self.segments, manual=True,
+                                                 algorithm=self.algorithm, version=__version__)
+        except OncoLabelError as exc:
+            logger.warning("final label of %s not stored in the PACS: %s", image_id, exc)
+            return {"pacs_seg_error": str(exc)}
+        return {"pacs_seg_series_uid": uid,
+                "pacs_seg_stored_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
