@@ -209,8 +209,7 @@ class DicomWebSource:
             if self.download(series, tmp) == 0:
                 raise PacsError(f"{self.url}: series {series.series_uid} returned no instance")
             try:
-                image = read_image(tmp)
-                sitk.GetArrayViewFromImage(image)  # pixels are in memory before the files go
+                image = read_image(tmp)  # pixels in memory: the files may go
             except ImageReadError as exc:
                 raise ImageReadError(str(exc).replace(tmp, f"series {series.series_uid}")) from exc
         return image

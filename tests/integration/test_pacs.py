@@ -231,3 +231,10 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
         state = json.loads((studies / ".oncolabel" / "pacs_mirror.json").read_text())
         assert "gantry tilt" in state["refused"][uid["tilted"]] and state["last_error"] is None
         assert uid["tilted"] not in ml.datastore()["objects"]
+        import requests
+
+        requests.delete(f"{server.url}/datastore/", params={"id": uid["enhanced"]}, timeout=30).raise_for_status()
+        runs = state["runs"]
+        _wait_for(lambda: json.loads((studies / ".oncolabel" / "pacs_mirror.json").read_text())["runs"] >= runs + 2,
+                  30, "two more imports")
+        assert uid["enhanced"] not in ml.datastore()["objects"]  # removed by a user: not imported again

@@ -3,7 +3,8 @@
 The datastore stays the local folder ``--studies DIR`` (labels, their versions and the models live there, so
 nothing depends on the PACS once a series is in); a thread imports each series of the chosen modality that the
 datastore does not hold yet (:func:`oncolabel.pacs.import_series`, image id = SeriesInstanceUID, the series' patient,
-study and source in the image's info), at start and then every ``poll_s`` seconds. A series that forms no regular
+study and source in the image's info), at start and then every ``poll_s`` seconds. A series imported once is not
+imported again (an image removed from the datastore stays removed, across restarts); a series that forms no regular
 volume is refused once, with the reason, and not fetched again until the server restarts. The mirror's state is in
 ``<studies>/.oncolabel/pacs_mirror.json``.
 
@@ -51,11 +52,22 @@ class PacsMirror:
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
-        self.imported: list[str] = []
+        self.imported: list[str] = self._imported_before()
         self.runs = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _imported_before(self) -> list[str]:
+        """Series this datastore already imported from this PACS (the state file of earlier runs)."""
+        try:
+            state = json.loads(self.status_path.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            logger.warning("%s unreadable (%s): every series the datastore lacks is imported", self.status_path, exc)
+            return []
+        return list(state.get("imported", [])) if state.get("pacs_url") == self.source.url else []
 
     def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image) -> None:
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
@@ -67,7 +79,7 @@ class PacsMirror:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         datastore = OncoDatastore(str(self.studies))
         report = import_series(self.source, lambda s, img: self._store(datastore, s, img),
-                               present=set(datastore.list_images()), skip=set(self.refused),
+                               present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
                                modality=self.modality, work_dir=self.work_dir)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
