@@ -93,6 +93,21 @@ def multiframe_dicom_copy(folder, *, order=None, name="ct.dcm"):
     return folder / name
 
 
+def label_slices_by_instance(label: sitk.Image, folder: Path) -> dict:
+    """SOPInstanceUID -> the slice of ``label`` under that instance of the DICOM series in ``folder``, placed by ITK
+    from the instance's own position (independent of OncoLabel's DICOM SEG code)."""
+    import pydicom
+
+    arr = sitk.GetArrayFromImage(label)
+    out = {}
+    for f in sorted(Path(folder).glob("*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        index = label.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])
+        assert index[:2] == (0, 0), f"{f.name} lies off the label's grid"
+        out[str(ds.SOPInstanceUID)] = arr[index[2]]
+    return out
+
+
 class Orthanc:
     """A running Orthanc PACS (see the ``orthanc`` fixture)."""
 

@@ -82,6 +82,12 @@ def _dicom_series(folder: Path) -> list[str]:
     return files
 
 
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """The files of the one DICOM image series in ``folder`` (non-image series such as a SEG next to it are not
+    counted); :class:`ImageReadError` naming the problem otherwise (empty folder, several image series, ...)."""
+    return _dicom_series(Path(folder))
+
+
 def _regular_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray, pixel_mm: float) -> np.ndarray:
     """Steps (mm) between consecutive slices along the slice normal; :class:`ImageReadError` unless the slices form
     a regular volume: distinct and evenly spaced (a gap means missing slices: a volume built from them would

@@ -20,18 +20,18 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping
 from urllib.parse import urlparse
 
-import numpy as np
 import SimpleITK as sitk
 
-from oncolabel.errors import ConflictError, GeometryError, ImageReadError, InvalidInputError, PacsError
+from oncolabel.dicom_seg import segmentation_dataset
+from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, PacsError
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
 __all__ = ["DicomWebSource", "FolderStore", "PacsImportReport", "PacsSeries", "check_dicomweb_url", "check_uid",
-           "import_series", "segmentation_dataset", "segmentation_frames", "series_record"]
+           "import_series", "series_record"]
 
 #: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -180,8 +180,6 @@ class DicomWebSource:
         out = []
         for item in meta or []:
             ds = Dataset.from_json(item, bulk_data_uri_handler=lambda tag, vr, uri: None)
-            if not ds.get("SpecificCharacterSet"):  # an empty value in the JSON: absent (ISO_IR 6)
-                ds.pop("SpecificCharacterSet", None)
             for tag in [t for t in ds.keys() if ds[t].VR in ("OB", "OW", "OF", "OD", "UN") or t == 0x7FE00010]:
                 del ds[tag]  # bulk data URIs, not values
             out.append(ds)
@@ -190,7 +188,7 @@ class DicomWebSource:
     def store_segmentation(self, series: PacsSeries, label: sitk.Image, *, segments: Mapping[int, str],
                            manual: bool, algorithm: str, version: str, description: str = "") -> str:
         """Store ``label`` (on the series' grid, as imported) in the PACS as a DICOM SEG referencing the series
-        (STOW-RS); returns the SEG's SeriesInstanceUID. See :func:`segmentation_dataset`."""
+        (STOW-RS); returns the SEG's SeriesInstanceUID. See :func:`oncolabel.dicom_seg.segmentation_dataset`."""
         seg = segmentation_dataset(label, self.instance_headers(series), segments=segments, manual=manual,
                                    algorithm=algorithm, version=version, description=description)
         self._call(f"storing a segmentation of series {series.series_uid} (STOW-RS)", self._client.store_instances,
@@ -244,83 +242,6 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
             continue
         report.imported.append(uid)
     return report
-
-
-def segmentation_frames(label: sitk.Image, headers: Sequence[Any]) -> np.ndarray:
-    """The slice of ``label`` under each single-frame instance of ``headers``, in their order: ``(n, rows,
-    columns)``. The label must lie on the series' grid (as :func:`oncolabel.io.read_image` builds it): same
-    orientation, pixel spacing and matrix, and each instance's position on one of its slices.
-
-    Raises:
-        GeometryError: the label is on another grid (an instance falls between slices or outside it).
-        InvalidInputError: multi-frame or unplaced instances.
-    """
-    if not headers:
-        raise InvalidInputError("the series has no instance")
-    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
-        raise InvalidInputError("the series is a multi-frame file: a segmentation can be sent back only for a series "
-                                "of single-frame slices")
-    if label.GetDimension() != 3:
-        raise InvalidInputError(f"the label is {label.GetDimension()}D; a 3D label is required")
-    direction = np.asarray(label.GetDirection(), dtype=float).reshape(3, 3)
-    spacing, origin = np.asarray(label.GetSpacing(), float), np.asarray(label.GetOrigin(), float)
-    size = label.GetSize()
-    arr = sitk.GetArrayViewFromImage(label)
-    out = np.zeros((len(headers), size[1], size[0]), dtype=np.uint8)
-    for i, h in enumerate(headers):
-        if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "PixelSpacing" not in h:
-            raise InvalidInputError(f"instance {i + 1} of the series has no position, orientation or pixel spacing")
-        rows = np.asarray([float(v) for v in h.ImageOrientationPatient]).reshape(2, 3)
-        dy, dx = (float(v) for v in h.PixelSpacing)
-        index = direction.T @ (np.asarray([float(v) for v in h.ImagePositionPatient]) - origin) / spacing
-        k = int(round(index[2]))
-        if (np.abs(rows - direction[:, :2].T).max() > 1e-4 or abs(dx - spacing[0]) > 1e-3 * dx
-                or abs(dy - spacing[1]) > 1e-3 * dy or (int(h.Rows), int(h.Columns)) != (size[1], size[0])
-                or np.abs(index[:2]).max() > 0.01 or abs(index[2] - k) > 0.01 or not 0 <= k < size[2]):
-            raise GeometryError(f"the label does not lie on the series' grid (instance {i + 1}: index "
-                                f"{np.round(index, 2).tolist()} of a {list(size)} label); send labels made on the "
-                                "image imported from this series")
-        out[i] = arr[k]
-    return out
-
-
-def segmentation_dataset(label: sitk.Image, headers: Sequence[Any], *, segments: Mapping[int, str], manual: bool,
-                         algorithm: str, version: str, description: str = "") -> Any:
-    """A DICOM SEG (highdicom, BINARY) of ``label`` referencing the instances ``headers``: one segment per label
-    value named by ``segments`` (value -> name; every non-zero value of the label must be named). ``manual``:
-    a reader's (corrected) label, SEMIAUTOMATIC; else the algorithm's output, AUTOMATIC."""
-    import warnings
-
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    from oncolabel import __version__
-
-    frames = segmentation_frames(label, headers)
-    values = sorted(int(v) for v in np.unique(frames) if v)
-    unnamed = [v for v in values if v not in segments]
-    if unnamed:
-        raise InvalidInputError(f"label value(s) {unnamed} have no segment name (named: {dict(segments)})")
-    numbers = {v: n for n, v in enumerate(sorted(segments), start=1)}
-    kind = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if manual else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
-    ident = hd.AlgorithmIdentificationSequence(name=algorithm, version=version,
-                                               family=codes.cid7162.ArtificialIntelligence)
-    descriptions = [hd.seg.SegmentDescription(
-        segment_number=numbers[v], segment_label=segments[v][:64],
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.NeoplasmMetastatic if "metasta" in segments[v].lower() else
-        codes.SCT.Neoplasm, algorithm_type=kind, algorithm_identification=ident) for v in sorted(segments)]
-    remapped = np.zeros_like(frames)
-    for v, n in numbers.items():
-        remapped[frames == v] = n
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # highdicom on source headers' person names and codes
-        return hd.seg.Segmentation(
-            source_images=list(headers), pixel_array=remapped, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9001,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="OncoLabel", omit_empty_frames=bool(values),
-            manufacturer_model_name=algorithm[:64], software_versions=__version__, device_serial_number="none",
-            series_description=(description or f"{algorithm}, research use only")[:64])
 
 
 class FolderStore:

@@ -17,7 +17,7 @@ from oncolabel.io import check_same_geometry, read_image
 from oncolabel.pacs import check_dicomweb_url, check_uid
 from oncolabel.provenance import file_sha256
 from oncolabel.server.process import ServerProcess, free_port
-from tests.conftest import multiframe_dicom_copy, realdata, tilted_dicom_copy
+from tests.conftest import label_slices_by_instance, multiframe_dicom_copy, realdata, tilted_dicom_copy
 
 PATIENT = "99000"  # dcmqi's CT series' PatientID
 
@@ -97,20 +97,6 @@ def _stored_segmentations(orthanc, source_folder: Path) -> list[dict[str, np.nda
     return out
 
 
-def _expected_by_instance(label: sitk.Image, source_folder: Path) -> dict[str, np.ndarray]:
-    """The label's slice under each source instance, placed by ITK from the instance's position."""
-    import pydicom
-
-    arr = sitk.GetArrayFromImage(label)
-    out = {}
-    for f in sorted(source_folder.glob("*.dcm")):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        index = label.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])
-        assert index[:2] == (0, 0)
-        out[str(ds.SOPInstanceUID)] = arr[index[2]]
-    return out
-
-
 def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
     """A label made on an imported image goes back as a DICOM SEG that highdicom decodes, instance by instance, to
     the label's slices; a label on another grid, a file not named by a series UID and a multi-frame series are
@@ -130,7 +116,7 @@ def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
     assert "stored as DICOM SEG series" in capsys.readouterr().out
     (stored,) = _stored_segmentations(orthanc, series["plain"])
     assert stored["type"] == "SEMIAUTOMATIC"
-    expected = _expected_by_instance(label, series["plain"])
+    expected = label_slices_by_instance(label, series["plain"])
     assert sum(int(m.sum()) for m in expected.values()) == 600
     for sop, mask in expected.items():
         assert np.array_equal(stored[sop], mask), sop
@@ -223,7 +209,7 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
         info = ml.datastore()["objects"][uid["plain"]]["labels"]["final"]["info"]
         (stored,) = _stored_segmentations(orthanc, series["plain"])
         assert info["pacs_seg_series_uid"] == stored["series_uid"] and stored["type"] == "SEMIAUTOMATIC"
-        for sop, mask in _expected_by_instance(corrected, series["plain"]).items():
+        for sop, mask in label_slices_by_instance(corrected, series["plain"]).items():
             assert np.array_equal(stored[sop], mask), sop
         orthanc.upload(series["enhanced"])  # stored in the PACS while the server runs
         _wait_for(lambda: uid["enhanced"] in ml.datastore().get("objects", {}), 60, "the later series")

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg = tasks.add_parser("bone-metastasis", help="segment bone metastases on a CT",
                            description="Segment bone metastases on a CT. INPUT: NIfTI/NRRD file or a folder holding "
                                        "one DICOM CT series. OUTPUT: .nii.gz or .nrrd label (0 background, "
-                                       "1 metastasis) on INPUT's exact grid.")
+                                       "1 metastasis) on INPUT's exact grid; for a DICOM series of single-frame "
+                                       "slices also .dcm: a DICOM SEG referencing the series' instances.")
     seg.add_argument("input", metavar="INPUT")
     seg.add_argument("output", metavar="OUTPUT")
     seg.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped model)")
@@ -41,20 +42,48 @@ def run_segmentation(args: argparse.Namespace) -> int:
     from oncolabel.inference import SegmentationPredictor
 
     out = Path(args.output)
-    if image_suffix(out) not in LABEL_SUFFIXES or image_suffix(out) == ".seg.nrrd":
-        raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii or .nrrd file name")
+    as_seg = out.name.lower().endswith(".dcm")
+    if as_seg and not Path(args.input).is_dir():
+        raise InvalidInputError(f"OUTPUT {out.name!r}: a DICOM SEG needs a DICOM series as INPUT (a folder); for "
+                                f"{Path(args.input).name!r} use a .nii.gz or .nrrd file name")
+    if not as_seg and (image_suffix(out) not in LABEL_SUFFIXES or image_suffix(out) == ".seg.nrrd"):
+        raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii or .nrrd file name (or .dcm for a DICOM "
+                                "SEG of a DICOM series)")
     check_output_paths({"OUTPUT": out, "--json": args.json}, [args.input])
     image = require_3d(read_image(args.input), what=f"INPUT {args.input}")
+    headers = None
+    if as_seg:  # before any inference: a series the SEG cannot reference is refused now
+        from oncolabel.dicom_seg import segmentation_frames, series_headers
+
+        headers = series_headers(args.input)
+        segmentation_frames(image, headers)
     predictor = SegmentationPredictor(args.model, task=args.spec_name, device=args.device, batch_size=args.batch_size,
                                       precision=args.precision)
     result = predictor.predict(image)
     payload = result.to_json()
     payload["input"] = str(args.input)
     payload["output"] = str(out)
-    write_image(result.label, out)
+    if as_seg:
+        _write_seg(result, headers, out, args.spec_name)
+    else:
+        write_image(result.label, out)
     if args.json:
         write_json(payload, args.json)
     print(f"{out}: {result.summary()}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _write_seg(result, headers, out: Path, spec_name: str) -> None:
+    from oncolabel.dicom_seg import segmentation_dataset
+    from oncolabel.io import atomic_path
+    from oncolabel.tasks import get_task
+
+    spec = get_task(spec_name)
+    seg = segmentation_dataset(result.label, headers,
+                               segments={int(v): name for name, v in spec.labels.items() if int(v) != 0},
+                               manual=False, algorithm=f"OncoLabel {spec.name}",
+                               version=str(result.provenance.get("model_version", "?")))
+    with atomic_path(out) as tmp:
+        seg.save_as(tmp, enforce_file_format=True)

@@ -1,0 +1,93 @@
+"""DICOM SEG output: ``oncolabel infer ... OUTPUT.dcm`` on a DICOM series; the SEG decoded by highdicom (not by our
+code) matches the NIfTI label slice by slice, each instance placed by ITK from its own position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from oncolabel.cli import main
+from oncolabel.dicom_seg import segmentation_dataset, segmentation_frames, series_headers
+from oncolabel.errors import GeometryError, InvalidInputError
+from oncolabel.io import read_image
+from tests.conftest import label_slices_by_instance, multiframe_dicom_copy, realdata
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample-data" / "bone-metastasis" / "images" / "bm_s22_0002.nii.gz"
+
+
+def _write_series(image: sitk.Image, folder: Path, *, reverse: bool = False) -> Path:
+    """``image`` as a DICOM CT series of single-frame slices (HU stored as is), files in slice order or reversed."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir()
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    direction = image.GetDirection()
+    n = image.GetDepth()
+    for k in range(n):
+        sl = image[:, :, k]
+        for tag, value in (("0008|0060", "CT"), ("0020|000e", series), ("0020|000d", study), ("0020|0052", frame),
+                           ("0008|0018", generate_uid()), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
+                           ("0010|0020", "phantom22"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k)))),
+                           ("0020|0037", "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
+                                                                         direction[1], direction[4], direction[7]))),
+                           ("0018|0050", str(image.GetSpacing()[2]))):
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{(n - 1 - k) if reverse else k:04d}.dcm"))
+        writer.Execute(sl)
+    return folder
+
+
+def _decoded(seg_path: Path, folder: Path) -> dict[str, np.ndarray]:
+    import highdicom as hd
+    import pydicom
+
+    sops = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in sorted(folder.glob("*.dcm"))]
+    seg = hd.seg.segread(seg_path)
+    masks = seg.get_pixels_by_source_instance(sops, segment_numbers=[1], assert_missing_frames_are_empty=True)
+    return {sop: masks[i, ..., 0] for i, sop in enumerate(sops)}
+
+
+def test_infer_writes_a_dicom_seg_of_a_dicom_series(tmp_path, capsys):
+    folder = _write_series(read_image(SAMPLE), tmp_path / "ct", reverse=True)
+    assert main(["infer", "bone-metastasis", str(folder), str(tmp_path / "label.nii.gz")]) == 0
+    assert main(["infer", "bone-metastasis", str(folder), str(tmp_path / "label.dcm")]) == 0
+    label = read_image(tmp_path / "label.nii.gz")
+    expected = label_slices_by_instance(label, folder)
+    assert sum(int(m.sum()) for m in expected.values()) > 50  # a metastasis of the phantom was found
+    decoded = _decoded(tmp_path / "label.dcm", folder)
+    for sop, mask in expected.items():
+        assert np.array_equal(decoded[sop], mask), sop
+    import pydicom
+
+    seg = pydicom.dcmread(tmp_path / "label.dcm")
+    assert seg.SegmentSequence[0].SegmentLabel == "metastasis"
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC" and "research use only" in seg.SeriesDescription
+    capsys.readouterr()
+    assert main(["infer", "bone-metastasis", str(SAMPLE), str(tmp_path / "x.dcm")]) == 1  # no series to reference
+    assert "needs a DICOM series as INPUT" in capsys.readouterr().err and not (tmp_path / "x.dcm").exists()
+    enhanced = multiframe_dicom_copy(tmp_path / "enhanced").parent
+    assert main(["infer", "bone-metastasis", str(enhanced), str(tmp_path / "m.dcm")]) == 1
+    assert "multi-frame file" in capsys.readouterr().err and not (tmp_path / "m.dcm").exists()
+
+
+def test_a_label_on_another_grid_is_refused():
+    folder = realdata("dcmqi", "segmentations", "ct-3slice")
+    headers = series_headers(folder)
+    image = read_image(folder)
+    label = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    label.CopyInformation(image)
+    assert segmentation_frames(label, headers).shape == (3, 512, 512)
+    for other in (label[:, :, 1:], sitk.Flip(label, [False, True, False]), label[1:, :, :]):
+        with pytest.raises(GeometryError, match="does not lie on the series' grid"):
+            segmentation_frames(other, headers)
+    two = sitk.Image(label)
+    two[10, 10, 1] = 2
+    with pytest.raises(InvalidInputError, match=r"label value\(s\) \[2\] have no segment name"):
+        segmentation_dataset(two, headers, segments={1: "metastasis"}, manual=False, algorithm="a", version="1")
+    assert "SpecificCharacterSet" in headers[0]  # the caller's headers are left as they were
