@@ -30,8 +30,8 @@ from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, P
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
-__all__ = ["DicomWebSource", "FolderStore", "PacsImportReport", "PacsSeries", "check_dicomweb_url", "check_uid",
-           "import_series", "series_record"]
+__all__ = ["DicomWebSource", "FolderStore", "PacsImportReport", "PacsSeries", "check_dicomweb_url", "check_query",
+           "check_uid", "import_series", "parse_query", "series_record"]
 
 #: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -84,6 +84,31 @@ def series_record(series: PacsSeries, url: str) -> dict[str, Any]:
             "imported_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def check_query(query: Mapping[str, str]) -> dict[str, str]:
+    """``query`` as QIDO-RS search filters; :class:`InvalidInputError` for a key that is not a DICOM keyword (a
+    PACS ignores unknown keys, so a typing error would import everything)."""
+    from pydicom.datadict import tag_for_keyword
+
+    out = {}
+    for key, value in query.items():
+        if tag_for_keyword(str(key)) is None:
+            raise InvalidInputError(f"query key {key!r} is not a DICOM keyword (e.g. PatientID, StudyDescription, "
+                                    "StudyInstanceUID, SeriesNumber)")
+        out[str(key)] = str(value)
+    return out
+
+
+def parse_query(items: Collection[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (command-line ``--query``) as :func:`check_query` filters."""
+    pairs = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"query {item!r}: expected KEY=VALUE, e.g. StudyDescription=*SPINE*")
+        pairs[key.strip()] = value.strip()
+    return check_query(pairs)
+
+
 def check_dicomweb_url(url: str) -> str:
     """``url`` without a trailing slash; :class:`InvalidInputError` unless it is an http(s) URL with a host."""
     parts = urlparse(str(url))
@@ -125,11 +150,13 @@ class DicomWebSource:
         except ValueError as exc:  # a malformed answer (dicomweb_client raises ValueError)
             raise PacsError(f"{self.url}: {what}: malformed answer ({exc})") from exc
 
-    def find_series(self, *, modality: str | None = "CT") -> list[PacsSeries]:
-        """Every series of ``modality`` (all series when ``None``), ordered by study and series UID."""
+    def find_series(self, *, modality: str | None = "CT", query: Mapping[str, str] | None = None) -> list[PacsSeries]:
+        """Every series of ``modality`` (all series when ``None``) matching ``query`` (QIDO-RS matching: DICOM
+        keyword -> value, ``*`` wildcards, e.g. ``{"StudyDescription": "*SPINE*"}``), ordered by study and series
+        UID."""
         from pydicom import Dataset
 
-        filters = {"Modality": modality} if modality else {}
+        filters = {**check_query(query or {}), **({"Modality": modality} if modality else {})}
         found = self._call("the series search (QIDO-RS)", self._client.search_for_series,
                            search_filters=filters, fields=list(_SERIES_FIELDS))
         out = []
@@ -147,13 +174,18 @@ class DicomWebSource:
         return sorted(out, key=lambda s: (s.study_uid, s.series_uid))
 
     def download(self, series: PacsSeries, folder: str | Path) -> int:
-        """Write the series' instances (WADO-RS) into ``folder`` as DICOM files; returns how many."""
+        """Write the series' instances (WADO-RS, streamed: one instance in memory at a time) into ``folder`` as DICOM
+        files; returns how many."""
         folder = Path(folder)
-        instances = self._call(f"retrieving series {series.series_uid} (WADO-RS)", self._client.retrieve_series,
-                               series.study_uid, series.series_uid)
-        for k, ds in enumerate(instances or []):
-            ds.save_as(folder / f"{k:06d}.dcm", enforce_file_format=True)
-        return len(instances or [])
+
+        def fetch() -> int:
+            n = 0
+            for ds in self._client.iter_series(series.study_uid, series.series_uid):
+                ds.save_as(folder / f"{n:06d}.dcm", enforce_file_format=True)
+                n += 1
+            return n
+
+        return self._call(f"retrieving series {series.series_uid} (WADO-RS)", fetch)
 
     def find(self, series_uid: str) -> PacsSeries:
         """The series with this SeriesInstanceUID (:class:`oncolabel.errors.NotFoundError` when the PACS has none)."""
@@ -215,8 +247,9 @@ class DicomWebSource:
 
 def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image], None], *,
                   present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
-                  work_dir: str | Path | None = None) -> PacsImportReport:
-    """Fetch every series of ``modality`` whose UID is neither in ``present`` (already held) nor in ``skip`` and
+                  query: Mapping[str, str] | None = None, work_dir: str | Path | None = None) -> PacsImportReport:
+    """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
+    in ``skip`` and
     hand it to ``store(series, image)``.
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
@@ -224,7 +257,7 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     (:class:`PacsError`) stops the import and propagates.
     """
     report = PacsImportReport(url=source.url, modality=modality)
-    for series in source.find_series(modality=modality):
+    for series in source.find_series(modality=modality, query=query):
         uid = series.series_uid
         if uid in present:
             report.already_present.append(uid)

@@ -63,6 +63,13 @@ def test_pacs_import_reads_each_series_as_its_folder_and_names_the_refused_one(t
     assert main(["pacs-import", orthanc.dicomweb, "--out", str(out)]) == 0  # again: nothing new, nothing replaced
     assert "0 series imported, 2 already there, 1 refused" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    only = tmp_path / "only"  # a QIDO-RS query narrows the import (the multi-frame copy is series number 99)
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(only), "--query", "SeriesNumber=99"]) == 0
+    assert "1 series imported, 0 already there, 0 refused" in capsys.readouterr().out
+    assert sorted(p.name for p in only.glob("*.nii.gz")) == [f"{uid['enhanced']}.nii.gz"]
+    for bad, match in (("SeriesNumbr=99", "'SeriesNumbr' is not a DICOM keyword"), ("99", "expected KEY=VALUE")):
+        assert main(["pacs-import", orthanc.dicomweb, "--out", str(tmp_path / "bad"), "--query", bad]) == 1
+        assert match in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def _boxed_label(image: sitk.Image) -> sitk.Image:
@@ -164,6 +171,8 @@ def test_serve_names_a_pacs_url_given_as_the_studies_folder(tmp_path):
         serve("http://127.0.0.1:8042/dicom-web")
     with pytest.raises(InvalidInputError, match="poll interval -1"):
         serve(tmp_path, pacs_url="http://127.0.0.1:8042/dicom-web", pacs_poll_s=-1)
+    with pytest.raises(InvalidInputError, match="a PACS query was given without a PACS"):
+        serve(tmp_path, pacs_query={"PatientID": "P1"})
     from oncolabel.config import ServerConfig
 
     with pytest.raises(InvalidInputError, match="pacs_store_labels=true needs a PACS"):

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("url", metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web (Orthanc)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder of NIfTI images (created)")
     p.add_argument("--modality", default="CT", help="series modality to import (default CT; 'any' for all)")
+    p.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
+                   help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
+                        "StudyDescription=*SPINE* or PatientID=P001; repeatable")
     p.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (seconds)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the import report here")
     p.set_defaults(func=run)
@@ -78,12 +81,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oncolabel.pacs import DicomWebSource, FolderStore, import_series
+    from oncolabel.pacs import DicomWebSource, FolderStore, import_series, parse_query
 
+    query = parse_query(args.query)
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
     report = import_series(source, store.add, present=store.series_uids(),
-                           modality=None if args.modality.lower() == "any" else args.modality)
+                           modality=None if args.modality.lower() == "any" else args.modality, query=query)
     for uid, reason in report.refused.items():
         print(f"warning: series {uid} not imported: {reason}", file=sys.stderr)
     if args.json:

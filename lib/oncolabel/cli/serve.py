@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "http://127.0.0.1:8042/dicom-web): its series are imported in the background, at start and "
                    "every --pacs-poll-s seconds")
     p.add_argument("--pacs-modality", default="CT", help="modality of the series to import (default CT; 'any')")
+    p.add_argument("--pacs-query", action="append", default=[], metavar="KEY=VALUE",
+                   help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
+                        "StudyDescription=*SPINE*; repeatable")
     p.add_argument("--pacs-poll-s", type=float, default=60.0, help="seconds between imports (0: once)")
     p.add_argument("--pacs-store-labels", action="store_true",
                    help="also store each submitted final label of a PACS image back in the PACS as a DICOM SEG")
@@ -28,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oncolabel.pacs import parse_query
     from oncolabel.server.app import serve
 
     print(f"OncoLabel server on http://{args.host}:{args.port} (studies: {args.studies}); Ctrl-C stops it",
@@ -38,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=conf,
           tracking_uri=args.tracking_uri, log_level=args.log_level, pacs_url=args.pacs,
           pacs_modality=None if args.pacs_modality.lower() == "any" else args.pacs_modality,
-          pacs_poll_s=args.pacs_poll_s)
+          pacs_poll_s=args.pacs_poll_s, pacs_query=parse_query(args.pacs_query))
     return 0

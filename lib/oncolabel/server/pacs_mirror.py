@@ -28,7 +28,8 @@ import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
 from oncolabel.io import atomic_path, read_image, write_image
-from oncolabel.pacs import DicomWebSource, PacsImportReport, PacsSeries, import_series, series_record
+from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_query, import_series,
+                            series_record)
 from oncolabel.server.datastore import OncoDatastore
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,16 @@ class PacsMirror:
         source: the DICOMweb service.
         studies: the server's datastore folder.
         modality: series modality to import (``None``: all).
+        query: QIDO-RS filters the series must match (:func:`oncolabel.pacs.check_query`).
         poll_s: seconds between imports; ``0`` imports once.
     """
 
     def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | None = "CT",
-                 poll_s: float = 60.0) -> None:
+                 query: Mapping[str, str] | None = None, poll_s: float = 60.0) -> None:
         if poll_s < 0:
             raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
         self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
+        self.query = check_query(query or {})
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
@@ -80,7 +83,7 @@ class PacsMirror:
         datastore = OncoDatastore(str(self.studies))
         report = import_series(self.source, lambda s, img: self._store(datastore, s, img),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
-                               modality=self.modality, work_dir=self.work_dir)
+                               modality=self.modality, query=self.query, work_dir=self.work_dir)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
         for uid, reason in report.refused.items():
@@ -90,7 +93,8 @@ class PacsMirror:
         return report
 
     def status(self) -> dict[str, Any]:
-        return {"pacs_url": self.source.url, "modality": self.modality, "poll_s": self.poll_s, "runs": self.runs,
+        return {"pacs_url": self.source.url, "modality": self.modality, "query": self.query, "poll_s": self.poll_s,
+                "runs": self.runs,
                 "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "imported": list(self.imported), "refused": dict(self.refused), "last_error": self.last_error}
 
