@@ -4,8 +4,9 @@ A label made by OncoLabel on a DICOM series lies on the grid :func:`oncolabel.io
 sorted along their normal). :func:`segmentation_frames` finds, for each instance of the series, the label's slice
 under it (by its position: no assumption about file order) and refuses a label on any other grid;
 :func:`segmentation_dataset` wraps those frames in a BINARY DICOM SEG with one segment per label value and the
-algorithm identified. Used by ``oncolabel infer ... OUTPUT.dcm`` and to send labels back to a PACS
-(:mod:`oncolabel.pacs`).
+algorithm identified. :func:`label_from_segmentation` reads a BINARY SEG (a reader's annotation in a PACS viewer)
+back as a label image on the series' volume, each frame placed by its own plane position. Used by ``oncolabel
+infer ... OUTPUT.dcm`` and by :mod:`oncolabel.pacs` (labels sent back, annotations imported).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import SimpleITK as sitk
 
 from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
 
-__all__ = ["segmentation_dataset", "segmentation_frames", "series_headers"]
+__all__ = ["label_from_segmentation", "segmentation_dataset", "segmentation_frames", "series_headers"]
 
 
 def series_headers(folder: str | Path) -> list[Any]:
@@ -34,42 +35,124 @@ def series_headers(folder: str | Path) -> list[Any]:
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in dicom_series_files(folder)]
 
 
-def segmentation_frames(label: sitk.Image, headers: Sequence[Any]) -> np.ndarray:
-    """The slice of ``label`` under each single-frame instance of ``headers``, in their order: ``(n, rows,
-    columns)``. The label must lie on the series' grid (as :func:`oncolabel.io.read_image` builds it): same
-    orientation, pixel spacing and matrix, and each instance's position on one of its slices.
+def _grid(image: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    return (np.asarray(image.GetDirection(), dtype=float).reshape(3, 3), np.asarray(image.GetSpacing(), float),
+            np.asarray(image.GetOrigin(), float), image.GetSize())
 
-    Raises:
-        GeometryError: the label is on another grid (an instance falls between slices or outside it).
-        InvalidInputError: multi-frame or unplaced instances.
-    """
+
+def _slice_on_grid(grid: tuple, position: Sequence[Any], orientation: Sequence[Any], pixel_spacing: Sequence[Any],
+                   matrix: tuple[int, int]) -> tuple[int | None, np.ndarray]:
+    """The slice of ``grid`` (:func:`_grid`) a DICOM plane lies on (``None`` when it lies on none: another
+    orientation, pixel spacing or matrix, or between or outside its slices), and the plane's continuous index."""
+    direction, spacing, origin, size = grid
+    rows = np.asarray([float(v) for v in orientation]).reshape(2, 3)
+    dy, dx = (float(v) for v in pixel_spacing)
+    index = direction.T @ (np.asarray([float(v) for v in position]) - origin) / spacing
+    k = int(round(index[2]))
+    on_grid = (np.abs(rows - direction[:, :2].T).max() <= 1e-4 and abs(dx - spacing[0]) <= 1e-3 * dx
+               and abs(dy - spacing[1]) <= 1e-3 * dy and tuple(matrix) == (size[1], size[0])
+               and np.abs(index[:2]).max() <= 0.01 and abs(index[2] - k) <= 0.01 and 0 <= k < size[2])
+    return (k if on_grid else None), index
+
+
+def _instance_slices(image: sitk.Image, headers: Sequence[Any], *, what: str) -> list[int]:
+    """For each single-frame instance of ``headers``, the index of the slice of ``image`` it lies on. ``image``
+    must be on the series' grid (as :func:`oncolabel.io.read_image` builds it): same orientation, pixel spacing and
+    matrix, and each instance's position on one of its slices."""
     if not headers:
         raise InvalidInputError("the series has no instance")
     if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
-        raise InvalidInputError("the series is a multi-frame file: a DICOM SEG is made only for a series of "
-                                "single-frame slices (write a .nii.gz or .nrrd label instead)")
-    if label.GetDimension() != 3:
-        raise InvalidInputError(f"the label is {label.GetDimension()}D; a 3D label is required")
-    direction = np.asarray(label.GetDirection(), dtype=float).reshape(3, 3)
-    spacing, origin = np.asarray(label.GetSpacing(), float), np.asarray(label.GetOrigin(), float)
-    size = label.GetSize()
-    arr = sitk.GetArrayViewFromImage(label)
-    out = np.zeros((len(headers), size[1], size[0]), dtype=np.uint8)
+        raise InvalidInputError("the series is a multi-frame file: DICOM SEG objects are made and read here only for "
+                                "a series of single-frame slices (use a .nii.gz or .nrrd label instead)")
+    if image.GetDimension() != 3:
+        raise InvalidInputError(f"the {what} is {image.GetDimension()}D; a 3D {what} is required")
+    grid = _grid(image)
+    out = []
     for i, h in enumerate(headers):
         if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "PixelSpacing" not in h:
             raise InvalidInputError(f"instance {i + 1} of the series has no position, orientation or pixel spacing")
-        rows = np.asarray([float(v) for v in h.ImageOrientationPatient]).reshape(2, 3)
-        dy, dx = (float(v) for v in h.PixelSpacing)
-        index = direction.T @ (np.asarray([float(v) for v in h.ImagePositionPatient]) - origin) / spacing
-        k = int(round(index[2]))
-        if (np.abs(rows - direction[:, :2].T).max() > 1e-4 or abs(dx - spacing[0]) > 1e-3 * dx
-                or abs(dy - spacing[1]) > 1e-3 * dy or (int(h.Rows), int(h.Columns)) != (size[1], size[0])
-                or np.abs(index[:2]).max() > 0.01 or abs(index[2] - k) > 0.01 or not 0 <= k < size[2]):
-            raise GeometryError(f"the label does not lie on the series' grid (instance {i + 1}: index "
-                                f"{np.round(index, 2).tolist()} of a {list(size)} label); send labels made on the "
-                                "image imported from this series")
-        out[i] = arr[k]
+        k, index = _slice_on_grid(grid, h.ImagePositionPatient, h.ImageOrientationPatient, h.PixelSpacing,
+                                  (int(h.Rows), int(h.Columns)))
+        if k is None:
+            raise GeometryError(f"the {what} does not lie on the series' grid (instance {i + 1}: index "
+                                f"{np.round(index, 2).tolist()} of a {list(grid[3])} {what}); use the image read or "
+                                "imported from this series")
+        out.append(k)
     return out
+
+
+def segmentation_frames(label: sitk.Image, headers: Sequence[Any]) -> np.ndarray:
+    """The slice of ``label`` under each single-frame instance of ``headers``, in their order: ``(n, rows,
+    columns)``.
+
+    Raises:
+        GeometryError: the label is on another grid than the series' (an instance falls between slices or outside).
+        InvalidInputError: multi-frame or unplaced instances.
+    """
+    slices = _instance_slices(label, headers, what="label")
+    arr = sitk.GetArrayViewFromImage(label)
+    return np.stack([np.asarray(arr[k], dtype=np.uint8) for k in slices])
+
+
+def label_from_segmentation(seg: Any, headers: Sequence[Any], reference: sitk.Image) -> sitk.Image:
+    """A BINARY DICOM SEG ``seg`` (a pydicom dataset) of the series ``headers`` as a label image on ``reference``
+    (the series' volume as :func:`oncolabel.io.read_image` builds it): segment numbers as label values, 0 where no
+    segment is. Each frame is placed by its own plane position (never by frame order), and must lie on one of the
+    reference's slices with its orientation and pixel spacing: a SEG drawn on another grid is refused, not resampled.
+
+    Raises:
+        InvalidInputError: not a BINARY SEG of this series (or of its frame of reference), unplaced frames, or
+            overlapping segments (no single label value).
+        GeometryError: a frame does not lie on the reference grid.
+    """
+    from pydicom.pixels import pixel_array
+
+    from oncolabel.io import functional_group
+
+    uid = str(seg.get("SeriesInstanceUID", "?"))
+    if str(seg.get("Modality", "")) != "SEG":
+        raise InvalidInputError(f"{uid}: not a DICOM SEG (modality {seg.get('Modality', '')!r})")
+    series_uid = str(headers[0].SeriesInstanceUID) if headers else ""
+    referenced = {str(r.SeriesInstanceUID) for r in seg.get("ReferencedSeriesSequence", [])}
+    if series_uid not in referenced:
+        raise InvalidInputError(f"the DICOM SEG {uid} references series {sorted(referenced)}, not {series_uid}")
+    frame_of_reference = str(headers[0].get("FrameOfReferenceUID", "")) if headers else ""
+    if frame_of_reference and str(seg.get("FrameOfReferenceUID", frame_of_reference)) != frame_of_reference:
+        raise InvalidInputError(f"the DICOM SEG {uid} lies in another frame of reference than its series")
+    if str(seg.get("SegmentationType", "")) != "BINARY":
+        raise InvalidInputError(f"the DICOM SEG {uid} is {seg.get('SegmentationType', '?')}: only BINARY "
+                                "segmentations are read as labels (threshold it first)")
+    try:
+        frames = np.asarray(pixel_array(seg))
+    except Exception as exc:  # pydicom raises several types for undecodable pixel data
+        raise InvalidInputError(f"the DICOM SEG {uid}: cannot decode its frames ({exc})") from exc
+    n = int(seg.get("NumberOfFrames", 1) or 1)
+    frames = frames.reshape(n, int(seg.Rows), int(seg.Columns))
+    grid = _grid(reference)
+    arr = np.zeros(sitk.GetArrayViewFromImage(reference).shape, dtype=np.uint8)
+    for f in range(n):
+        plane = functional_group(seg, f, "PlanePositionSequence")
+        orient = functional_group(seg, f, "PlaneOrientationSequence")
+        measures = functional_group(seg, f, "PixelMeasuresSequence")
+        ident = functional_group(seg, f, "SegmentIdentificationSequence")
+        if plane is None or orient is None or measures is None or ident is None:
+            raise InvalidInputError(f"the DICOM SEG {uid}: frame {f + 1} has no plane position, orientation, pixel "
+                                    "spacing or segment number")
+        k, index = _slice_on_grid(grid, plane.ImagePositionPatient, orient.ImageOrientationPatient,
+                                  measures.PixelSpacing, (int(seg.Rows), int(seg.Columns)))
+        if k is None:
+            raise GeometryError(f"the DICOM SEG {uid}: frame {f + 1} does not lie on the series' grid (index "
+                                f"{np.round(index, 2).tolist()} of a {list(grid[3])} image)")
+        number = int(ident.ReferencedSegmentNumber)
+        mask = frames[f] > 0
+        clash = mask & (arr[k] != 0) & (arr[k] != number)
+        if clash.any():
+            raise InvalidInputError(f"the DICOM SEG {uid}: segments {int(arr[k][clash][0])} and {number} overlap on "
+                                    f"slice {k} ({int(clash.sum())} pixels); one label image cannot hold both")
+        arr[k][mask] = number
+    label = sitk.GetImageFromArray(arr)
+    label.CopyInformation(reference)
+    return label
 
 
 def segmentation_dataset(label: sitk.Image, headers: Sequence[Any], *, segments: Mapping[int, str], manual: bool,

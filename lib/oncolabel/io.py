@@ -135,7 +135,7 @@ def _is_dicom_file(path: Path) -> bool:
         return False
 
 
-def _functional_group(ds, k: int, name: str):
+def functional_group(ds, k: int, name: str):
     """Frame ``k``'s item of the functional group ``name`` (per-frame first, then shared), or ``None``."""
     for key, index in (("PerFrameFunctionalGroupsSequence", k), ("SharedFunctionalGroupsSequence", 0)):
         groups = ds.get(key)
@@ -161,9 +161,9 @@ def _read_multiframe(path: Path) -> sitk.Image:
                              "single-frame slices")
     positions, orientations, spacings, rescales = [], [], [], []
     for k in range(n):
-        plane = _functional_group(ds, k, "PlanePositionSequence")
-        orient = _functional_group(ds, k, "PlaneOrientationSequence")
-        measures = _functional_group(ds, k, "PixelMeasuresSequence")
+        plane = functional_group(ds, k, "PlanePositionSequence")
+        orient = functional_group(ds, k, "PlaneOrientationSequence")
+        measures = functional_group(ds, k, "PixelMeasuresSequence")
         if plane is None or orient is None or measures is None or "ImagePositionPatient" not in plane \
                 or "ImageOrientationPatient" not in orient or "PixelSpacing" not in measures:
             raise ImageReadError(f"{path}: frame {k + 1} of {n} has no plane position, orientation or pixel spacing "
@@ -171,7 +171,7 @@ def _read_multiframe(path: Path) -> sitk.Image:
         positions.append([float(v) for v in plane.ImagePositionPatient])
         orientations.append([float(v) for v in orient.ImageOrientationPatient])
         spacings.append([float(v) for v in measures.PixelSpacing])
-        value = _functional_group(ds, k, "PixelValueTransformationSequence") or ds
+        value = functional_group(ds, k, "PixelValueTransformationSequence") or ds
         rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
                          float(value.get("RescaleIntercept", 0.0) or 0.0)])
     for what, values, tol in (("orientations", orientations, 1e-4), ("pixel spacings", spacings, 1e-4),

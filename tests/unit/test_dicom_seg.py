@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from oncolabel.cli import main
-from oncolabel.dicom_seg import segmentation_dataset, segmentation_frames, series_headers
+from oncolabel.dicom_seg import label_from_segmentation, segmentation_dataset, segmentation_frames, series_headers
 from oncolabel.errors import GeometryError, InvalidInputError
 from oncolabel.io import read_image
 from tests.conftest import label_slices_by_instance, multiframe_dicom_copy, realdata
@@ -66,6 +66,8 @@ def test_infer_writes_a_dicom_seg_of_a_dicom_series(tmp_path, capsys):
     import pydicom
 
     seg = pydicom.dcmread(tmp_path / "label.dcm")
+    back = label_from_segmentation(seg, series_headers(folder), read_image(folder))  # and read back as a label
+    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(label))
     assert seg.SegmentSequence[0].SegmentLabel == "metastasis"
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC" and "research use only" in seg.SeriesDescription
     capsys.readouterr()
@@ -91,3 +93,22 @@ def test_a_label_on_another_grid_is_refused():
     with pytest.raises(InvalidInputError, match=r"label value\(s\) \[2\] have no segment name"):
         segmentation_dataset(two, headers, segments={1: "metastasis"}, manual=False, algorithm="a", version="1")
     assert "SpecificCharacterSet" in headers[0]  # the caller's headers are left as they were
+
+
+def test_real_dicom_segs_read_as_labels():
+    """dcmqi's real SEGs of its CT series: liver.dcm decodes voxel for voxel to the label map it was built from
+    (107,098 voxels); partial_overlaps.dcm, whose segments overlap, cannot be one label image and says so."""
+    import pydicom
+
+    folder = realdata("dcmqi", "segmentations")
+    headers, image = series_headers(folder / "ct-3slice"), read_image(folder / "ct-3slice")
+    label = label_from_segmentation(pydicom.dcmread(folder / "liver.dcm"), headers, image)
+    truth = sitk.GetArrayFromImage(read_image(folder / "liver_seg.nrrd"))
+    assert np.array_equal(sitk.GetArrayFromImage(label), (truth > 0).astype(np.uint8)) and truth.sum() == 107098
+    with pytest.raises(InvalidInputError, match=r"segments 1 and 2 overlap on slice 1"):
+        label_from_segmentation(pydicom.dcmread(folder / "partial_overlaps.dcm"), headers, image)
+    with pytest.raises(GeometryError, match="frame 1 does not lie on the series' grid"):
+        label_from_segmentation(pydicom.dcmread(folder / "liver.dcm"), headers, image[:, :, 1:])
+    other = [pydicom.dcmread(sorted(realdata("pydicom", "CT2_series_16x16").iterdir())[0], stop_before_pixels=True)]
+    with pytest.raises(InvalidInputError, match="references series"):
+        label_from_segmentation(pydicom.dcmread(folder / "liver.dcm"), other, image)
