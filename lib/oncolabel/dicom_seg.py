@@ -194,7 +194,7 @@ def segmentation_dataset(label: sitk.Image, headers: Sequence[Any], *, segments:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # highdicom on source headers' person names and codes
-            return hd.seg.Segmentation(
+            seg = hd.seg.Segmentation(
                 source_images=sources, pixel_array=remapped, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9001,
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="OncoLabel", omit_empty_frames=bool(values),
@@ -202,3 +202,5 @@ def segmentation_dataset(label: sitk.Image, headers: Sequence[Any], *, segments:
                 series_description=(description or f"{algorithm}, research use only")[:64])
     except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom names what the headers lack
         raise InvalidInputError(f"cannot make a DICOM SEG referencing this series: {exc}") from exc
+    seg.SeriesDate, seg.SeriesTime = seg.ContentDate, seg.ContentTime  # a PACS lists series by them: newest SEG
+    return seg

@@ -30,8 +30,9 @@ from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, P
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
-__all__ = ["DicomWebSource", "FolderStore", "PacsImportReport", "PacsSeries", "check_dicomweb_url", "check_query",
-           "check_uid", "import_series", "parse_query", "series_record"]
+__all__ = ["DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries",
+           "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series", "parse_query",
+           "series_record"]
 
 #: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -227,6 +228,43 @@ class DicomWebSource:
                    [seg])
         return str(seg.SeriesInstanceUID)
 
+    def find_segmentations(self, series: PacsSeries) -> list[PacsSeries]:
+        """The DICOM SEG series of ``series``' study whose instances reference ``series``, oldest first (by series
+        date and time as the PACS reports them, then UID)."""
+        from pydicom import Dataset
+
+        found = self._call("the segmentation search (QIDO-RS)", self._client.search_for_series,
+                           search_filters={"StudyInstanceUID": series.study_uid, "Modality": "SEG"},
+                           fields=["SeriesDate", "SeriesTime", "SeriesDescription"])
+        out = []
+        for item in found or []:
+            ds = Dataset.from_json(item)
+            uid = str(ds.get("SeriesInstanceUID", ""))
+            if not uid:
+                continue
+            meta = self._call(f"retrieving the metadata of series {uid} (WADO-RS)",
+                              self._client.retrieve_series_metadata, series.study_uid, uid)
+            referenced = {str(r.get("SeriesInstanceUID", "")) for m in meta or []
+                          for r in Dataset.from_json(m, bulk_data_uri_handler=lambda tag, vr, uri: None)
+                          .get("ReferencedSeriesSequence", [])}
+            if series.series_uid in referenced:
+                out.append((str(ds.get("SeriesDate", "")), str(ds.get("SeriesTime", "")), uid,
+                            PacsSeries(study_uid=series.study_uid, series_uid=uid, modality="SEG",
+                                       patient_id=series.patient_id, description=str(ds.get("SeriesDescription", "")))))
+        return [entry[-1] for entry in sorted(out, key=lambda e: e[:3])]
+
+    def fetch_label(self, seg: PacsSeries, series: PacsSeries, reference: sitk.Image) -> sitk.Image:
+        """The SEG series ``seg`` (one instance) as a label image on ``reference``, the volume imported from
+        ``series`` (:func:`oncolabel.dicom_seg.label_from_segmentation`)."""
+        from oncolabel.dicom_seg import label_from_segmentation
+
+        instances = self._call(f"retrieving series {seg.series_uid} (WADO-RS)", lambda: list(
+            self._client.iter_series(seg.study_uid, seg.series_uid)))
+        if len(instances) != 1:
+            raise InvalidInputError(f"the DICOM SEG series {seg.series_uid} holds {len(instances)} instances; one "
+                                    "SEG object per series is read")
+        return label_from_segmentation(instances[0], self.instance_headers(series), reference)
+
     def fetch_image(self, series: PacsSeries, *, work_dir: str | Path | None = None) -> sitk.Image:
         """The series as a volume, read by :func:`oncolabel.io.read_image` from a temporary folder (in ``work_dir``
         when given), which is removed afterwards.
@@ -277,6 +315,44 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     return report
 
 
+@dataclass
+class LabelImportReport:
+    """What :func:`import_labels` did: series UID -> SEG series UID read as its label, or the reason it was not."""
+
+    imported: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def import_labels(source: DicomWebSource, series: Collection[PacsSeries], *,
+                  reference: Callable[[PacsSeries], sitk.Image],
+                  store: Callable[[PacsSeries, PacsSeries, sitk.Image], None]) -> LabelImportReport:
+    """For each of ``series`` with a DICOM SEG referencing it in the PACS, read the newest SEG as a label on
+    ``reference(series)`` (the imported volume) and hand it to ``store(series, seg_series, label)``. A SEG that cannot
+    be one label on that grid is recorded under ``refused``; a failure of the PACS itself propagates."""
+    from oncolabel.io import check_label_values
+
+    report = LabelImportReport()
+    for s in series:
+        segs = source.find_segmentations(s)
+        if not segs:
+            continue
+        newest = segs[-1]
+        try:
+            label = source.fetch_label(newest, s, reference(s))
+            check_label_values(sitk.GetArrayViewFromImage(label), what=f"label of {s.series_uid}")
+            store(s, newest, label)
+        except ConflictError:  # labelled meanwhile
+            continue
+        except InvalidInputError as exc:
+            report.refused[s.series_uid] = str(exc)
+            continue
+        report.imported[s.series_uid] = newest.series_uid
+    return report
+
+
 class FolderStore:
     """A folder of NIfTI images named ``<SeriesInstanceUID>.nii.gz``, and ``pacs_series.json`` recording each
     imported series (:func:`series_record`, plus the file's SHA-256). Images are written atomically and never
@@ -296,6 +372,14 @@ class FolderStore:
         return {case_id_of(p) for p in self.folder.iterdir()
                 if p.is_file() and not p.name.startswith(".") and image_suffix(p)}
 
+    def manifest(self) -> dict[str, Any]:
+        path = self.folder / self.MANIFEST
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        with atomic_path(self.folder / self.MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+
     def add(self, series: PacsSeries, image: sitk.Image) -> Path:
         from filelock import FileLock
 
@@ -305,10 +389,38 @@ class FolderStore:
             if path.exists():
                 raise ConflictError(f"{path}: already exists; nothing was overwritten")
             write_image(image, path)
-            manifest_path = self.folder / self.MANIFEST
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+            manifest = self.manifest()
             manifest[series.series_uid] = {**series_record(series, self.url), "file": path.name,
                                            "sha256": file_sha256(path)}
-            with atomic_path(manifest_path) as tmp:
-                tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+            self._write_manifest(manifest)
+        return path
+
+    def imported_series(self) -> list[PacsSeries]:
+        """The series the manifest records whose image is still in the folder."""
+        present = self.series_uids()
+        return [PacsSeries(study_uid=r["study_uid"], series_uid=uid, modality=r.get("modality", ""),
+                           patient_id=r.get("patient_id", ""), description=r.get("description", ""))
+                for uid, r in sorted(self.manifest().items()) if uid in present]
+
+    def label_path(self, series_uid: str) -> Path:
+        return self.folder / "labels" / f"{check_uid(series_uid)}.nii.gz"
+
+    def image(self, series: PacsSeries) -> sitk.Image:
+        return read_image(self.folder / f"{check_uid(series.series_uid)}.nii.gz")
+
+    def add_label(self, series: PacsSeries, seg: PacsSeries, label: sitk.Image) -> Path:
+        """Write ``label`` as ``labels/<SeriesInstanceUID>.nii.gz`` (never replacing one) and record its SEG."""
+        from filelock import FileLock
+
+        path = self.label_path(series.series_uid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder / f".{self.MANIFEST}.lock")):
+            if path.exists():
+                raise ConflictError(f"{path}: already exists; nothing was overwritten")
+            write_image(label, path)
+            manifest = self.manifest()
+            manifest.setdefault(series.series_uid, {})["label"] = {
+                "seg_series_uid": seg.series_uid, "file": f"labels/{path.name}", "sha256": file_sha256(path),
+                "imported_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            self._write_manifest(manifest)
         return path

@@ -82,8 +82,8 @@ def _boxed_label(image: sitk.Image) -> sitk.Image:
 
 
 def _stored_segmentations(orthanc, source_folder: Path) -> list[dict[str, np.ndarray]]:
-    """Each DICOM SEG in the PACS decoded by highdicom: source SOPInstanceUID -> its mask (segment 1), for the
-    instances of ``source_folder``."""
+    """Each DICOM SEG in the PACS that references the series in ``source_folder``, decoded by highdicom: source
+    SOPInstanceUID -> its mask (segment 1)."""
     import highdicom as hd
     import pydicom
     from dicomweb_client.api import DICOMwebClient
@@ -95,6 +95,8 @@ def _stored_segmentations(orthanc, source_folder: Path) -> list[dict[str, np.nda
     for found in client.search_for_series(search_filters={"Modality": "SEG"}):
         ds = pydicom.Dataset.from_json(found)
         for instance in client.retrieve_series(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)):
+            if _series_uid(source_folder) not in {str(r.SeriesInstanceUID) for r in instance.ReferencedSeriesSequence}:
+                continue
             seg = hd.seg.Segmentation.from_dataset(instance)
             masks = seg.get_pixels_by_source_instance(sop_uids, segment_numbers=[1],
                                                       assert_missing_frames_are_empty=True)
@@ -140,6 +142,16 @@ def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
     assert "does not lie on the series' grid" in err and "case1" in err and "not a DICOM UID" in err
     assert "multi-frame file" in err
     assert len(_stored_segmentations(orthanc, series["plain"])) == 1  # nothing more stored
+    # annotations come back as labels: the newest SEG of each series (dcmqi's real liver SEG of 2016 is older)
+    orthanc.upload(realdata("dcmqi", "segmentations", "liver.dcm"))
+    annotated = tmp_path / "annotated"
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(annotated), "--labels"]) == 0
+    assert "1 label(s) imported from DICOM SEG, 0 refused" in capsys.readouterr().out
+    back = read_image(annotated / "labels" / f"{uid}.nii.gz")
+    check_same_geometry(image, back)
+    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(label))
+    assert json.loads((annotated / "pacs_series.json").read_text())[uid]["label"]["seg_series_uid"] \
+        == stored["series_uid"]
 
 
 def test_pacs_import_from_a_pacs_that_does_not_answer(tmp_path, capsys):
@@ -171,7 +183,7 @@ def test_serve_names_a_pacs_url_given_as_the_studies_folder(tmp_path):
         serve("http://127.0.0.1:8042/dicom-web")
     with pytest.raises(InvalidInputError, match="poll interval -1"):
         serve(tmp_path, pacs_url="http://127.0.0.1:8042/dicom-web", pacs_poll_s=-1)
-    with pytest.raises(InvalidInputError, match="a PACS query was given without a PACS"):
+    with pytest.raises(InvalidInputError, match="a PACS query or label import was asked for without a PACS"):
         serve(tmp_path, pacs_query={"PatientID": "P1"})
     from oncolabel.config import ServerConfig
 
@@ -197,18 +209,31 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
     refused once, with the reason, in the mirror's state file."""
     from monailabel.client import MONAILabelClient
 
+    from oncolabel.dicom_seg import segmentation_dataset, series_headers
+
     series = _series(tmp_path)
-    orthanc.upload(series["plain"], series["tilted"])
+    series["annotated"] = tilted_dicom_copy(tmp_path / "annotated", 0.0, new_uids=True)  # another plain series
+    annotation = _boxed_label(read_image(series["annotated"]))  # a reader's SEG of it, already in the PACS
+    segmentation_dataset(annotation, series_headers(series["annotated"]), segments={1: "metastasis"}, manual=True,
+                         algorithm="reader", version="1").save_as(tmp_path / "annotation.dcm")
+    orthanc.upload(series["plain"], series["tilted"], series["annotated"], tmp_path / "annotation.dcm")
     uid = {k: _series_uid(p) for k, p in series.items()}
     studies = tmp_path / "studies"
     studies.mkdir()
-    with ServerProcess(studies, extra_args=["--pacs", orthanc.dicomweb, "--pacs-poll-s", "1",
+    with ServerProcess(studies, extra_args=["--pacs", orthanc.dicomweb, "--pacs-poll-s", "1", "--pacs-labels",
                                             "--pacs-store-labels"]) as server:
         ml = MONAILabelClient(server.url)
         objects = _wait_for(lambda: ml.datastore().get("objects", {}).get(uid["plain"]) and ml.datastore()["objects"],
                             90, "the PACS series in the datastore")
         info = objects[uid["plain"]]["image"]["info"]
         assert info["patient_id"] == PATIENT and info["pacs_url"] == orthanc.dicomweb
+        final = _wait_for(lambda: ml.datastore()["objects"].get(uid["annotated"], {}).get("labels", {}).get("final"),
+                          60, "the reader's SEG as the final label")
+        assert final["info"]["source"] == "dicomweb-seg" and "pacs_seg_series_uid" not in final["info"]
+        got = read_image(studies / "labels" / "final" / f"{uid['annotated']}.nii.gz")
+        assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(annotation))
+        assert uid["annotated"] not in ml.next_sample("random", {}).get("id", "")  # labelled: not proposed
+        assert len(_stored_segmentations(orthanc, series["annotated"])) == 1  # not sent back to where it came from
         label_file, params = ml.infer("bone_metastasis", uid["plain"], {})
         reference = read_image(series["plain"])
         check_same_geometry(reference, read_image(label_file))

@@ -17,14 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "folder and write it as OUT/<SeriesInstanceUID>.nii.gz. OUT/pacs_series.json "
                                    "records each series' patient, study and source. Nothing is written to the "
                                    "PACS; a series that forms no regular volume is listed with the reason.")
-    p.add_argument("url", metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web (Orthanc)")
+    _connection_arguments(p, json_help="write the import report here")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder of NIfTI images (created)")
     p.add_argument("--modality", default="CT", help="series modality to import (default CT; 'any' for all)")
     p.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
                    help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
                         "StudyDescription=*SPINE* or PatientID=P001; repeatable")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (seconds)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write the import report here")
+    p.add_argument("--labels", action="store_true",
+                   help="also read each imported series' newest DICOM SEG in the PACS (a reader's annotation) as "
+                        "OUT/labels/<SeriesInstanceUID>.nii.gz, for `oncolabel train --data OUT` or evaluate")
     p.set_defaults(func=run)
 
     e = sub.add_parser("pacs-export", help="send label images back to the PACS as DICOM SEG (DICOMweb STOW-RS)",
@@ -32,15 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "images, must lie on that series' grid (an `oncolabel infer` output of the "
                                    "imported image does); it is stored in the PACS as a DICOM SEG referencing the "
                                    "series' instances. Exit status 1 if any label was not stored.")
-    e.add_argument("url", metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web")
+    _connection_arguments(e, json_help="write label -> SEG series UID here")
     e.add_argument("labels", nargs="+", type=Path, metavar="LABEL", help="label image(s) (0 background)")
     e.add_argument("--task", default="bone-metastasis", help="segmentation task naming the label values")
     e.add_argument("--manual", action="store_true",
                    help="the labels were drawn or corrected by a reader (SEMIAUTOMATIC; default: the algorithm's "
                         "output, AUTOMATIC)")
-    e.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (seconds)")
-    e.add_argument("--json", type=Path, metavar="FILE", help="write label -> SEG series UID here")
     e.set_defaults(func=run_export)
+
+
+def _connection_arguments(p: argparse.ArgumentParser, *, json_help: str) -> None:
+    p.add_argument("url", metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web (Orthanc)")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (seconds)")
+    p.add_argument("--json", type=Path, metavar="FILE", help=json_help)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -81,7 +86,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oncolabel.pacs import DicomWebSource, FolderStore, import_series, parse_query
+    from oncolabel.pacs import DicomWebSource, FolderStore, import_labels, import_series, parse_query
 
     query = parse_query(args.query)
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
@@ -90,8 +95,16 @@ def run(args: argparse.Namespace) -> int:
                            modality=None if args.modality.lower() == "any" else args.modality, query=query)
     for uid, reason in report.refused.items():
         print(f"warning: series {uid} not imported: {reason}", file=sys.stderr)
-    if args.json:
-        write_json({"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}, args.json)
+    payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "
           f"{len(report.refused)} refused ({source.url})")
+    if args.labels:
+        unlabelled = [s for s in store.imported_series() if not store.label_path(s.series_uid).exists()]
+        labels = import_labels(source, unlabelled, reference=store.image, store=store.add_label)
+        for uid, reason in labels.refused.items():
+            print(f"warning: the segmentation of series {uid} not imported: {reason}", file=sys.stderr)
+        payload["labels"] = labels.to_dict()
+        print(f"{args.out}: {len(labels.imported)} label(s) imported from DICOM SEG, {len(labels.refused)} refused")
+    if args.json:
+        write_json(payload, args.json)
     return 0

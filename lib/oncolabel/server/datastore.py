@@ -54,7 +54,8 @@ class OncoDatastore(LocalDatastore):
 
     def __init__(self, datastore_path: str, *, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload: bool = False,
                  read_only: bool = False, max_label_values: int = 255,
-                 on_final_label: Optional[Callable[[str, Dict[str, Any], str], Dict[str, Any]]] = None) -> None:
+                 on_final_label: Optional[Callable[[str, Dict[str, Any], str, Dict[str, Any]],
+                                                   Dict[str, Any]]] = None) -> None:
         os.makedirs(datastore_path, exist_ok=True)
         self._flock = FileLock(os.path.join(datastore_path, ".lock"))
         self._versions_root = Path(datastore_path) / ".oncolabel" / "label_versions"
@@ -208,14 +209,15 @@ class OncoDatastore(LocalDatastore):
                 (label_dir / self._filename(image_id, old.ext)).unlink(missing_ok=True)
             obj.labels[label_tag] = DataModel(info=info, ext=ext)
         if self._on_final_label is not None and label_tag == "final":
-            self._after_final_label(image_id, str(vfile))
+            self._after_final_label(image_id, str(vfile), info)
         return image_id
 
-    def _after_final_label(self, image_id: str, label_path: str) -> None:
-        """Hand a stored final label to ``on_final_label`` (e.g. a copy to the PACS); its record, or its error, goes
-        into the label's info. The label is stored before and whatever happens here."""
+    def _after_final_label(self, image_id: str, label_path: str, label_info: Dict[str, Any]) -> None:
+        """Hand a stored final label to ``on_final_label(image_id, image_info, label_path, label_info)`` (e.g. a
+        copy to the PACS); its record, or its error, goes into the label's info. The label is stored before and
+        whatever happens here."""
         try:
-            record = self._on_final_label(image_id, self.get_image_info(image_id), label_path)
+            record = self._on_final_label(image_id, self.get_image_info(image_id), label_path, label_info)
         except OncoLabelError as exc:
             logger.warning("final label of %s: %s", image_id, exc)
             record = {"error": str(exc)}

@@ -28,11 +28,14 @@ import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
 from oncolabel.io import atomic_path, read_image, write_image
-from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_query, import_series,
-                            series_record)
+from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_query, import_labels,
+                            import_series, series_record)
 from oncolabel.server.datastore import OncoDatastore
 
 logger = logging.getLogger(__name__)
+
+#: ``source`` in the info of a final label read from a DICOM SEG in the PACS
+LABEL_FROM_PACS = "dicomweb-seg"
 
 
 class PacsMirror:
@@ -43,15 +46,19 @@ class PacsMirror:
         studies: the server's datastore folder.
         modality: series modality to import (``None``: all).
         query: QIDO-RS filters the series must match (:func:`oncolabel.pacs.check_query`).
+        labels: also read the newest DICOM SEG of each imported image without a final label as its final label.
         poll_s: seconds between imports; ``0`` imports once.
     """
 
     def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | None = "CT",
-                 query: Mapping[str, str] | None = None, poll_s: float = 60.0) -> None:
+                 query: Mapping[str, str] | None = None, poll_s: float = 60.0, labels: bool = False) -> None:
         if poll_s < 0:
             raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
         self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
         self.query = check_query(query or {})
+        self.labels = bool(labels)
+        self.labels_imported: dict[str, str] = {}
+        self.labels_refused: dict[str, str] = {}
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
@@ -90,13 +97,40 @@ class PacsMirror:
             logger.warning("PACS series %s not imported: %s", uid, reason)
         if report.imported:
             logger.info("imported %d series from %s", len(report.imported), self.source.url)
+        if self.labels:
+            self._import_labels(datastore)
         return report
+
+    def _import_labels(self, datastore: OncoDatastore) -> None:
+        waiting = []
+        for uid in datastore.get_unlabeled_images(label_tag="final"):
+            info = datastore.get_image_info(uid)
+            if info.get("source") == "dicomweb" and info.get("pacs_url") == self.source.url \
+                    and uid not in self.labels_refused:
+                waiting.append(PacsSeries(study_uid=str(info.get("study_uid", "")), series_uid=uid,
+                                          patient_id=str(info.get("patient_id", ""))))
+
+        def store(series: PacsSeries, seg: PacsSeries, label: sitk.Image) -> None:
+            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
+                path = write_image(label, Path(tmp) / f"{series.series_uid}.nii.gz")
+                datastore.save_label(series.series_uid, str(path), "final",
+                                     {"source": LABEL_FROM_PACS, "pacs_url": self.source.url,
+                                      "seg_series_uid": seg.series_uid})
+
+        report = import_labels(self.source, waiting, store=store,
+                               reference=lambda s: read_image(datastore.get_image_uri(s.series_uid)))
+        self.labels_imported.update(report.imported)
+        self.labels_refused.update(report.refused)
+        for uid, reason in report.refused.items():
+            logger.warning("the segmentation of PACS series %s not imported: %s", uid, reason)
 
     def status(self) -> dict[str, Any]:
         return {"pacs_url": self.source.url, "modality": self.modality, "query": self.query, "poll_s": self.poll_s,
                 "runs": self.runs,
                 "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "imported": list(self.imported), "refused": dict(self.refused), "last_error": self.last_error}
+                "imported": list(self.imported), "refused": dict(self.refused), "labels": self.labels,
+                "labels_imported": dict(self.labels_imported), "labels_refused": dict(self.labels_refused),
+                "last_error": self.last_error}
 
     def _write_status(self) -> None:
         with atomic_path(self.status_path) as tmp:
@@ -147,11 +181,12 @@ class PacsLabelExporter:
     def __init__(self, source: DicomWebSource, segments: Mapping[int, str], *, algorithm: str = "OncoLabel") -> None:
         self.source, self.segments, self.algorithm = source, dict(segments), algorithm
 
-    def __call__(self, image_id: str, image_info: Mapping[str, Any], label_path: str) -> dict[str, Any]:
+    def __call__(self, image_id: str, image_info: Mapping[str, Any], label_path: str,
+                 label_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from oncolabel import __version__
 
-        if image_info.get("source") != "dicomweb":
-            return {}
+        if image_info.get("source") != "dicomweb" or (label_info or {}).get("source") == LABEL_FROM_PACS:
+            return {}  # not a PACS image, or a label that came from the PACS (it is there already)
         if image_info.get("pacs_url") != self.source.url:
             return {"pacs_seg_error": f"the image came from {image_info.get('pacs_url')}, not {self.source.url}"}
         series = PacsSeries(study_uid=str(image_info.get("study_uid", "")), series_uid=image_id)
