@@ -7,9 +7,11 @@ so a series that would be refused from a folder is refused from the PACS too, wi
 :func:`import_series` copies the series not yet held into any store (a folder of NIfTI files for the CLI, the
 server's datastore for ``oncolabel serve --pacs URL``); the image id of a series is its SeriesInstanceUID.
 
-Labels go back only when asked (:meth:`DicomWebSource.store_segmentation`: a DICOM SEG referencing the series'
-instances, built with highdicom, stored with STOW-RS); nothing else is ever written to the PACS. Connections time
-out (``timeout_s``) instead of hanging; every failure of the PACS itself raises :class:`oncolabel.errors.PacsError`.
+Readers' annotations come in with :func:`import_labels` (a series' newest DICOM SEG read as its label on the
+imported volume). Labels go back only when asked (:meth:`DicomWebSource.store_segmentation`: a DICOM SEG
+referencing the series' instances, built with highdicom, stored with STOW-RS); nothing else is ever written to the
+PACS. Connections time out (``timeout_s``) instead of hanging; every failure of the PACS itself raises
+:class:`oncolabel.errors.PacsError`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from urllib.parse import urlparse
 import SimpleITK as sitk
 
 from oncolabel.dicom_seg import segmentation_dataset
-from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, PacsError
+from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, NotFoundError, PacsError
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
@@ -192,8 +194,6 @@ class DicomWebSource:
         """The series with this SeriesInstanceUID (:class:`oncolabel.errors.NotFoundError` when the PACS has none)."""
         from pydicom import Dataset
 
-        from oncolabel.errors import NotFoundError
-
         found = self._call("the series search (QIDO-RS)", self._client.search_for_series,
                            search_filters={"SeriesInstanceUID": check_uid(series_uid)}, fields=list(_SERIES_FIELDS))
         for item in found or []:
@@ -287,8 +287,7 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
                   present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None) -> PacsImportReport:
     """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
-    in ``skip`` and
-    hand it to ``store(series, image)``.
+    in ``skip``, and hand it to ``store(series, image)``.
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
     recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself

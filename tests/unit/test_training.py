@@ -87,6 +87,31 @@ def test_validation_cases_that_are_training_cases_are_refused(tmp_path):
         Trainer(spec, iterations=1, batch_size=2).fit(tagged, other)
 
 
+def test_cohorts_imported_from_a_pacs_are_split_by_patient(tmp_path, capsys):
+    """``oncolabel train --data A --val B`` on folders from ``pacs-import`` (their pacs_series.json records each
+    series' patient): another series of a training patient in the validation cohort is refused before training."""
+    import json
+    import shutil
+
+    from oncolabel.cli import main
+
+    for name, seeds, patients in (("a", [0, 1], ["P1", "P7"]), ("b", [2], ["P7"])):
+        items = write_toy_items(tmp_path / name / "flat", seeds)
+        for sub in ("images", "labels"):
+            (tmp_path / name / sub).mkdir()
+        records = {}
+        for item, patient, seed in zip(items, patients, seeds):
+            case = f"1.2.3.{seed}"  # images named by series UID, as pacs-import names them
+            shutil.copy(item["image"], tmp_path / name / "images" / f"{case}.nii.gz")
+            shutil.copy(item["label"], tmp_path / name / "labels" / f"{case}.nii.gz")
+            records[case] = {"patient_id": patient, "study_uid": "1.2", "series_uid": case}
+        (tmp_path / name / "pacs_series.json").write_text(json.dumps(records))
+    args = ["train", "bone-metastasis", "--data", str(tmp_path / "a"), "--val", str(tmp_path / "b"),
+            "--iterations", "1", "--out", str(tmp_path / "m.pt")]
+    assert main(args) == 1
+    assert "patient_id P7" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()
+
+
 def test_cancel_and_bad_input(toy_pair):
     ip, lp = toy_pair
     stop = threading.Event()

@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cohort_items(folders: list[str]) -> list[dict[str, str]]:
+    """Training items of cohort folders (``images/`` and ``labels/`` with matching case ids), with each case's
+    patient id where the folder records one (``pacs_series.json`` of ``oncolabel pacs-import``), so that the
+    trainer refuses a validation cohort that shares a patient with the training one."""
+    import json
+
+    from oncolabel.pacs import FolderStore
+
     items = []
     for folder in folders:
         images = list_images(folder, subfolder="images")
@@ -53,7 +60,16 @@ def cohort_items(folders: list[str]) -> list[dict[str, str]]:
         missing = sorted(set(images) - set(labels))
         if missing:
             raise InvalidInputError(f"{folder}: no label for {', '.join(missing[:5])}")
-        items += [{"image": str(images[c]), "label": str(labels[c])} for c in sorted(images)]
+        manifest = Path(folder) / FolderStore.MANIFEST
+        try:
+            records = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{manifest}: unreadable ({exc})") from exc
+        for c in sorted(images):
+            item = {"image": str(images[c]), "label": str(labels[c])}
+            if records.get(c, {}).get("patient_id"):
+                item["patient_id"] = str(records[c]["patient_id"])
+            items.append(item)
     return items
 
 
