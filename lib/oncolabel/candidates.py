@@ -249,22 +249,37 @@ def _stack(tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
             np.concatenate([np.full(len(t[1]), k, dtype=np.int64) for k, t in enumerate(tables)]))
 
 
-def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3, folds: int = 5,
-                       seed: int = 0) -> np.ndarray:
-    """Each component's P(metastasis) from a :class:`ComponentFilter` fitted without its case.
+def _case_groups(n_cases: int, patients: Sequence[Any] | None) -> np.ndarray:
+    """One group index per case: its patient's (cases of one patient share it), or its own when none is given."""
+    if patients is None:
+        return np.arange(n_cases)
+    if len(patients) != n_cases:
+        raise InvalidInputError(f"{len(patients)} patient ids for {n_cases} cases")
+    keys = [("patient", p) if p is not None else ("case", k) for k, p in enumerate(patients)]
+    index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    return np.asarray([index[key] for key in keys])
 
-    Cases (not components) are split into ``folds`` (fewer when there are fewer cases), in an order shuffled with
-    ``seed``; a fold whose training part lacks one of the classes leaves its components NaN (not scored).
+
+def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3, folds: int = 5,
+                       seed: int = 0, patients: Sequence[Any] | None = None) -> np.ndarray:
+    """Each component's P(metastasis) from a :class:`ComponentFilter` fitted without its case (and without the
+    other cases of its patient, when ``patients`` gives one id per case; ``None`` entries are patients of their own).
+
+    Patients (not components) are split into ``folds`` (fewer when there are fewer patients), in an order shuffled
+    with ``seed``; a fold whose training part lacks one of the classes leaves its components NaN (not scored).
     Returns one array over all components, in table order.
     """
     from sklearn.model_selection import GroupKFold
 
-    X, y, groups = _stack(tables)
+    X, y, cases = _stack(tables)
+    case_groups = _case_groups(len(tables), patients)
+    groups = case_groups[cases]
     oof = np.full(len(y), np.nan)
     k = min(folds, len(np.unique(groups)))
     if k < 2:
         return oof
-    perm = np.random.default_rng(seed).permutation(len(tables))  # GroupKFold is deterministic: shuffle cases
+    # GroupKFold is deterministic: shuffle the groups (one per case without patient ids: the same folds as before)
+    perm = np.random.default_rng(seed).permutation(int(case_groups.max()) + 1)
     for tr, te in GroupKFold(k).split(X, y, perm[groups]):
         if len(np.unique(y[tr])) == 2:
             oof[te] = ComponentFilter(C=C).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
@@ -272,20 +287,21 @@ def out_of_fold_scores(tables: Sequence[tuple[np.ndarray, np.ndarray]], *, C: fl
 
 
 def fit_component_filter(tables: Iterable[tuple[np.ndarray, np.ndarray]], *, C: float = 0.3,
-                         threshold: float = 0.15, folds: int = 5, seed: int = 0) -> tuple[ComponentFilter, dict]:
-    """Fit a :class:`ComponentFilter` on per-case ``(X, y)`` tables; report its case-grouped cross-validated AUC
-    (:func:`out_of_fold_scores`: no case contributes to both sides of a fold)."""
+                         threshold: float = 0.15, folds: int = 5, seed: int = 0,
+                         patients: Sequence[Any] | None = None) -> tuple[ComponentFilter, dict]:
+    """Fit a :class:`ComponentFilter` on per-case ``(X, y)`` tables; report its patient-grouped cross-validated AUC
+    (:func:`out_of_fold_scores`: no case, and no patient when ``patients`` names them, on both sides of a fold)."""
     from oncolabel.stats import roc_auc
 
     tables = list(tables)
     X, y, groups = _stack(tables)
     if len(y) == 0 or len(np.unique(y)) < 2:
         raise InvalidInputError("the cohorts gave no mix of true and false-positive components to fit a filter on")
-    oof = out_of_fold_scores(tables, C=C, folds=folds, seed=seed)
+    oof = out_of_fold_scores(tables, C=C, folds=folds, seed=seed, patients=patients)
     done = ~np.isnan(oof)
     true, false = done & (y == 1), done & (y == 0)
     report = {"n_cases": len(tables), "n_components": int(len(y)), "n_true": int(y.sum()),
-              "folds": min(folds, len(np.unique(groups))), "seed": seed,
+              "folds": min(folds, len(np.unique(_case_groups(len(tables), patients)[groups]))), "seed": seed,
               "cv_auc": float(roc_auc(y[done], oof[done])) if true.any() and false.any() else None,
               "cv_kept_true": float((oof[true] >= threshold).mean()) if true.any() else None,
               "cv_kept_false": float((oof[false] >= threshold).mean()) if false.any() else None}

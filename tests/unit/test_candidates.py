@@ -229,3 +229,20 @@ def test_out_of_fold_scores_never_use_the_scored_case():
     assert roc_auc(y0, leaky.predict_proba(X0)[:, 1]) == 1.0
     assert roc_auc(y0, oof[:12]) < 0.9
     assert np.isnan(out_of_fold_scores(tables[:1])).all()  # one case: nothing to fold
+
+
+def test_the_filter_cross_validation_keeps_a_patient_on_one_side():
+    """Cases of one patient (e.g. two series from a PACS import) never sit on both sides of a fold: with every case
+    of one patient there is nothing to validate on, and the AUC says so instead of scoring leaked cases."""
+    from oncolabel.candidates import out_of_fold_scores
+
+    rng = np.random.default_rng(0)
+    tables = _tables(rng)
+    per_case = out_of_fold_scores(tables, folds=5, seed=0)
+    assert np.array_equal(out_of_fold_scores(tables, folds=5, seed=0, patients=[None] * len(tables)), per_case,
+                          equal_nan=True)  # no ids: each case its own patient, the same folds as before
+    assert np.isnan(out_of_fold_scores(tables, folds=5, seed=0, patients=["P1"] * len(tables))).all()
+    report = fit_component_filter(tables, patients=["P1"] * len(tables))[1]
+    assert report["cv_auc"] is None and report["folds"] == 1
+    with pytest.raises(InvalidInputError, match="patient ids for"):
+        out_of_fold_scores(tables, patients=["P1"])

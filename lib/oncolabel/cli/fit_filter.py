@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         tables.append(predictor.component_table(image, sitk.GetArrayViewFromImage(label) > 0))
         print(f"[{k}/{len(items)}] {Path(item['image']).name}: {len(tables[-1][1])} component(s)",
               file=sys.stderr, flush=True)
-    flt, report = fit_component_filter(tables, C=args.C, threshold=args.threshold, folds=args.folds, seed=args.seed)
+    flt, report = fit_component_filter(tables, C=args.C, threshold=args.threshold, folds=args.folds, seed=args.seed,
+                                       patients=[item.get("patient_id") for item in items])
     stored = {**flt.to_dict(), "fitted_on_model": predictor.checkpoint.sha256, "fitted_on": list(args.cohort),
               "cv_auc": report["cv_auc"],
               "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
