@@ -55,26 +55,52 @@ def _slice_on_grid(grid: tuple, position: Sequence[Any], orientation: Sequence[A
     return (k if on_grid else None), index
 
 
-def _instance_slices(image: sitk.Image, headers: Sequence[Any], *, what: str) -> list[int]:
-    """For each single-frame instance of ``headers``, the index of the slice of ``image`` it lies on. ``image``
-    must be on the series' grid (as :func:`oncolabel.io.read_image` builds it): same orientation, pixel spacing and
-    matrix, and each instance's position on one of its slices."""
+def _source_planes(headers: Sequence[Any]) -> list[tuple[str, Any, Any, Any, tuple[int, int]]]:
+    """(name, position, orientation, pixel spacing, matrix) of each source frame, in the order a SEG's frames
+    follow them: each single-frame instance, or each frame of one multi-frame instance (from its functional
+    groups)."""
+    from oncolabel.io import functional_group
+
     if not headers:
         raise InvalidInputError("the series has no instance")
-    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
-        raise InvalidInputError("the series is a multi-frame file: DICOM SEG objects are made and read here only for "
-                                "a series of single-frame slices (use a .nii.gz or .nrrd label instead)")
+    multi = [h for h in headers if int(h.get("NumberOfFrames", 1) or 1) > 1]
+    if multi and len(headers) > 1:
+        raise InvalidInputError(f"the series mixes {len(multi)} multi-frame file(s) with other instances; one "
+                                "multi-frame file or single-frame slices are supported")
+    out = []
+    if multi:
+        h = multi[0]
+        for f in range(int(h.NumberOfFrames)):
+            plane = functional_group(h, f, "PlanePositionSequence")
+            orient = functional_group(h, f, "PlaneOrientationSequence")
+            measures = functional_group(h, f, "PixelMeasuresSequence")
+            if plane is None or orient is None or measures is None:
+                raise InvalidInputError(f"frame {f + 1} of the multi-frame series has no position, orientation or "
+                                        "pixel spacing")
+            out.append((f"frame {f + 1}", plane.ImagePositionPatient, orient.ImageOrientationPatient,
+                        measures.PixelSpacing, (int(h.Rows), int(h.Columns))))
+        return out
+    for i, h in enumerate(headers):
+        if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "PixelSpacing" not in h:
+            raise InvalidInputError(f"instance {i + 1} of the series has no position, orientation or pixel spacing")
+        out.append((f"instance {i + 1}", h.ImagePositionPatient, h.ImageOrientationPatient, h.PixelSpacing,
+                    (int(h.Rows), int(h.Columns))))
+    return out
+
+
+def _instance_slices(image: sitk.Image, headers: Sequence[Any], *, what: str) -> list[int]:
+    """For each source frame of ``headers`` (:func:`_source_planes`), the index of the slice of ``image`` it lies
+    on. ``image`` must be on the series' grid (as :func:`oncolabel.io.read_image` builds it): same orientation,
+    pixel spacing and matrix, and each frame's position on one of its slices."""
+    planes = _source_planes(headers)
     if image.GetDimension() != 3:
         raise InvalidInputError(f"the {what} is {image.GetDimension()}D; a 3D {what} is required")
     grid = _grid(image)
     out = []
-    for i, h in enumerate(headers):
-        if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "PixelSpacing" not in h:
-            raise InvalidInputError(f"instance {i + 1} of the series has no position, orientation or pixel spacing")
-        k, index = _slice_on_grid(grid, h.ImagePositionPatient, h.ImageOrientationPatient, h.PixelSpacing,
-                                  (int(h.Rows), int(h.Columns)))
+    for name, position, orientation, pixel_spacing, matrix in planes:
+        k, index = _slice_on_grid(grid, position, orientation, pixel_spacing, matrix)
         if k is None:
-            raise GeometryError(f"the {what} does not lie on the series' grid (instance {i + 1}: index "
+            raise GeometryError(f"the {what} does not lie on the series' grid ({name}: index "
                                 f"{np.round(index, 2).tolist()} of a {list(grid[3])} {what}); use the image read or "
                                 "imported from this series")
         out.append(k)
@@ -82,12 +108,12 @@ def _instance_slices(image: sitk.Image, headers: Sequence[Any], *, what: str) ->
 
 
 def segmentation_frames(label: sitk.Image, headers: Sequence[Any]) -> np.ndarray:
-    """The slice of ``label`` under each single-frame instance of ``headers``, in their order: ``(n, rows,
-    columns)``.
+    """The slice of ``label`` under each source frame of ``headers`` (each single-frame instance, or each frame of
+    one multi-frame instance), in their order: ``(n, rows, columns)``.
 
     Raises:
         GeometryError: the label is on another grid than the series' (an instance falls between slices or outside).
-        InvalidInputError: multi-frame or unplaced instances.
+        InvalidInputError: unplaced frames, or a multi-frame file mixed with other instances.
     """
     slices = _instance_slices(label, headers, what="label")
     arr = sitk.GetArrayViewFromImage(label)

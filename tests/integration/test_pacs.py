@@ -108,8 +108,8 @@ def _stored_segmentations(orthanc, source_folder: Path) -> list[dict[str, np.nda
 
 def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
     """A label made on an imported image goes back as a DICOM SEG that highdicom decodes, instance by instance, to
-    the label's slices; a label on another grid, a file not named by a series UID and a multi-frame series are
-    refused by name and store nothing."""
+    the label's slices (the multi-frame series' too); a label on another grid and a file not named by a series UID
+    are refused by name and store nothing."""
     series = _series(tmp_path)
     orthanc.upload(series["plain"], series["enhanced"])
     out = tmp_path / "cohort"
@@ -138,18 +138,20 @@ def test_pacs_export_sends_a_label_back_as_dicom_seg(tmp_path, orthanc, capsys):
     sitk.WriteImage(_boxed_label(read_image(enhanced)), str(labels / enhanced.name))
     assert main(["pacs-export", orthanc.dicomweb, str(labels / f"{uid}.nrrd"), str(other),
                  str(labels / enhanced.name)]) == 1
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "does not lie on the series' grid" in err and "case1" in err and "not a DICOM UID" in err
-    assert "multi-frame file" in err
+    assert err.count("not stored") == 2 and f"{enhanced.name}: stored as DICOM SEG" in captured.out
     assert len(_stored_segmentations(orthanc, series["plain"])) == 1  # nothing more stored
     # annotations come back as labels: the newest SEG of each series (dcmqi's real liver SEG of 2016 is older)
     orthanc.upload(realdata("dcmqi", "segmentations", "liver.dcm"))
     annotated = tmp_path / "annotated"
     assert main(["pacs-import", orthanc.dicomweb, "--out", str(annotated), "--labels"]) == 0
-    assert "1 label(s) imported from DICOM SEG, 0 refused" in capsys.readouterr().out
-    back = read_image(annotated / "labels" / f"{uid}.nii.gz")
-    check_same_geometry(image, back)
-    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(label))
+    assert "2 label(s) imported from DICOM SEG, 0 refused" in capsys.readouterr().out
+    for name, sent in ((f"{uid}.nii.gz", labels / f"{uid}.nii.gz"), (enhanced.name, labels / enhanced.name)):
+        back, original = read_image(annotated / "labels" / name), read_image(sent)  # the multi-frame series' too
+        check_same_geometry(original, back)
+        assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(original))
     assert json.loads((annotated / "pacs_series.json").read_text())[uid]["label"]["seg_series_uid"] \
         == stored["series_uid"]
 

@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg = tasks.add_parser("bone-metastasis", help="segment bone metastases on a CT",
                            description="Segment bone metastases on a CT. INPUT: NIfTI/NRRD file or a folder holding "
                                        "one DICOM CT series. OUTPUT: .nii.gz or .nrrd label (0 background, "
-                                       "1 metastasis) on INPUT's exact grid; for a DICOM series of single-frame "
-                                       "slices also .dcm: a DICOM SEG referencing the series' instances.")
+                                       "1 metastasis) on INPUT's exact grid; for a DICOM series also .dcm: a "
+                                       "DICOM SEG referencing the series' instances.")
     seg.add_argument("input", metavar="INPUT")
     seg.add_argument("output", metavar="OUTPUT")
     seg.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped model)")
