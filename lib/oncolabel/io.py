@@ -174,8 +174,8 @@ def _read_multiframe(path: Path) -> sitk.Image:
         value = functional_group(ds, k, "PixelValueTransformationSequence") or ds
         rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
                          float(value.get("RescaleIntercept", 0.0) or 0.0)])
-    for what, values, tol in (("orientations", orientations, 1e-4), ("pixel spacings", spacings, 1e-4),
-                              ("rescale slopes / intercepts", rescales, 1e-6)):
+    _one_orientation(path, orientations, [f"frame {k + 1}" for k in range(n)])
+    for what, values, tol in (("pixel spacings", spacings, 1e-4), ("rescale slopes / intercepts", rescales, 1e-6)):
         if np.ptp(np.asarray(values), axis=0).max() > tol:
             raise ImageReadError(f"{path}: the {n} frames differ in their {what}; they do not form one volume (export "
                                  "the series as single-frame slices)")
@@ -211,13 +211,27 @@ def _check_first_frame(path: Path, decoded: np.ndarray, rescale: tuple[float, fl
                              f"{rescale[0]:g} / {rescale[1]:g}; cannot read this multi-frame file reliably")
 
 
+def _one_orientation(where: Path, orientations: list[list[float]], names: list[str]) -> np.ndarray:
+    """The common row / column direction cosines ``(2, 3)`` of slices (or frames) named ``names``;
+    :class:`ImageReadError` naming the first one that lies in another orientation (ITK would stack it as if it did
+    not, silently)."""
+    arr = np.asarray(orientations, dtype=float)
+    bad = np.flatnonzero(np.abs(arr - arr[0]).max(axis=1) > 1e-4)
+    if bad.size:
+        k = int(bad[0])
+        raise ImageReadError(f"{where}: {names[k]} lies in another orientation than {names[0]} "
+                             f"({np.round(arr[k], 3).tolist()} vs {np.round(arr[0], 3).tolist()}); the "
+                             f"{len(arr)} images do not form one volume")
+    return arr[0].reshape(2, 3)
+
+
 def _check_series_geometry(folder: Path, files: list[str]) -> None:
-    """The regular-volume check (even spacing, no gantry tilt) of a series from its headers alone (before any pixel
-    is read, so that ITK's own warning about non-uniform sampling never comes first); series without position tags
-    are left to ITK."""
+    """The regular-volume check (one orientation, even spacing, no gantry tilt) of a series from its headers alone
+    (before any pixel is read, so that ITK's own warning about non-uniform sampling never comes first); series
+    without position tags are left to ITK."""
     import pydicom
 
-    positions, orientation, pixel_mm = [], None, 1.0
+    positions, orientations, pixel_mm = [], [], 1.0
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True,
@@ -227,10 +241,10 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
             return
         positions.append([float(v) for v in ds.ImagePositionPatient])
-        if orientation is None:
-            orientation = [float(v) for v in ds.ImageOrientationPatient]
+        orientations.append([float(v) for v in ds.ImageOrientationPatient])
+        if len(orientations) == 1:
             pixel_mm = min(float(v) for v in ds.get("PixelSpacing", [1.0, 1.0]))
-    rows = np.asarray(orientation).reshape(2, 3)
+    rows = _one_orientation(folder, orientations, [f"file {Path(f).name}" for f in files])
     _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
 
 
@@ -347,7 +361,8 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     found = str(slices[0].get("Modality", ""))
     if modality is not None and found not in (modality, ""):
         raise ImageReadError(f"{folder}: modality {found!r} is not {modality}")
-    orient = np.asarray([float(v) for v in slices[0].ImageOrientationPatient]).reshape(2, 3)
+    orient = _one_orientation(folder, [[float(v) for v in ds.ImageOrientationPatient] for ds in slices],
+                              [f"file {Path(str(ds.filename)).name}" for ds in slices])
     normal = np.cross(orient[0], orient[1])
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])

@@ -140,6 +140,27 @@ def test_a_gantry_tilted_series_is_refused(tmp_path):
     assert slight.GetSize() == (512, 512, 3)
 
 
+def test_a_series_with_a_slice_in_another_orientation_is_refused(tmp_path):
+    """The real series with its middle slice rotated 10 degrees in-plane (position unchanged): ITK stacked it as if
+    it were not, silently (the CLI reported a label on that volume until 2026-12-07)."""
+    import pydicom
+
+    t = np.radians(10.0)
+    for name, mono in (("gdcm", False), ("pydicom", True)):  # ITK's reader and ours (MONOCHROME1)
+        (tmp_path / name).mkdir()
+        for k, path in enumerate(sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))):
+            ds = pydicom.dcmread(path)
+            if k == 1:
+                ds.ImageOrientationPatient = [float(np.cos(t)), float(np.sin(t)), 0.0,
+                                              float(-np.sin(t)), float(np.cos(t)), 0.0]
+            if mono:
+                ds.PhotometricInterpretation = "MONOCHROME1"
+            ds.save_as(tmp_path / name / path.name)
+        with pytest.raises(ImageReadError, match=r"file 02\.dcm lies in another orientation than file 0[13]\.dcm "
+                                                 r"\(\[0\.985, 0\.174"):
+            read_image(tmp_path / name)
+
+
 def test_a_multi_frame_ct_reads_as_its_series(tmp_path):
     """The real series as one multi-frame file (folder or file given; frames in order and stored out of spatial
     order) reads voxel for voxel onto the series' grid. ITK's own reading of the file (a folder of it: a 4D volume,
