@@ -174,11 +174,12 @@ def _read_multiframe(path: Path) -> sitk.Image:
         value = functional_group(ds, k, "PixelValueTransformationSequence") or ds
         rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
                          float(value.get("RescaleIntercept", 0.0) or 0.0)])
-    _one_orientation(path, orientations, [f"frame {k + 1}" for k in range(n)])
-    for what, values, tol in (("pixel spacings", spacings, 1e-4), ("rescale slopes / intercepts", rescales, 1e-6)):
-        if np.ptp(np.asarray(values), axis=0).max() > tol:
-            raise ImageReadError(f"{path}: the {n} frames differ in their {what}; they do not form one volume (export "
-                                 "the series as single-frame slices)")
+    frames = [f"frame {k + 1}" for k in range(n)]
+    _one_value(path, orientations, frames, what="orientation")
+    _one_value(path, spacings, frames, what="pixel spacing")
+    if np.ptp(np.asarray(rescales), axis=0).max() > 1e-6:
+        raise ImageReadError(f"{path}: the {n} frames differ in their rescale slopes / intercepts; they do not form "
+                             "one volume (export the series as single-frame slices)")
     rows = np.asarray(orientations[0]).reshape(2, 3)
     normal = np.cross(rows[0], rows[1])
     (dy, dx), pos = spacings[0], np.asarray(positions)
@@ -211,18 +212,17 @@ def _check_first_frame(path: Path, decoded: np.ndarray, rescale: tuple[float, fl
                              f"{rescale[0]:g} / {rescale[1]:g}; cannot read this multi-frame file reliably")
 
 
-def _one_orientation(where: Path, orientations: list[list[float]], names: list[str]) -> np.ndarray:
-    """The common row / column direction cosines ``(2, 3)`` of slices (or frames) named ``names``;
-    :class:`ImageReadError` naming the first one that lies in another orientation (ITK would stack it as if it did
-    not, silently)."""
-    arr = np.asarray(orientations, dtype=float)
-    bad = np.flatnonzero(np.abs(arr - arr[0]).max(axis=1) > 1e-4)
+def _one_value(where: Path, values: list[list[float]], names: list[str], *, what: str) -> np.ndarray:
+    """The value (orientation, pixel spacing) all slices (or frames) named ``names`` share; :class:`ImageReadError`
+    naming the first one with another (ITK stacks every slice with the first one's, silently)."""
+    arr = np.asarray(values, dtype=float)
+    bad = np.flatnonzero(np.abs(arr - arr[0]).max(axis=1) > 1e-4 * max(1.0, float(np.abs(arr[0]).max())))
     if bad.size:
         k = int(bad[0])
-        raise ImageReadError(f"{where}: {names[k]} lies in another orientation than {names[0]} "
+        raise ImageReadError(f"{where}: {names[k]} has another {what} than {names[0]} "
                              f"({np.round(arr[k], 3).tolist()} vs {np.round(arr[0], 3).tolist()}); the "
                              f"{len(arr)} images do not form one volume")
-    return arr[0].reshape(2, 3)
+    return arr[0]
 
 
 def _check_series_geometry(folder: Path, files: list[str]) -> None:
@@ -231,7 +231,7 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
     without position tags are left to ITK."""
     import pydicom
 
-    positions, orientations, pixel_mm = [], [], 1.0
+    positions, orientations, spacings = [], [], []
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True,
@@ -242,9 +242,10 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
             return
         positions.append([float(v) for v in ds.ImagePositionPatient])
         orientations.append([float(v) for v in ds.ImageOrientationPatient])
-        if len(orientations) == 1:
-            pixel_mm = min(float(v) for v in ds.get("PixelSpacing", [1.0, 1.0]))
-    rows = _one_orientation(folder, orientations, [f"file {Path(f).name}" for f in files])
+        spacings.append([float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])])
+    names = [f"file {Path(f).name}" for f in files]
+    rows = _one_value(folder, orientations, names, what="orientation").reshape(2, 3)
+    pixel_mm = float(_one_value(folder, spacings, names, what="pixel spacing").min())
     _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
 
 
@@ -361,8 +362,11 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     found = str(slices[0].get("Modality", ""))
     if modality is not None and found not in (modality, ""):
         raise ImageReadError(f"{folder}: modality {found!r} is not {modality}")
-    orient = _one_orientation(folder, [[float(v) for v in ds.ImageOrientationPatient] for ds in slices],
-                              [f"file {Path(str(ds.filename)).name}" for ds in slices])
+    names = [f"file {Path(str(ds.filename)).name}" for ds in slices]
+    orient = _one_value(folder, [[float(v) for v in ds.ImageOrientationPatient] for ds in slices], names,
+                        what="orientation").reshape(2, 3)
+    _one_value(folder, [[float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])] for ds in slices], names,
+               what="pixel spacing")
     normal = np.cross(orient[0], orient[1])
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -140,25 +142,31 @@ def test_a_gantry_tilted_series_is_refused(tmp_path):
     assert slight.GetSize() == (512, 512, 3)
 
 
-def test_a_series_with_a_slice_in_another_orientation_is_refused(tmp_path):
-    """The real series with its middle slice rotated 10 degrees in-plane (position unchanged): ITK stacked it as if
-    it were not, silently (the CLI reported a label on that volume until 2026-12-07)."""
+def test_a_series_with_a_slice_in_another_orientation_or_pixel_size_is_refused(tmp_path):
+    """The real series with its middle slice rotated 10 degrees in-plane (position unchanged), or with 0.9 mm pixels
+    instead of 0.81: ITK stacked it with the first slice's geometry, silently (the CLI reported a label on that
+    volume until 2026-12-07)."""
     import pydicom
 
     t = np.radians(10.0)
-    for name, mono in (("gdcm", False), ("pydicom", True)):  # ITK's reader and ours (MONOCHROME1)
-        (tmp_path / name).mkdir()
-        for k, path in enumerate(sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))):
-            ds = pydicom.dcmread(path)
-            if k == 1:
-                ds.ImageOrientationPatient = [float(np.cos(t)), float(np.sin(t)), 0.0,
-                                              float(-np.sin(t)), float(np.cos(t)), 0.0]
-            if mono:
-                ds.PhotometricInterpretation = "MONOCHROME1"
-            ds.save_as(tmp_path / name / path.name)
-        with pytest.raises(ImageReadError, match=r"file 02\.dcm lies in another orientation than file 0[13]\.dcm "
-                                                 r"\(\[0\.985, 0\.174"):
-            read_image(tmp_path / name)
+    changes = {"orientation": ("ImageOrientationPatient", [float(np.cos(t)), float(np.sin(t)), 0.0,
+                                                           float(-np.sin(t)), float(np.cos(t)), 0.0]),
+               "pixel spacing": ("PixelSpacing", [0.9, 0.9])}
+    for what, (tag, value) in changes.items():
+        for name, mono in (("gdcm", False), ("pydicom", True)):  # ITK's reader and ours (MONOCHROME1)
+            folder = tmp_path / f"{tag}-{name}"
+            folder.mkdir()
+            for k, path in enumerate(sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))):
+                ds = pydicom.dcmread(path)
+                if k == 1:
+                    setattr(ds, tag, value)
+                if mono:
+                    ds.PhotometricInterpretation = "MONOCHROME1"
+                ds.save_as(folder / path.name)
+            expected = (rf"file 02\.dcm has another {what} than file 0[13]\.dcm "
+                        + re.escape(f"([{round(value[0], 3)},"))
+            with pytest.raises(ImageReadError, match=expected):
+                read_image(folder)
 
 
 def test_a_multi_frame_ct_reads_as_its_series(tmp_path):
