@@ -59,7 +59,7 @@ def _source_planes(headers: Sequence[Any]) -> list[tuple[str, Any, Any, Any, tup
     """(name, position, orientation, pixel spacing, matrix) of each source frame, in the order a SEG's frames
     follow them: each single-frame instance, or each frame of one multi-frame instance (from its functional
     groups)."""
-    from oncolabel.io import functional_group
+    from oncolabel.io import frame_planes
 
     if not headers:
         raise InvalidInputError("the series has no instance")
@@ -67,19 +67,11 @@ def _source_planes(headers: Sequence[Any]) -> list[tuple[str, Any, Any, Any, tup
     if multi and len(headers) > 1:
         raise InvalidInputError(f"the series mixes {len(multi)} multi-frame file(s) with other instances; one "
                                 "multi-frame file or single-frame slices are supported")
-    out = []
     if multi:
         h = multi[0]
-        for f in range(int(h.NumberOfFrames)):
-            plane = functional_group(h, f, "PlanePositionSequence")
-            orient = functional_group(h, f, "PlaneOrientationSequence")
-            measures = functional_group(h, f, "PixelMeasuresSequence")
-            if plane is None or orient is None or measures is None:
-                raise InvalidInputError(f"frame {f + 1} of the multi-frame series has no position, orientation or "
-                                        "pixel spacing")
-            out.append((f"frame {f + 1}", plane.ImagePositionPatient, orient.ImageOrientationPatient,
-                        measures.PixelSpacing, (int(h.Rows), int(h.Columns))))
-        return out
+        return [(f"frame {f + 1}", *plane, (int(h.Rows), int(h.Columns)))
+                for f, plane in enumerate(frame_planes(h, where="the multi-frame series"))]
+    out = []
     for i, h in enumerate(headers):
         if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h or "PixelSpacing" not in h:
             raise InvalidInputError(f"instance {i + 1} of the series has no position, orientation or pixel spacing")
@@ -133,7 +125,7 @@ def label_from_segmentation(seg: Any, headers: Sequence[Any], reference: sitk.Im
     """
     from pydicom.pixels import pixel_array
 
-    from oncolabel.io import functional_group
+    from oncolabel.io import frame_planes, functional_group
 
     uid = str(seg.get("SeriesInstanceUID", "?"))
     if str(seg.get("Modality", "")) != "SEG":
@@ -156,16 +148,12 @@ def label_from_segmentation(seg: Any, headers: Sequence[Any], reference: sitk.Im
     frames = frames.reshape(n, int(seg.Rows), int(seg.Columns))
     grid = _grid(reference)
     arr = np.zeros(sitk.GetArrayViewFromImage(reference).shape, dtype=np.uint8)
-    for f in range(n):
-        plane = functional_group(seg, f, "PlanePositionSequence")
-        orient = functional_group(seg, f, "PlaneOrientationSequence")
-        measures = functional_group(seg, f, "PixelMeasuresSequence")
+    planes = frame_planes(seg, where=f"the DICOM SEG {uid}")
+    for f, (position, orientation, pixel_spacing) in enumerate(planes):
         ident = functional_group(seg, f, "SegmentIdentificationSequence")
-        if plane is None or orient is None or measures is None or ident is None:
-            raise InvalidInputError(f"the DICOM SEG {uid}: frame {f + 1} has no plane position, orientation, pixel "
-                                    "spacing or segment number")
-        k, index = _slice_on_grid(grid, plane.ImagePositionPatient, orient.ImageOrientationPatient,
-                                  measures.PixelSpacing, (int(seg.Rows), int(seg.Columns)))
+        if ident is None:
+            raise InvalidInputError(f"the DICOM SEG {uid}: frame {f + 1} has no segment number")
+        k, index = _slice_on_grid(grid, position, orientation, pixel_spacing, (int(seg.Rows), int(seg.Columns)))
         if k is None:
             raise GeometryError(f"the DICOM SEG {uid}: frame {f + 1} does not lie on the series' grid (index "
                                 f"{np.round(index, 2).tolist()} of a {list(grid[3])} image)")

@@ -48,7 +48,10 @@ def _modality(path: str) -> str:
         return ""
 
 
-def _dicom_series(folder: Path) -> list[str]:
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """The files of the one DICOM image series in ``folder`` (non-image series such as a SEG next to it are not
+    counted); :class:`ImageReadError` naming the problem otherwise (empty folder, several image series, ...)."""
+    folder = Path(folder)
     entries = list(folder.iterdir())
     if not any(p.is_file() for p in entries):
         subfolders = sorted(p.name for p in entries if p.is_dir())
@@ -80,12 +83,6 @@ def _dicom_series(folder: Path) -> list[str]:
     if not files:
         raise ImageReadError(f"{folder}: DICOM series {images[0]} lists no files")
     return files
-
-
-def dicom_series_files(folder: str | Path) -> list[str]:
-    """The files of the one DICOM image series in ``folder`` (non-image series such as a SEG next to it are not
-    counted); :class:`ImageReadError` naming the problem otherwise (empty folder, several image series, ...)."""
-    return _dicom_series(Path(folder))
 
 
 def _regular_slice_steps(folder: Path, positions: np.ndarray, normal: np.ndarray, pixel_mm: float) -> np.ndarray:
@@ -145,6 +142,24 @@ def functional_group(ds, k: int, name: str):
     return None
 
 
+def frame_planes(ds, *, where: str | Path) -> list[tuple[list[float], list[float], list[float]]]:
+    """(position, row/column orientation, pixel spacing) of each frame of a multi-frame dataset, from its
+    functional groups (per-frame, else shared); :class:`ImageReadError` naming the first frame that lacks one."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    out = []
+    for k in range(n):
+        plane = functional_group(ds, k, "PlanePositionSequence")
+        orient = functional_group(ds, k, "PlaneOrientationSequence")
+        measures = functional_group(ds, k, "PixelMeasuresSequence")
+        if plane is None or orient is None or measures is None or "ImagePositionPatient" not in plane \
+                or "ImageOrientationPatient" not in orient or "PixelSpacing" not in measures:
+            raise ImageReadError(f"{where}: frame {k + 1} of {n} has no plane position, orientation or pixel spacing "
+                                 "(functional groups); its frames cannot be placed in space")
+        out.append(([float(v) for v in plane.ImagePositionPatient], [float(v) for v in orient.ImageOrientationPatient],
+                    [float(v) for v in measures.PixelSpacing]))
+    return out
+
+
 def _read_multiframe(path: Path) -> sitk.Image:
     """A multi-frame (enhanced) CT file as a volume: the frames placed from their functional groups (per-frame
     plane positions), sorted along the slice normal, with the regular-volume checks of a series.
@@ -159,18 +174,9 @@ def _read_multiframe(path: Path) -> sitk.Image:
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
         raise ImageReadError(f"{path}: a MONOCHROME1 multi-frame file is not supported; export the series as "
                              "single-frame slices")
-    positions, orientations, spacings, rescales = [], [], [], []
+    positions, orientations, spacings = (list(v) for v in zip(*frame_planes(ds, where=path)))
+    rescales = []
     for k in range(n):
-        plane = functional_group(ds, k, "PlanePositionSequence")
-        orient = functional_group(ds, k, "PlaneOrientationSequence")
-        measures = functional_group(ds, k, "PixelMeasuresSequence")
-        if plane is None or orient is None or measures is None or "ImagePositionPatient" not in plane \
-                or "ImageOrientationPatient" not in orient or "PixelSpacing" not in measures:
-            raise ImageReadError(f"{path}: frame {k + 1} of {n} has no plane position, orientation or pixel spacing "
-                                 "(functional groups); its frames cannot be placed in space")
-        positions.append([float(v) for v in plane.ImagePositionPatient])
-        orientations.append([float(v) for v in orient.ImageOrientationPatient])
-        spacings.append([float(v) for v in measures.PixelSpacing])
         value = functional_group(ds, k, "PixelValueTransformationSequence") or ds
         rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
                          float(value.get("RescaleIntercept", 0.0) or 0.0)])
@@ -422,7 +428,7 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
         raise ImageReadError(f"{p}: no such file or folder")
     try:
         if p.is_dir():
-            files = _dicom_series(p)
+            files = dicom_series_files(p)
             if _frame_count(files[0]) > 1:
                 if len(files) > 1:
                     raise ImageReadError(f"{p}: the series holds {len(files)} multi-frame files; one multi-frame "

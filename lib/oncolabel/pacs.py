@@ -379,20 +379,29 @@ class FolderStore:
         with atomic_path(self.folder / self.MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2) + "\n")
 
-    def add(self, series: PacsSeries, image: sitk.Image) -> Path:
+    def _write_new(self, path: Path, image: sitk.Image, record: Callable[[dict[str, Any]], None]) -> Path:
+        """Write ``image`` at ``path`` (never replacing a file) and let ``record`` update the manifest, both under
+        the folder's lock."""
         from filelock import FileLock
 
-        path = self.folder / f"{check_uid(series.series_uid)}.nii.gz"
-        self.folder.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+        path.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         with FileLock(str(self.folder / f".{self.MANIFEST}.lock")):
             if path.exists():
                 raise ConflictError(f"{path}: already exists; nothing was overwritten")
             write_image(image, path)
             manifest = self.manifest()
-            manifest[series.series_uid] = {**series_record(series, self.url), "file": path.name,
-                                           "sha256": file_sha256(path)}
+            record(manifest)
             self._write_manifest(manifest)
         return path
+
+    def add(self, series: PacsSeries, image: sitk.Image) -> Path:
+        path = self.folder / f"{check_uid(series.series_uid)}.nii.gz"
+
+        def record(manifest: dict[str, Any]) -> None:
+            manifest[series.series_uid] = {**series_record(series, self.url), "file": path.name,
+                                           "sha256": file_sha256(path)}
+
+        return self._write_new(path, image, record)
 
     def imported_series(self) -> list[PacsSeries]:
         """The series the manifest records whose image is still in the folder."""
@@ -409,17 +418,11 @@ class FolderStore:
 
     def add_label(self, series: PacsSeries, seg: PacsSeries, label: sitk.Image) -> Path:
         """Write ``label`` as ``labels/<SeriesInstanceUID>.nii.gz`` (never replacing one) and record its SEG."""
-        from filelock import FileLock
-
         path = self.label_path(series.series_uid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.folder / f".{self.MANIFEST}.lock")):
-            if path.exists():
-                raise ConflictError(f"{path}: already exists; nothing was overwritten")
-            write_image(label, path)
-            manifest = self.manifest()
+
+        def record(manifest: dict[str, Any]) -> None:
             manifest.setdefault(series.series_uid, {})["label"] = {
                 "seg_series_uid": seg.series_uid, "file": f"labels/{path.name}", "sha256": file_sha256(path),
                 "imported_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-            self._write_manifest(manifest)
-        return path
+
+        return self._write_new(path, label, record)

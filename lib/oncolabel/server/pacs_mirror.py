@@ -22,7 +22,7 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import SimpleITK as sitk
 
@@ -79,10 +79,14 @@ class PacsMirror:
             return []
         return list(state.get("imported", [])) if state.get("pacs_url") == self.source.url else []
 
-    def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image) -> None:
+    def _via_file(self, image: sitk.Image, series: PacsSeries, use: Callable[[str], Any]) -> None:
+        """Hand ``image`` to ``use`` as a temporary NIfTI file (the datastore takes files), removed afterwards."""
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
-            path = write_image(image, Path(tmp) / f"{series.series_uid}.nii.gz")
-            datastore.add_image(series.series_uid, str(path), series_record(series, self.source.url))
+            use(str(write_image(image, Path(tmp) / f"{series.series_uid}.nii.gz")))
+
+    def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image) -> None:
+        self._via_file(image, series, lambda path: datastore.add_image(series.series_uid, path,
+                                                                       series_record(series, self.source.url)))
 
     def run_once(self) -> PacsImportReport:
         """One import; raises :class:`PacsError` when the PACS fails."""
@@ -111,11 +115,8 @@ class PacsMirror:
                                           patient_id=str(info.get("patient_id", ""))))
 
         def store(series: PacsSeries, seg: PacsSeries, label: sitk.Image) -> None:
-            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
-                path = write_image(label, Path(tmp) / f"{series.series_uid}.nii.gz")
-                datastore.save_label(series.series_uid, str(path), "final",
-                                     {"source": LABEL_FROM_PACS, "pacs_url": self.source.url,
-                                      "seg_series_uid": seg.series_uid})
+            info = {"source": LABEL_FROM_PACS, "pacs_url": self.source.url, "seg_series_uid": seg.series_uid}
+            self._via_file(label, series, lambda path: datastore.save_label(series.series_uid, path, "final", info))
 
         report = import_labels(self.source, waiting, store=store,
                                reference=lambda s: read_image(datastore.get_image_uri(s.series_uid)))
