@@ -60,13 +60,15 @@ class PacsSeries:
 
 @dataclass
 class PacsImportReport:
-    """What :func:`import_series` did: series imported, already held, refused (series UID -> reason)."""
+    """What :func:`import_series` did: series imported, already held, refused (series UID -> reason), and left for
+    a later import by its ``max_new`` (``deferred``)."""
 
     url: str
     modality: str | None
     imported: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,13 +126,17 @@ def check_dicomweb_url(url: str) -> str:
 class DicomWebSource:
     """A DICOMweb service (QIDO-RS / WADO-RS root URL, e.g. ``http://127.0.0.1:8042/dicom-web``)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 60.0, page_size: int = 100) -> None:
         from dicomweb_client.api import DICOMwebClient
 
         if not timeout_s > 0:
             raise InvalidInputError(f"timeout {timeout_s!r}: must be a positive number of seconds")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise InvalidInputError(f"QIDO-RS page size {page_size!r}: must be a whole number >= 1")
         self.url = check_dicomweb_url(url)
         self.timeout_s = float(timeout_s)
+        self.page_size = page_size
+        self._seg_references: dict[str, frozenset[str]] = {}  # SEG series UID -> the series its instances reference
         self._client = DICOMwebClient(url=self.url, timeout=self.timeout_s)
         # its default: 5 attempts with exponential waits (1, 2, 4, 8 s) after any failure, a refused connection too
         self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
@@ -153,19 +159,39 @@ class DicomWebSource:
         except ValueError as exc:  # a malformed answer (dicomweb_client raises ValueError)
             raise PacsError(f"{self.url}: {what}: malformed answer ({exc})") from exc
 
+    def _search_series(self, what: str, filters: Mapping[str, str], fields: Collection[str]) -> list[Any]:
+        """Every series matching ``filters`` (QIDO-RS), as pydicom datasets, asked for page by page (``limit`` =
+        ``page_size``, ``offset``): DICOMweb lets a PACS cap each answer at its own maximum (PS3.18 8.3.4.4; cloud
+        stores and dcm4chee do), saying so only in a Warning header that DICOMweb clients do not surface. The search
+        ends at an empty page, or at one that brings no series not seen yet (a PACS that ignores ``offset``). A PACS
+        that truncates every answer and does not page (Orthanc with ``LimitFindResults``) cannot be read past its
+        limit by any client."""
+        from pydicom import Dataset
+
+        found: dict[str, Any] = {}
+        offset = 0
+        while True:
+            page = self._call(what, self._client.search_for_series, search_filters=dict(filters),
+                              fields=list(fields), limit=self.page_size, offset=offset) or []
+            new = 0
+            for item in page:
+                ds = Dataset.from_json(item)
+                uid = str(ds.get("SeriesInstanceUID", ""))
+                if uid and uid not in found:
+                    found[uid] = ds
+                    new += 1
+            if not new:
+                return list(found.values())
+            offset += len(page)
+
     def find_series(self, *, modality: str | None = "CT", query: Mapping[str, str] | None = None) -> list[PacsSeries]:
         """Every series of ``modality`` (all series when ``None``) matching ``query`` (QIDO-RS matching: DICOM
         keyword -> value, ``*`` wildcards, e.g. ``{"StudyDescription": "*SPINE*"}``), ordered by study and series
-        UID."""
-        from pydicom import Dataset
-
+        UID; asked for page by page (see :meth:`_search_series`)."""
         filters = {**check_query(query or {}), **({"Modality": modality} if modality else {})}
-        found = self._call("the series search (QIDO-RS)", self._client.search_for_series,
-                           search_filters=filters, fields=list(_SERIES_FIELDS))
         out = []
-        for item in found or []:
-            ds = Dataset.from_json(item)
-            if not ds.get("StudyInstanceUID") or not ds.get("SeriesInstanceUID"):
+        for ds in self._search_series("the series search (QIDO-RS)", filters, _SERIES_FIELDS):
+            if not ds.get("StudyInstanceUID"):
                 continue
             n = ds.get("NumberOfSeriesRelatedInstances")
             out.append(PacsSeries(study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
@@ -228,30 +254,35 @@ class DicomWebSource:
                    [seg])
         return str(seg.SeriesInstanceUID)
 
-    def find_segmentations(self, series: PacsSeries) -> list[PacsSeries]:
-        """The DICOM SEG series of ``series``' study whose instances reference ``series``, oldest first (by series
-        date and time as the PACS reports them, then UID)."""
+    def _referenced_series(self, study_uid: str, seg_uid: str) -> frozenset[str]:
+        """The series a SEG series' instances reference (WADO-RS metadata, asked once per SEG: it never changes)."""
         from pydicom import Dataset
 
-        found = self._call("the segmentation search (QIDO-RS)", self._client.search_for_series,
-                           search_filters={"StudyInstanceUID": series.study_uid, "Modality": "SEG"},
-                           fields=["SeriesDate", "SeriesTime", "SeriesDescription"])
-        out = []
-        for item in found or []:
-            ds = Dataset.from_json(item)
-            uid = str(ds.get("SeriesInstanceUID", ""))
-            if not uid:
-                continue
-            meta = self._call(f"retrieving the metadata of series {uid} (WADO-RS)",
-                              self._client.retrieve_series_metadata, series.study_uid, uid)
-            referenced = {str(r.get("SeriesInstanceUID", "")) for m in meta or []
-                          for r in Dataset.from_json(m, bulk_data_uri_handler=lambda tag, vr, uri: None)
-                          .get("ReferencedSeriesSequence", [])}
-            if series.series_uid in referenced:
-                out.append((str(ds.get("SeriesDate", "")), str(ds.get("SeriesTime", "")), uid,
-                            PacsSeries(study_uid=series.study_uid, series_uid=uid, modality="SEG",
-                                       patient_id=series.patient_id, description=str(ds.get("SeriesDescription", "")))))
-        return [entry[-1] for entry in sorted(out, key=lambda e: e[:3])]
+        if seg_uid not in self._seg_references:
+            meta = self._call(f"retrieving the metadata of series {seg_uid} (WADO-RS)",
+                              self._client.retrieve_series_metadata, study_uid, seg_uid)
+            self._seg_references[seg_uid] = frozenset(
+                str(r.get("SeriesInstanceUID", "")) for m in meta or []
+                for r in Dataset.from_json(m, bulk_data_uri_handler=lambda tag, vr, uri: None)
+                .get("ReferencedSeriesSequence", []))
+        return self._seg_references[seg_uid]
+
+    def find_segmentations(self, study_uid: str) -> dict[str, list[PacsSeries]]:
+        """The DICOM SEG series of a study by the series they reference: series UID -> its SEG series, oldest first
+        (by series date and time as the PACS reports them, then UID). One search per study; each SEG's references
+        are asked for once in this source's lifetime."""
+        found = self._search_series("the segmentation search (QIDO-RS)",
+                                    {"StudyInstanceUID": check_uid(study_uid, what="StudyInstanceUID"),
+                                     "Modality": "SEG"}, ["SeriesDate", "SeriesTime", "SeriesDescription"])
+        ordered = sorted(found, key=lambda ds: (str(ds.get("SeriesDate", "")), str(ds.get("SeriesTime", "")),
+                                                str(ds.SeriesInstanceUID)))
+        out: dict[str, list[PacsSeries]] = {}
+        for ds in ordered:
+            seg = PacsSeries(study_uid=study_uid, series_uid=str(ds.SeriesInstanceUID), modality="SEG",
+                             description=str(ds.get("SeriesDescription", "")))
+            for referenced in self._referenced_series(study_uid, seg.series_uid):
+                out.setdefault(referenced, []).append(seg)
+        return out
 
     def fetch_label(self, seg: PacsSeries, series: PacsSeries, reference: sitk.Image) -> sitk.Image:
         """The SEG series ``seg`` (one instance) as a label image on ``reference``, the volume imported from
@@ -285,14 +316,18 @@ class DicomWebSource:
 
 def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image], None], *,
                   present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
-                  query: Mapping[str, str] | None = None, work_dir: str | Path | None = None) -> PacsImportReport:
+                  query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
+                  max_new: int | None = None) -> PacsImportReport:
     """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
-    in ``skip``, and hand it to ``store(series, image)``.
+    in ``skip``, and hand it to ``store(series, image)``; at most ``max_new`` of them (in study and series UID order;
+    the others are listed under ``deferred``, for a later import).
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
     recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself
     (:class:`PacsError`) stops the import and propagates.
     """
+    if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 0):
+        raise InvalidInputError(f"most series to import {max_new!r}: must be a whole number >= 0")
     report = PacsImportReport(url=source.url, modality=modality)
     for series in source.find_series(modality=modality, query=query):
         uid = series.series_uid
@@ -300,6 +335,9 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
             report.already_present.append(uid)
             continue
         if uid in skip:
+            continue
+        if max_new is not None and len(report.imported) >= max_new:
+            report.deferred.append(uid)
             continue
         try:
             check_uid(uid)
@@ -316,10 +354,12 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
 
 @dataclass
 class LabelImportReport:
-    """What :func:`import_labels` did: series UID -> SEG series UID read as its label, or the reason it was not."""
+    """What :func:`import_labels` did: series UID -> SEG series UID read as its label, or the reason it was not
+    (``refused``, with the SEG series refused in ``refused_seg``)."""
 
     imported: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    refused_seg: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -327,18 +367,29 @@ class LabelImportReport:
 
 def import_labels(source: DicomWebSource, series: Collection[PacsSeries], *,
                   reference: Callable[[PacsSeries], sitk.Image],
-                  store: Callable[[PacsSeries, PacsSeries, sitk.Image], None]) -> LabelImportReport:
+                  store: Callable[[PacsSeries, PacsSeries, sitk.Image], None],
+                  skip_segs: Collection[str] = ()) -> LabelImportReport:
     """For each of ``series`` with a DICOM SEG referencing it in the PACS, read the newest SEG as a label on
     ``reference(series)`` (the imported volume) and hand it to ``store(series, seg_series, label)``. A SEG that cannot
-    be one label on that grid is recorded under ``refused``; a failure of the PACS itself propagates."""
+    be one label on that grid is recorded under ``refused``; one whose newest SEG is in ``skip_segs`` (refused
+    before) is passed over until a newer SEG arrives. A failure of the PACS itself propagates."""
     from oncolabel.io import check_label_values
 
     report = LabelImportReport()
+    by_study: dict[str, dict[str, list[PacsSeries]]] = {}
     for s in series:
-        segs = source.find_segmentations(s)
+        try:
+            if s.study_uid not in by_study:  # one search per study, not per series
+                by_study[s.study_uid] = source.find_segmentations(s.study_uid)
+        except InvalidInputError as exc:  # e.g. no valid StudyInstanceUID recorded for the series
+            report.refused[s.series_uid] = str(exc)
+            continue
+        segs = by_study[s.study_uid].get(s.series_uid)
         if not segs:
             continue
         newest = segs[-1]
+        if newest.series_uid in skip_segs:
+            continue
         try:
             label = source.fetch_label(newest, s, reference(s))
             check_label_values(sitk.GetArrayViewFromImage(label), what=f"label of {s.series_uid}")
@@ -347,6 +398,7 @@ def import_labels(source: DicomWebSource, series: Collection[PacsSeries], *,
             continue
         except InvalidInputError as exc:
             report.refused[s.series_uid] = str(exc)
+            report.refused_seg[s.series_uid] = newest.series_uid
             continue
         report.imported[s.series_uid] = newest.series_uid
     return report

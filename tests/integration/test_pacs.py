@@ -185,8 +185,10 @@ def test_serve_names_a_pacs_url_given_as_the_studies_folder(tmp_path):
         serve("http://127.0.0.1:8042/dicom-web")
     with pytest.raises(InvalidInputError, match="poll interval -1"):
         serve(tmp_path, pacs_url="http://127.0.0.1:8042/dicom-web", pacs_poll_s=-1)
-    with pytest.raises(InvalidInputError, match="a PACS query or label import was asked for without a PACS"):
+    with pytest.raises(InvalidInputError, match="a PACS query, label import or series limit was asked for without"):
         serve(tmp_path, pacs_query={"PatientID": "P1"})
+    with pytest.raises(InvalidInputError, match="series limit was asked for without a PACS"):
+        serve(tmp_path, pacs_max_series=10)
     from oncolabel.config import ServerConfig
 
     with pytest.raises(InvalidInputError, match="pacs_store_labels=true needs a PACS"):
@@ -260,3 +262,166 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
         _wait_for(lambda: json.loads((studies / ".oncolabel" / "pacs_mirror.json").read_text())["runs"] >= runs + 2,
                   30, "two more imports")
         assert uid["enhanced"] not in ml.datastore()["objects"]  # removed by a user: not imported again
+
+
+class CappingProxy:
+    """A DICOMweb front of Orthanc on 127.0.0.1 that answers each QIDO-RS search with at most ``cap`` results
+    whatever ``limit`` asks for (none: ``cap``), as the Google Cloud Healthcare API (100) and dcm4chee (its
+    configured maximum) do, paging with ``offset``; each request's path and query as the client sent them are
+    recorded in ``requests``."""
+
+    def __init__(self, orthanc, cap: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qsl, urlsplit
+
+        import requests as http
+
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                url = urlsplit(self.path)
+                query = dict(parse_qsl(url.query))
+                proxy.requests.append((url.path, dict(query)))
+                if url.path.endswith("/series") or url.path.endswith("/studies"):
+                    query["limit"] = str(min(int(query.get("limit", cap)), cap))
+                answer = http.get(f"{orthanc.root}{url.path}", params=query, timeout=30,
+                                  headers={"Accept": self.headers.get("Accept", "*/*")})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/octet-stream"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dicomweb = f"http://127.0.0.1:{self._server.server_address[1]}/dicom-web"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_pacs_that_answers_page_by_page_is_read_to_the_end(tmp_path, orthanc, capsys):
+    """A PACS that returns only its first results to a search (here 2 of 3 series) is paged through with limit and
+    offset (the import took 2 of the 3 series before); ``--max-series`` imports in batches, in UID order."""
+    from oncolabel.pacs import DicomWebSource
+
+    series = {"plain": realdata("dcmqi", "segmentations", "ct-3slice"),
+              "enhanced": multiframe_dicom_copy(tmp_path / "enhanced", order=(2, 0, 1)),
+              "second": tilted_dicom_copy(tmp_path / "second", 0.0, new_uids=True)}
+    orthanc.upload(*series.values())
+    uid = {k: _series_uid(p) for k, p in series.items()}
+    proxy = CappingProxy(orthanc, cap=2)
+    try:
+        found = DicomWebSource(proxy.dicomweb).find_series()
+        assert sorted(s.series_uid for s in found) == sorted(uid.values())
+        searches = [query for path, query in proxy.requests if path.endswith("/series")]
+        assert [(q.get("limit"), q.get("offset")) for q in searches] == [("100", "0"), ("100", "2"), ("100", "3")]
+        out = tmp_path / "cohort"
+        in_order = [s.series_uid for s in found]
+        assert main(["pacs-import", proxy.dicomweb, "--out", str(out), "--max-series", "2"]) == 0
+        printed = capsys.readouterr().out
+        assert "2 series imported, 0 already there, 0 refused" in printed and "; 1 left for a later run" in printed
+        assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{u}.nii.gz" for u in in_order[:2])
+        assert main(["pacs-import", proxy.dicomweb, "--out", str(out), "--max-series", "2"]) == 0
+        assert "1 series imported, 2 already there, 0 refused (" in capsys.readouterr().out
+        assert main(["pacs-import", proxy.dicomweb, "--out", str(out), "--max-series", "-1"]) == 1
+        assert "must be a whole number >= 0" in capsys.readouterr().err
+    finally:
+        proxy.close()
+
+
+def test_annotations_are_looked_for_once_per_study_and_a_newer_seg_replaces_a_refused_one(tmp_path, orthanc):
+    """Two series of one study: one SEG search for the study, each SEG's references asked for once however often
+    the import runs; dcmqi's partial_overlaps SEG (the newest of the plain series, overlapping segments) is refused
+    and not read again, and a reader's newer SEG of that series is then imported."""
+    from oncolabel.dicom_seg import segmentation_dataset, series_headers
+    from oncolabel.pacs import DicomWebSource, FolderStore, import_labels, import_series
+
+    plain = realdata("dcmqi", "segmentations", "ct-3slice")
+    enhanced = multiframe_dicom_copy(tmp_path / "enhanced", order=(2, 0, 1))  # same study, its own series
+    orthanc.upload(plain, enhanced, realdata("dcmqi", "segmentations", "liver.dcm"),
+                   realdata("dcmqi", "segmentations", "partial_overlaps.dcm"))
+    proxy = CappingProxy(orthanc, cap=100)
+    try:
+        source = DicomWebSource(proxy.dicomweb)
+        store = FolderStore(tmp_path / "cohort", url=source.url)
+        import_series(source, store.add)
+        series = store.imported_series()
+        assert len({s.study_uid for s in series}) == 1 and len(series) == 2
+        proxy.requests.clear()
+        first = import_labels(source, series, reference=store.image, store=store.add_label)
+        uid = _series_uid(plain)
+        assert list(first.refused) == [uid] and "overlap" in first.refused[uid] and first.imported == {}
+        assert first.refused_seg[uid] == _series_uid(realdata("dcmqi", "segmentations", "partial_overlaps.dcm"))
+        searches = [q for path, q in proxy.requests if path.endswith("/series")]
+        metadata = [path for path, q in proxy.requests if path.endswith("/metadata")]
+        assert len(searches) == 2 and all(q["Modality"] == "SEG" for q in searches)  # one study: a page + an end
+        assert len([m for m in metadata if "37731.665795" in m or "90452.128469" in m]) == 2  # each SEG once
+        proxy.requests.clear()
+        again = import_labels(source, series, reference=store.image, store=store.add_label,
+                              skip_segs=set(first.refused_seg.values()))
+        assert again.imported == {} and again.refused == {}  # the refused SEG is not read again
+        assert not [path for path, q in proxy.requests if path.endswith("/metadata")] and \
+            not [path for path, q in proxy.requests if "/series/" in path and not path.endswith("/series")]
+        annotation = _boxed_label(store.image(next(s for s in series if s.series_uid == uid)))
+        orthanc.upload(_write(segmentation_dataset(annotation, series_headers(plain), segments={1: "metastasis"},
+                                                   manual=True, algorithm="reader", version="1"),
+                              tmp_path / "reader.dcm"))
+        newer = import_labels(source, series, reference=store.image, store=store.add_label,
+                              skip_segs=set(first.refused_seg.values()))
+        assert list(newer.imported) == [uid] and newer.refused == {}
+        assert np.array_equal(sitk.GetArrayFromImage(read_image(store.label_path(uid))),
+                              sitk.GetArrayFromImage(annotation))
+    finally:
+        proxy.close()
+
+
+def _write(ds, path: Path) -> Path:
+    ds.save_as(path)
+    return path
+
+
+def test_the_mirror_stops_at_its_series_limit_and_rereads_only_newer_annotations(tmp_path, orthanc):
+    """``--pacs-max-series``: the mirror imports at most that many series in all (across runs and restarts; the
+    rest named as deferred); with ``--pacs-labels`` a refused SEG is not fetched again, a newer one is read."""
+    from oncolabel.dicom_seg import segmentation_dataset, series_headers
+    from oncolabel.pacs import DicomWebSource
+    from oncolabel.server.datastore import OncoDatastore
+    from oncolabel.server.pacs_mirror import PacsMirror
+
+    plain = realdata("dcmqi", "segmentations", "ct-3slice")
+    others = [tilted_dicom_copy(tmp_path / f"copy{i}", 0.0, new_uids=True) for i in range(2)]
+    orthanc.upload(plain, *others, realdata("dcmqi", "segmentations", "partial_overlaps.dcm"))
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    mirror = PacsMirror(DicomWebSource(orthanc.dicomweb), studies, poll_s=0, labels=True, max_series=2)
+    first = mirror.run_once()
+    assert len(first.imported) == 2 and len(first.deferred) == 1
+    uid = _series_uid(plain)
+    assert set(OncoDatastore(str(studies)).list_images()) == set(first.imported)
+    assert first.imported[0] == uid and "overlap" in mirror.labels_refused[uid]  # dcmqi's UID sorts first
+    mirror._write_status()
+    restarted = PacsMirror(DicomWebSource(orthanc.dicomweb), studies, poll_s=0, labels=True, max_series=2)
+    second = restarted.run_once()
+    assert second.imported == [] and second.deferred == first.deferred  # the limit holds across a restart
+    assert json.loads((studies / ".oncolabel" / "pacs_mirror.json").read_text())["deferred"] == first.deferred
+    more = PacsMirror(DicomWebSource(orthanc.dicomweb), studies, poll_s=0, labels=True, max_series=3)
+    assert more.run_once().imported == first.deferred
+    assert "overlap" in more.labels_refused[uid]
+    annotation = _boxed_label(read_image(plain))
+    orthanc.upload(_write(segmentation_dataset(annotation, series_headers(plain), segments={1: "metastasis"},
+                                               manual=True, algorithm="reader", version="1"), tmp_path / "r.dcm"))
+    more.run_once()
+    assert uid in more.labels_imported and uid not in more.labels_refused
+    datastore = OncoDatastore(str(studies))
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(datastore.get_label_uri(uid, "final"))),
+                          sitk.GetArrayFromImage(annotation))
+    with pytest.raises(InvalidInputError, match="most PACS series -1"):
+        PacsMirror(DicomWebSource(orthanc.dicomweb), studies, max_series=-1)

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
                    help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
                         "StudyDescription=*SPINE* or PatientID=P001; repeatable")
+    p.add_argument("--max-series", type=int, metavar="N",
+                   help="import at most N new series in this run (in study and series UID order); run again for "
+                        "the next ones")
     p.add_argument("--labels", action="store_true",
                    help="also read each imported series' newest DICOM SEG in the PACS (a reader's annotation) as "
                         "OUT/labels/<SeriesInstanceUID>.nii.gz, for `oncolabel train --data OUT` or evaluate")
@@ -92,12 +95,14 @@ def run(args: argparse.Namespace) -> int:
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
     report = import_series(source, store.add, present=store.series_uids(),
-                           modality=None if args.modality.lower() == "any" else args.modality, query=query)
+                           modality=None if args.modality.lower() == "any" else args.modality, query=query,
+                           max_new=args.max_series)
     for uid, reason in report.refused.items():
         print(f"warning: series {uid} not imported: {reason}", file=sys.stderr)
     payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "
-          f"{len(report.refused)} refused ({source.url})")
+          f"{len(report.refused)} refused ({source.url})"
+          + (f"; {len(report.deferred)} left for a later run (--max-series)" if report.deferred else ""))
     if args.labels:
         unlabelled = [s for s in store.imported_series() if not store.label_path(s.series_uid).exists()]
         labels = import_labels(source, unlabelled, reference=store.image, store=store.add_label)

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
                         "StudyDescription=*SPINE*; repeatable")
     p.add_argument("--pacs-poll-s", type=float, default=60.0, help="seconds between imports (0: once)")
+    p.add_argument("--pacs-max-series", type=int, metavar="N",
+                   help="import at most N series from the PACS in all (in study and series UID order; removed ones "
+                        "count too); default: every matching series")
     p.add_argument("--pacs-labels", action="store_true",
                    help="read a PACS image's newest DICOM SEG (a reader's annotation) as its final label while it has "
                         "none")
@@ -45,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=conf,
           tracking_uri=args.tracking_uri, log_level=args.log_level, pacs_url=args.pacs,
           pacs_modality=None if args.pacs_modality.lower() == "any" else args.pacs_modality,
-          pacs_poll_s=args.pacs_poll_s, pacs_query=parse_query(args.pacs_query), pacs_labels=args.pacs_labels)
+          pacs_poll_s=args.pacs_poll_s, pacs_query=parse_query(args.pacs_query), pacs_labels=args.pacs_labels,
+          pacs_max_series=args.pacs_max_series)
     return 0

@@ -244,7 +244,8 @@ def create_app(*, max_upload_mb: float = 1024.0) -> Any:
 def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path | None = None,
           conf: Mapping[str, str] | None = None, tracking_uri: str | None = None, log_level: str = "info",
           pacs_url: str | None = None, pacs_modality: str | None = "CT", pacs_poll_s: float = 60.0,
-          pacs_query: Mapping[str, str] | None = None, pacs_labels: bool = False) -> None:
+          pacs_query: Mapping[str, str] | None = None, pacs_labels: bool = False,
+          pacs_max_series: int | None = None) -> None:
     """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied.
 
     With ``pacs_url`` (a DICOMweb root; or conf ``pacs_url``), the datastore ``studies`` is fed from that PACS in
@@ -267,15 +268,15 @@ def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app
     if pacs_url:
         conf["pacs_url"] = pacs_url  # the app's datastore sends labels back there when pacs_store_labels is set
     cfg = ServerConfig.from_conf(studies, conf)  # fail fast on a bad conf, before the server starts
-    if (pacs_query or pacs_labels) and not cfg.pacs_url:
-        raise InvalidInputError("a PACS query or label import was asked for without a PACS (--pacs URL)")
+    if (pacs_query or pacs_labels or pacs_max_series is not None) and not cfg.pacs_url:
+        raise InvalidInputError("a PACS query, label import or series limit was asked for without a PACS (--pacs URL)")
     mirror = None
     if cfg.pacs_url:
         from oncolabel.pacs import DicomWebSource
         from oncolabel.server.pacs_mirror import PacsMirror
 
         mirror = PacsMirror(DicomWebSource(cfg.pacs_url), studies, modality=pacs_modality, query=pacs_query,
-                            poll_s=pacs_poll_s, labels=pacs_labels)
+                            poll_s=pacs_poll_s, labels=pacs_labels, max_series=pacs_max_series)
     configure_environment(app_dir=app_dir, studies=studies, conf=conf, port=port, tracking_uri=tracking_uri)
     logger.info("OncoLabel server: app %s, studies %s, http://%s:%d", app_dir, studies, host, port)
     sys.stdout.flush()

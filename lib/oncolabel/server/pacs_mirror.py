@@ -46,19 +46,29 @@ class PacsMirror:
         studies: the server's datastore folder.
         modality: series modality to import (``None``: all).
         query: QIDO-RS filters the series must match (:func:`oncolabel.pacs.check_query`).
-        labels: also read the newest DICOM SEG of each imported image without a final label as its final label.
+        labels: also read the newest DICOM SEG of each imported image without a final label as its final label (a
+            SEG refused once is not read again; a newer SEG of the series is).
         poll_s: seconds between imports; ``0`` imports once.
+        max_series: import at most this many series from the PACS in all (those removed from the datastore since
+            count too; in study and series UID order); ``None``: no limit.
     """
 
     def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | None = "CT",
-                 query: Mapping[str, str] | None = None, poll_s: float = 60.0, labels: bool = False) -> None:
+                 query: Mapping[str, str] | None = None, poll_s: float = 60.0, labels: bool = False,
+                 max_series: int | None = None) -> None:
         if poll_s < 0:
             raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
+        if max_series is not None and (isinstance(max_series, bool) or not isinstance(max_series, int)
+                                       or max_series < 0):
+            raise InvalidInputError(f"most PACS series {max_series!r}: must be a whole number >= 0")
         self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
         self.query = check_query(query or {})
         self.labels = bool(labels)
+        self.max_series = max_series
+        self.deferred: list[str] = []
         self.labels_imported: dict[str, str] = {}
         self.labels_refused: dict[str, str] = {}
+        self.labels_refused_seg: dict[str, str] = {}
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
@@ -92,15 +102,20 @@ class PacsMirror:
         """One import; raises :class:`PacsError` when the PACS fails."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         datastore = OncoDatastore(str(self.studies))
+        max_new = None if self.max_series is None else max(0, self.max_series - len(self.imported))
         report = import_series(self.source, lambda s, img: self._store(datastore, s, img),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
-                               modality=self.modality, query=self.query, work_dir=self.work_dir)
+                               modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
         for uid, reason in report.refused.items():
             logger.warning("PACS series %s not imported: %s", uid, reason)
         if report.imported:
             logger.info("imported %d series from %s", len(report.imported), self.source.url)
+        if len(report.deferred) != len(self.deferred):
+            logger.warning("%d series of %s not imported: --pacs-max-series %d reached", len(report.deferred),
+                           self.source.url, self.max_series)
+        self.deferred = list(report.deferred)
         if self.labels:
             self._import_labels(datastore)
         return report
@@ -109,8 +124,7 @@ class PacsMirror:
         waiting = []
         for uid in datastore.get_unlabeled_images(label_tag="final"):
             info = datastore.get_image_info(uid)
-            if info.get("source") == "dicomweb" and info.get("pacs_url") == self.source.url \
-                    and uid not in self.labels_refused:
+            if info.get("source") == "dicomweb" and info.get("pacs_url") == self.source.url:
                 waiting.append(PacsSeries(study_uid=str(info.get("study_uid", "")), series_uid=uid,
                                           patient_id=str(info.get("patient_id", ""))))
 
@@ -118,16 +132,20 @@ class PacsMirror:
             info = {"source": LABEL_FROM_PACS, "pacs_url": self.source.url, "seg_series_uid": seg.series_uid}
             self._via_file(label, series, lambda path: datastore.save_label(series.series_uid, path, "final", info))
 
-        report = import_labels(self.source, waiting, store=store,
+        report = import_labels(self.source, waiting, store=store, skip_segs=set(self.labels_refused_seg.values()),
                                reference=lambda s: read_image(datastore.get_image_uri(s.series_uid)))
         self.labels_imported.update(report.imported)
+        for uid in report.imported:  # a newer SEG of a series whose earlier one was refused
+            self.labels_refused.pop(uid, None)
+            self.labels_refused_seg.pop(uid, None)
         self.labels_refused.update(report.refused)
+        self.labels_refused_seg.update(report.refused_seg)
         for uid, reason in report.refused.items():
             logger.warning("the segmentation of PACS series %s not imported: %s", uid, reason)
 
     def status(self) -> dict[str, Any]:
         return {"pacs_url": self.source.url, "modality": self.modality, "query": self.query, "poll_s": self.poll_s,
-                "runs": self.runs,
+                "max_series": self.max_series, "deferred": list(self.deferred), "runs": self.runs,
                 "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "imported": list(self.imported), "refused": dict(self.refused), "labels": self.labels,
                 "labels_imported": dict(self.labels_imported), "labels_refused": dict(self.labels_refused),
