@@ -112,6 +112,37 @@ def test_cohorts_imported_from_a_pacs_are_split_by_patient(tmp_path, capsys):
     assert "patient_id P7" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()
 
 
+def test_a_partly_annotated_pacs_import_trains_on_its_labelled_series(tmp_path, capsys):
+    """A pacs-import folder (images at its root, labels/ for the annotated series): an image without a label is an
+    error naming it, ``--labelled-only`` trains on the labelled ones and counts the rest; a folder without labels/
+    says so (its CT images were read as their own labels: "label ... holds negative values")."""
+    import json
+    import shutil
+
+    from oncolabel.checkpoint import load_checkpoint
+    from oncolabel.cli import main
+
+    items = write_toy_items(tmp_path / "flat", [0, 1, 2])
+    cohort = tmp_path / "imported"
+    (cohort / "labels").mkdir(parents=True)
+    for i, item in enumerate(items):
+        shutil.copy(item["image"], cohort / f"1.2.3.{i}.nii.gz")
+        if i < 2:
+            shutil.copy(item["label"], cohort / "labels" / f"1.2.3.{i}.nii.gz")
+    args = ["train", "bone-metastasis", "--data", str(cohort), "--iterations", "1", "--batch-size", "2",
+            "--out", str(tmp_path / "m.pt")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "no label for 1.2.3.2 (--labelled-only" in err and not (tmp_path / "m.pt").exists()
+    assert main([*args, "--labelled-only"]) == 0
+    assert "1 of 3 images have no label and are not used" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "m.pt").training["n_train"] == 2
+    assert json.loads((tmp_path / "m.json").read_text())["training"]["n_train"] == 2
+    shutil.rmtree(cohort / "labels")
+    assert main([*args, "--labelled-only"]) == 1
+    assert "no labels/ folder" in capsys.readouterr().err
+
+
 def test_cancel_and_bad_input(toy_pair):
     ip, lp = toy_pair
     stop = threading.Event()

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "(the layout `oncolabel phantoms` writes).")
     seg.add_argument("--data", required=True, nargs="+", metavar="DIR", help="training cohort folder(s)")
     seg.add_argument("--val", nargs="*", default=[], metavar="DIR", help="validation cohort folder(s)")
+    seg.add_argument("--labelled-only", action="store_true",
+                     help="use the cases that have a label and skip (and count) the others, e.g. a PACS import "
+                          "whose readers annotated part of the series (default: an image without a label is an error)")
     seg.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     seg.add_argument("--init", metavar="CKPT", help="warm-start from this checkpoint")
     seg.add_argument("--iterations", type=int)
@@ -45,21 +48,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg.set_defaults(func=run_segmentation, spec_name="bone_metastasis")
 
 
-def cohort_items(folders: list[str]) -> list[dict[str, str]]:
-    """Training items of cohort folders (``images/`` and ``labels/`` with matching case ids), with each case's
-    patient id where the folder records one (``pacs_series.json`` of ``oncolabel pacs-import``), so that the
-    trainer refuses a validation cohort that shares a patient with the training one."""
+def cohort_items(folders: list[str], *, labelled_only: bool = False) -> list[dict[str, str]]:
+    """Training items of cohort folders (images in ``images/`` or the folder itself, ``labels/`` with matching case
+    ids), with each case's patient id where the folder records one (``pacs_series.json`` of ``oncolabel
+    pacs-import``), so that the trainer refuses a validation cohort that shares a patient with the training one.
+    An image without a label is an error, or skipped and counted on stderr with ``labelled_only``."""
     import json
 
     from oncolabel.pacs import FolderStore
 
     items = []
     for folder in folders:
+        if not (Path(folder) / "labels").is_dir():
+            raise InvalidInputError(f"{folder}: no labels/ folder (a cohort holds its images, in images/ or the folder "
+                                    "itself, and their labels as labels/<case id>.nii.gz, as `oncolabel phantoms` "
+                                    "and `oncolabel pacs-import --labels` write them)")
         images = list_images(folder, subfolder="images")
         labels = list_images(folder, subfolder="labels")
         missing = sorted(set(images) - set(labels))
+        if missing and not labelled_only:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise InvalidInputError(f"{folder}: no label for {', '.join(missing[:5])}{more} (--labelled-only: use "
+                                    "the labelled cases)")
         if missing:
-            raise InvalidInputError(f"{folder}: no label for {', '.join(missing[:5])}")
+            print(f"warning: {folder}: {len(missing)} of {len(images)} images have no label and are not used",
+                  file=sys.stderr)
+            images = {c: p for c, p in images.items() if c in labels}
+            if not images:
+                raise InvalidInputError(f"{folder}: no image has a label")
         manifest = Path(folder) / FolderStore.MANIFEST
         try:
             records = json.loads(manifest.read_text()) if manifest.is_file() else {}
@@ -95,7 +111,8 @@ def run_segmentation(args: argparse.Namespace) -> int:
         if not 0 <= args.lesion_sampling <= 1:
             raise InvalidInputError(f"--lesion-sampling {args.lesion_sampling}: must be in [0, 1]")
         spec = spec_variant(spec, training={"lesion_sampling_fraction": args.lesion_sampling})
-    train_items, val_items = cohort_items(args.data), cohort_items(args.val) if args.val else []
+    train_items = cohort_items(args.data, labelled_only=args.labelled_only)
+    val_items = cohort_items(args.val, labelled_only=args.labelled_only) if args.val else []
     init = load_checkpoint(args.init, task=spec.name) if args.init else None
 
     def progress(rec: dict) -> None:
