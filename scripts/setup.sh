@@ -34,4 +34,11 @@ if ! command -v Orthanc >/dev/null 2>&1; then
     (systemctl disable --now orthanc || service orthanc stop) >/dev/null 2>&1 || true
   fi
 fi
+# dcmtk compresses real DICOM in the compressed-input test (JPEG lossless, JPEG-LS, RLE); skipped without it.
+if ! command -v dcmcjpeg >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${ONCOLABEL_SKIP_APT:-0}" != 1 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        dcmtk >/dev/null) || echo "setup: dcmtk could not be installed; the compressed-DICOM test will be skipped"
+  fi
+fi
 python -c "import oncolabel, monailabel, radiomics, torch; print('setup: oncolabel', oncolabel.__version__, '| torch', torch.__version__)"

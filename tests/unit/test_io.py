@@ -185,6 +185,41 @@ def test_a_multi_frame_ct_reads_as_its_series(tmp_path):
     assert itk.GetSpacing()[0] == pytest.approx(1.0) and ref.GetSpacing()[0] == pytest.approx(0.810547)
 
 
+def test_compressed_dicom_reads_as_the_uncompressed_series(tmp_path):
+    """PACS and vendor exports often store DICOM compressed; dcmtk compresses the real series here (JPEG lossless
+    process 14, the most common; JPEG-LS; RLE). Each reads voxel for voxel as the uncompressed series: the PET
+    reader (pydicom, which decodes JPEG lossless only with GDCM: "cannot decode the pixel data of a slice" until
+    2026-12-07), the CT series (ITK) and the multi-frame CT (ITK's frames checked against pydicom's decoding)."""
+    import shutil
+    import subprocess
+
+    import pydicom
+
+    from oncolabel.pet import read_pet_dicom
+
+    if shutil.which("dcmcjpeg") is None:
+        pytest.skip("dcmtk is not installed (apt-get install dcmtk; scripts/setup.sh installs it when run as root)")
+    pet = realdata("pet_nema_iq_pynemaiqpet", "pet_recon_1")
+    ct = realdata("dcmqi", "segmentations", "ct-3slice")
+    multiframe = multiframe_dicom_copy(tmp_path / "mf", order=(2, 0, 1)).parent
+    expected_pet = sitk.GetArrayFromImage(read_pet_dicom(pet).image)
+    expected_ct = read_image(ct)
+    for tool in ("dcmcjpeg", "dcmcjpls", "dcmcrle"):
+        copies = {}
+        for name, source in (("pet", pet), ("ct", ct), ("mf", multiframe)):
+            copies[name] = tmp_path / tool / name
+            copies[name].mkdir(parents=True)
+            for f in sorted(source.glob("*.dcm")):
+                subprocess.run([tool, str(f), str(copies[name] / f.name)], check=True, capture_output=True)
+                syntax = pydicom.dcmread(copies[name] / f.name, stop_before_pixels=True).file_meta.TransferSyntaxUID
+                assert syntax.is_compressed, (tool, f.name, syntax.name)
+        assert np.array_equal(sitk.GetArrayFromImage(read_pet_dicom(copies["pet"]).image), expected_pet), tool
+        for name in ("ct", "mf"):
+            got = read_image(copies[name])
+            check_same_geometry(expected_ct, got)
+            assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected_ct)), (tool, name)
+
+
 def test_multi_frame_files_that_form_no_volume_are_refused(tmp_path):
     import pydicom
 
