@@ -225,8 +225,10 @@ def _one_value(where: Path, values: list[list[float]], names: list[str], *, what
     bad = np.flatnonzero(np.abs(arr - arr[0]).max(axis=1) > 1e-4 * max(1.0, float(np.abs(arr[0]).max())))
     if bad.size:
         k = int(bad[0])
+        pair = arr[[k, 0]]
+        shown = (pair.astype(int) if np.array_equal(pair, np.round(pair)) else np.round(pair, 3)).tolist()
         raise ImageReadError(f"{where}: {names[k]} has another {what} than {names[0]} "
-                             f"({np.round(arr[k], 3).tolist()} vs {np.round(arr[0], 3).tolist()}); the "
+                             f"({shown[0]} vs {shown[1]}); the "
                              f"{len(arr)} images do not form one volume")
     return arr[0]
 
@@ -237,11 +239,11 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
     without position tags are left to ITK."""
     import pydicom
 
-    positions, orientations, spacings = [], [], []
+    positions, orientations, spacings, matrices = [], [], [], []
     for f in files:
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True,
-                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"])
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[
+                "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"])
         except Exception:  # unreadable by pydicom: let GDCM decide
             return
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
@@ -249,7 +251,9 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
         positions.append([float(v) for v in ds.ImagePositionPatient])
         orientations.append([float(v) for v in ds.ImageOrientationPatient])
         spacings.append([float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])])
+        matrices.append([int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)])
     names = [f"file {Path(f).name}" for f in files]
+    _one_value(folder, matrices, names, what="matrix size (rows, columns)")  # ITK: "cannot read the image"
     rows = _one_value(folder, orientations, names, what="orientation").reshape(2, 3)
     pixel_mm = float(_one_value(folder, spacings, names, what="pixel spacing").min())
     _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
@@ -377,9 +381,7 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
     steps = _regular_slice_steps(folder, pos, normal, min(float(v) for v in slices[0].PixelSpacing))
-    shape = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
-    if len(shape) > 1:
-        raise ImageReadError(f"{folder}: slices have different matrix sizes {sorted(shape)}; cannot form a volume")
+    _one_value(folder, [[int(ds.Rows), int(ds.Columns)] for ds in slices], names, what="matrix size (rows, columns)")
     vol = np.empty((len(slices), int(slices[0].Rows), int(slices[0].Columns)), dtype=np.float32)
     for k, ds in enumerate(slices):
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
