@@ -3,7 +3,8 @@
 A research group's images usually sit in a PACS, not in a folder of NIfTI files. This module finds series there
 (QIDO-RS), fetches them (WADO-RS) and reads each with exactly the checks of a DICOM folder
 (:func:`oncolabel.io.read_image`: one series, even spacing, no gantry tilt, multi-frame files placed frame by frame),
-so a series that would be refused from a folder is refused from the PACS too, with its series UID in the message.
+so a series that would be refused from a folder is refused from the PACS too, with its series UID in the message;
+a PET series is converted to SUVbw from its own headers at import (they do not survive a NIfTI file).
 :func:`import_series` copies the series not yet held into any store (a folder of NIfTI files for the CLI, the
 server's datastore for ``oncolabel serve --pacs URL``); the image id of a series is its SeriesInstanceUID.
 
@@ -195,11 +196,12 @@ class DicomWebSource:
                 continue
             n = ds.get("NumberOfSeriesRelatedInstances")
             out.append(PacsSeries(study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
-                                  modality=str(ds.get("Modality", "")), patient_id=str(ds.get("PatientID", "")),
+                                  modality=str(ds.get("Modality", "")) or (modality or ""),  # matched the filter
+                                  patient_id=str(ds.get("PatientID", "")),
                                   description=str(ds.get("SeriesDescription", "")),
                                   n_instances=int(n) if n not in (None, "") else None))
         if modality:  # a PACS may ignore the filter
-            out = [s for s in out if s.modality in ("", modality)]
+            out = [s for s in out if s.modality == modality]
         return sorted(out, key=lambda s: (s.study_uid, s.series_uid))
 
     def download(self, series: PacsSeries, folder: str | Path) -> int:
@@ -296,30 +298,38 @@ class DicomWebSource:
                                     "SEG object per series is read")
         return label_from_segmentation(instances[0], self.instance_headers(series), reference)
 
-    def fetch_image(self, series: PacsSeries, *, work_dir: str | Path | None = None) -> sitk.Image:
-        """The series as a volume, read by :func:`oncolabel.io.read_image` from a temporary folder (in ``work_dir``
-        when given), which is removed afterwards.
+    def fetch_image(self, series: PacsSeries, *, work_dir: str | Path | None = None
+                    ) -> tuple[sitk.Image, dict[str, Any]]:
+        """The series as a volume, read from a temporary folder (in ``work_dir`` when given, removed afterwards), and
+        what its values are: a PET series (modality PT) in SUVbw from its own headers
+        (:func:`oncolabel.pet.read_suv_dicom`; the image marked as SUV, ``{"values": "SUVbw", "suv": how}``), since
+        the headers SUV needs do not survive the NIfTI file; any other with :func:`oncolabel.io.read_image` (``{}``).
 
         Raises:
             PacsError: the PACS failed or returned no instance.
             ImageReadError: the instances do not form one regular volume (the message names the series).
+            SuvUnavailableError: a PET series whose headers lack what SUV needs (named).
         """
+        from oncolabel.pet import read_suv_dicom
+
         with tempfile.TemporaryDirectory(dir=work_dir, prefix=".pacs-") as tmp:
             if self.download(series, tmp) == 0:
                 raise PacsError(f"{self.url}: series {series.series_uid} returned no instance")
-            try:
-                image = read_image(tmp)  # pixels in memory: the files may go
-            except ImageReadError as exc:
-                raise ImageReadError(str(exc).replace(tmp, f"series {series.series_uid}")) from exc
-        return image
+            try:  # pixels in memory: the files may go
+                if series.modality == "PT":
+                    image, suv = read_suv_dicom(tmp)
+                    return image, {"values": "SUVbw", "suv": suv}
+                return read_image(tmp), {}
+            except InvalidInputError as exc:
+                raise type(exc)(str(exc).replace(tmp, f"series {series.series_uid}")) from exc
 
 
-def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image], None], *,
+def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image, dict[str, Any]], None], *,
                   present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
                   max_new: int | None = None) -> PacsImportReport:
     """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
-    in ``skip``, and hand it to ``store(series, image)``; at most ``max_new`` of them (in study and series UID order;
+    in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most ``max_new`` of them (in study and series UID order;
     the others are listed under ``deferred``, for a later import).
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
@@ -341,7 +351,7 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
             continue
         try:
             check_uid(uid)
-            store(series, source.fetch_image(series, work_dir=work_dir))
+            store(series, *source.fetch_image(series, work_dir=work_dir))
         except ConflictError:  # stored meanwhile (another importer)
             report.already_present.append(uid)
             continue
@@ -446,11 +456,13 @@ class FolderStore:
             self._write_manifest(manifest)
         return path
 
-    def add(self, series: PacsSeries, image: sitk.Image) -> Path:
+    def add(self, series: PacsSeries, image: sitk.Image, values: Mapping[str, Any] | None = None) -> Path:
+        """Write ``series``' image (``values``: what its values are, recorded with it; see
+        :meth:`DicomWebSource.fetch_image`)."""
         path = self.folder / f"{check_uid(series.series_uid)}.nii.gz"
 
         def record(manifest: dict[str, Any]) -> None:
-            manifest[series.series_uid] = {**series_record(series, self.url), "file": path.name,
+            manifest[series.series_uid] = {**series_record(series, self.url), **(values or {}), "file": path.name,
                                            "sha256": file_sha256(path)}
 
         return self._write_new(path, image, record)

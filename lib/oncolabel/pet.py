@@ -45,7 +45,7 @@ import SimpleITK as sitk
 from oncolabel.errors import InvalidInputError
 
 __all__ = ["SuvUnavailableError", "SuvFactor", "PetSeries", "suv_scale_factor", "headers_from_dataset",
-           "read_pet_dicom", "SUV_UNITS_TAG", "mark_suv", "declares_suv", "read_suv"]
+           "read_pet_dicom", "read_suv_dicom", "SUV_UNITS_TAG", "mark_suv", "declares_suv", "read_suv"]
 
 #: metadata key/value OncoLabel writes into NIfTI ``descrip`` / NRRD key-value pairs of images holding SUVbw
 SUV_UNITS_TAG = "units=SUVbw"
@@ -279,6 +279,24 @@ def read_pet_dicom(folder: str | Path) -> PetSeries:
                      photometric=vol.photometric)
 
 
+def read_suv_dicom(folder: str | Path, *, suv_scale: float | None = None) -> tuple[sitk.Image, dict[str, Any]]:
+    """A PET DICOM series in SUVbw (marked as such, :func:`mark_suv`), and how its values were obtained: the factor
+    from its headers (:func:`suv_scale_factor`), or ``suv_scale`` when given.
+
+    Raises:
+        ImageReadError: see :func:`read_pet_dicom`.
+        SuvUnavailableError: no ``suv_scale`` and the headers lack what SUV needs (the message names it).
+    """
+    series = read_pet_dicom(folder)
+    if suv_scale is None:
+        factor = series.suv_factor()
+        info = {"source": "DICOM headers", "photometric": series.photometric, **factor.to_dict()}
+        scale = factor.factor
+    else:
+        info, scale = {"source": "user-given scale factor", "factor": suv_scale}, suv_scale
+    return mark_suv(sitk.Cast(series.image * scale, sitk.sitkFloat32)), info
+
+
 # --- images that already hold SUV ----------------------------------------------------------------------------------
 
 
@@ -314,18 +332,11 @@ def read_suv(path: str | Path, *, suv_scale: float | None = None) -> tuple[sitk.
     if suv_scale is not None and not (math.isfinite(suv_scale) and suv_scale > 0):
         raise InvalidInputError(f"suv scale {suv_scale!r}: must be a positive number (stored value x factor = SUV)")
     if p.is_dir():
-        series = read_pet_dicom(p)
-        if suv_scale is None:
-            try:
-                factor = series.suv_factor()
-            except SuvUnavailableError as exc:
-                raise SuvUnavailableError(f"{p}: {exc}; pass --suv-scale FACTOR (stored value x FACTOR = SUV) "
-                                          "if you know it") from exc
-            info = {"source": "DICOM headers", "photometric": series.photometric, **factor.to_dict()}
-            scale = factor.factor
-        else:
-            info, scale = {"source": "user-given scale factor", "factor": suv_scale}, suv_scale
-        return mark_suv(sitk.Cast(series.image * scale, sitk.sitkFloat32)), info
+        try:
+            return read_suv_dicom(p, suv_scale=suv_scale)
+        except SuvUnavailableError as exc:
+            raise SuvUnavailableError(f"{p}: {exc}; pass --suv-scale FACTOR (stored value x FACTOR = SUV) if you "
+                                      "know it") from exc
     raw = read_image(p)
     image = sitk.Cast(raw, sitk.sitkFloat32)  # (a cast drops the metadata: ask the file's image)
     if declares_suv(raw):

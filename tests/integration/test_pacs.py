@@ -425,3 +425,59 @@ def test_the_mirror_stops_at_its_series_limit_and_rereads_only_newer_annotations
                           sitk.GetArrayFromImage(annotation))
     with pytest.raises(InvalidInputError, match="most PACS series -1"):
         PacsMirror(DicomWebSource(orthanc.dicomweb), studies, max_series=-1)
+
+
+def _pet_with_suv_headers(folder: Path, *, weight: float | None = 70.0) -> Path:
+    """The real NEMA PET series (Philips, MONOCHROME1, anonymised without SUV headers) with the headers SUV needs
+    (BQML, decay-corrected to the scan start, 370 MBq of F-18 one hour before; ``weight`` None: no weight)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    folder.mkdir(parents=True)
+    for f in sorted(realdata("pet_nema_iq_pynemaiqpet", "pet_recon_1").glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.Units, ds.DecayCorrection = "BQML", "START"
+        ds.SeriesDate = ds.AcquisitionDate = "20240101"
+        ds.SeriesTime = ds.AcquisitionTime = "100000"
+        if weight is not None:
+            ds.PatientWeight = weight
+        drug = Dataset()
+        drug.RadionuclideTotalDose, drug.RadionuclideHalfLife = 370e6, 6586.2
+        drug.RadiopharmaceuticalStartTime = "090000"
+        ds.RadiopharmaceuticalInformationSequence = [drug]
+        ds.save_as(folder / f.name)
+    return folder
+
+
+def test_a_pet_series_from_the_pacs_arrives_in_suv(tmp_path, orthanc, capsys):
+    """``pacs-import --modality PT``: the headers SUV needs do not survive a NIfTI file, so the PET is converted at
+    import (before: its Bq/ml values were written and `infer pet-lymphoma` then asked for --suv-scale); the file
+    declares SUVbw and equals the DICOM folder read in SUV; a PET without the patient's weight is refused, named."""
+    from oncolabel.pet import declares_suv, read_suv
+
+    pet = _pet_with_suv_headers(tmp_path / "pet")
+    no_weight = _pet_with_suv_headers(tmp_path / "no_weight", weight=None)
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    series_uid = generate_uid()  # the second copy: another series of the same study
+    for f in no_weight.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(f)
+    orthanc.upload(pet, no_weight, realdata("dcmqi", "segmentations", "ct-3slice"))
+    out = tmp_path / "cohort"
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(out), "--modality", "PT"]) == 0
+    captured = capsys.readouterr()
+    assert "1 series imported, 0 already there, 1 refused" in captured.out
+    assert f"series {series_uid} not imported" in captured.err and "PatientWeight" in captured.err
+    uid = _series_uid(pet)
+    imported = read_image(out / f"{uid}.nii.gz")
+    expected, _ = read_suv(pet)
+    assert declares_suv(imported)
+    check_same_geometry(expected, imported)
+    assert np.allclose(sitk.GetArrayFromImage(imported), sitk.GetArrayFromImage(expected), rtol=1e-6)
+    assert 0.5 < float(sitk.GetArrayFromImage(imported).max()) < 200  # SUV, not Bq/ml
+    record = json.loads((out / "pacs_series.json").read_text())[uid]
+    assert record["values"] == "SUVbw" and record["suv"]["method"].startswith("BQML") and record["modality"] == "PT"

@@ -94,16 +94,17 @@ class PacsMirror:
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=".pacs-") as tmp:
             use(str(write_image(image, Path(tmp) / f"{series.series_uid}.nii.gz")))
 
-    def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image) -> None:
-        self._via_file(image, series, lambda path: datastore.add_image(series.series_uid, path,
-                                                                       series_record(series, self.source.url)))
+    def _store(self, datastore: OncoDatastore, series: PacsSeries, image: sitk.Image,
+               values: Mapping[str, Any]) -> None:
+        info = {**series_record(series, self.source.url), **values}
+        self._via_file(image, series, lambda path: datastore.add_image(series.series_uid, path, info))
 
     def run_once(self) -> PacsImportReport:
         """One import; raises :class:`PacsError` when the PACS fails."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         datastore = OncoDatastore(str(self.studies))
         max_new = None if self.max_series is None else max(0, self.max_series - len(self.imported))
-        report = import_series(self.source, lambda s, img: self._store(datastore, s, img),
+        report = import_series(self.source, lambda s, img, values: self._store(datastore, s, img, values),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
                                modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new)
         self.refused.update(report.refused)
