@@ -327,10 +327,13 @@ class DicomWebSource:
 def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image, dict[str, Any]], None], *,
                   present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
-                  max_new: int | None = None) -> PacsImportReport:
+                  max_new: int | None = None,
+                  progress: Callable[[int, int, PacsSeries, str], None] | None = None) -> PacsImportReport:
     """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
-    in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most ``max_new`` of them (in study and series UID order;
-    the others are listed under ``deferred``, for a later import).
+    in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most
+    ``max_new`` of them (in study and series UID order; the others are listed under ``deferred``, for a later
+    import). ``progress(k, n, series, outcome)`` is called after each of the ``n`` series to fetch (``outcome``:
+    ``imported``, ``already present`` or ``not imported: <reason>``).
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
     recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself
@@ -339,26 +342,30 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 0):
         raise InvalidInputError(f"most series to import {max_new!r}: must be a whole number >= 0")
     report = PacsImportReport(url=source.url, modality=modality)
+    todo = []
     for series in source.find_series(modality=modality, query=query):
+        if series.series_uid in present:
+            report.already_present.append(series.series_uid)
+        elif series.series_uid not in skip:
+            todo.append(series)
+    for k, series in enumerate(todo, 1):
         uid = series.series_uid
-        if uid in present:
-            report.already_present.append(uid)
-            continue
-        if uid in skip:
-            continue
         if max_new is not None and len(report.imported) >= max_new:
-            report.deferred.append(uid)
-            continue
+            report.deferred.extend(s.series_uid for s in todo[k - 1:])
+            break
         try:
             check_uid(uid)
             store(series, *source.fetch_image(series, work_dir=work_dir))
+            report.imported.append(uid)
+            outcome = "imported"
         except ConflictError:  # stored meanwhile (another importer)
             report.already_present.append(uid)
-            continue
+            outcome = "already present"
         except InvalidInputError as exc:
             report.refused[uid] = str(exc)
-            continue
-        report.imported.append(uid)
+            outcome = f"not imported: {exc}"
+        if progress is not None:
+            progress(k, len(todo), series, outcome)
     return report
 
 

@@ -49,6 +49,8 @@ def test_pacs_import_reads_each_series_as_its_folder_and_names_the_refused_one(t
     captured = capsys.readouterr()
     assert "2 series imported, 0 already there, 1 refused" in captured.out
     assert f"series {uid['tilted']} not imported" in captured.err and "gantry tilt about 15.0 degrees" in captured.err
+    progress = sorted(line for line in captured.err.splitlines() if "/3] series" in line)  # a line per series
+    assert len(progress) == 3 and sum(line.endswith(" imported") for line in progress) == 2
     reference = read_image(series["plain"])
     for key in ("plain", "enhanced"):  # over WADO-RS exactly as from the folder
         _same_volume(reference, read_image(out / f"{uid[key]}.nii.gz"))

@@ -89,16 +89,19 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oncolabel.pacs import DicomWebSource, FolderStore, import_labels, import_series, parse_query
+    from oncolabel.pacs import DicomWebSource, FolderStore, PacsSeries, import_labels, import_series, parse_query
 
     query = parse_query(args.query)
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
+
+    def progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:  # a line per series, as it goes
+        warning = "warning: " if outcome.startswith("not imported") else ""
+        print(f"{warning}[{k}/{n}] series {series.series_uid} {outcome}", file=sys.stderr, flush=True)
+
     report = import_series(source, store.add, present=store.series_uids(),
                            modality=None if args.modality.lower() == "any" else args.modality, query=query,
-                           max_new=args.max_series)
-    for uid, reason in report.refused.items():
-        print(f"warning: series {uid} not imported: {reason}", file=sys.stderr)
+                           max_new=args.max_series, progress=progress)
     payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "
           f"{len(report.refused)} refused ({source.url})"

@@ -106,11 +106,10 @@ class PacsMirror:
         max_new = None if self.max_series is None else max(0, self.max_series - len(self.imported))
         report = import_series(self.source, lambda s, img, values: self._store(datastore, s, img, values),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
-                               modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new)
+                               modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new,
+                               progress=self._log_progress)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
-        for uid, reason in report.refused.items():
-            logger.warning("PACS series %s not imported: %s", uid, reason)
         if report.imported:
             logger.info("imported %d series from %s", len(report.imported), self.source.url)
         if len(report.deferred) != len(self.deferred):
@@ -120,6 +119,11 @@ class PacsMirror:
         if self.labels:
             self._import_labels(datastore)
         return report
+
+    @staticmethod
+    def _log_progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:
+        level = logging.WARNING if outcome.startswith("not imported") else logging.INFO
+        logger.log(level, "PACS series %s (%d of %d): %s", series.series_uid, k, n, outcome)
 
     def _import_labels(self, datastore: OncoDatastore) -> None:
         waiting = []
