@@ -29,11 +29,11 @@ from urllib.parse import urlparse
 import SimpleITK as sitk
 
 from oncolabel.dicom_seg import segmentation_dataset
-from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, NotFoundError, PacsError
+from oncolabel.errors import ConflictError, InvalidInputError, NotFoundError, PacsError
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
-__all__ = ["DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries",
+__all__ = ["DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries", "check_count",
            "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series", "parse_query",
            "series_record"]
 
@@ -81,6 +81,14 @@ def check_uid(uid: str, *, what: str = "SeriesInstanceUID") -> str:
     if not isinstance(uid, str) or len(uid) > 64 or not _UID.match(uid):
         raise InvalidInputError(f"{what} {uid!r} is not a DICOM UID (digits and dots, at most 64 characters)")
     return uid
+
+
+def check_count(value: Any, *, what: str, minimum: int = 0) -> int:
+    """``value`` as a count (a whole number >= ``minimum``; bools refused), or :class:`InvalidInputError` naming
+    ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"{what} {value!r}: must be a whole number >= {minimum}")
+    return value
 
 
 def series_record(series: PacsSeries, url: str) -> dict[str, Any]:
@@ -132,11 +140,9 @@ class DicomWebSource:
 
         if not timeout_s > 0:
             raise InvalidInputError(f"timeout {timeout_s!r}: must be a positive number of seconds")
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise InvalidInputError(f"QIDO-RS page size {page_size!r}: must be a whole number >= 1")
+        self.page_size = check_count(page_size, what="QIDO-RS page size", minimum=1)
         self.url = check_dicomweb_url(url)
         self.timeout_s = float(timeout_s)
-        self.page_size = page_size
         self._seg_references: dict[str, frozenset[str]] = {}  # SEG series UID -> the series its instances reference
         self._client = DICOMwebClient(url=self.url, timeout=self.timeout_s)
         # its default: 5 attempts with exponential waits (1, 2, 4, 8 s) after any failure, a refused connection too
@@ -339,8 +345,8 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself
     (:class:`PacsError`) stops the import and propagates.
     """
-    if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 0):
-        raise InvalidInputError(f"most series to import {max_new!r}: must be a whole number >= 0")
+    if max_new is not None:
+        check_count(max_new, what="most series to import")
     report = PacsImportReport(url=source.url, modality=modality)
     todo = []
     for series in source.find_series(modality=modality, query=query):

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError

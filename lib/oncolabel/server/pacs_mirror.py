@@ -28,7 +28,7 @@ import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
 from oncolabel.io import atomic_path, read_image, write_image
-from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_query, import_labels,
+from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_count, check_query, import_labels,
                             import_series, series_record)
 from oncolabel.server.datastore import OncoDatastore
 
@@ -58,9 +58,8 @@ class PacsMirror:
                  max_series: int | None = None) -> None:
         if poll_s < 0:
             raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
-        if max_series is not None and (isinstance(max_series, bool) or not isinstance(max_series, int)
-                                       or max_series < 0):
-            raise InvalidInputError(f"most PACS series {max_series!r}: must be a whole number >= 0")
+        if max_series is not None:
+            check_count(max_series, what="most PACS series")
         self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
         self.query = check_query(query or {})
         self.labels = bool(labels)
