@@ -34,11 +34,18 @@ from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, writ
 from oncolabel.provenance import file_sha256
 
 __all__ = ["DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries", "check_count",
-           "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series", "parse_query",
-           "series_record"]
+           "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series", "parse_modalities",
+           "parse_query", "series_record", "NON_IMAGE_MODALITIES"]
 
 #: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+#: modalities of series that hold no image volume, passed over when every modality is imported
+NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "KO", "PR", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "REG", "FID",
+                                  "DOC", "RWV", "PLAN", "AU", "ECG", "HD"})
+
+#: a DICOM modality code (CS value)
+_MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 #: QIDO-RS fields asked for each series (beyond the UIDs a PACS always returns)
 _SERIES_FIELDS = ("Modality", "PatientID", "SeriesDescription", "SeriesNumber", "NumberOfSeriesRelatedInstances")
@@ -81,6 +88,19 @@ def check_uid(uid: str, *, what: str = "SeriesInstanceUID") -> str:
     if not isinstance(uid, str) or len(uid) > 64 or not _UID.match(uid):
         raise InvalidInputError(f"{what} {uid!r} is not a DICOM UID (digits and dots, at most 64 characters)")
     return uid
+
+
+def parse_modalities(modality: str | Collection[str] | None) -> tuple[str, ...] | None:
+    """The modalities to import: ``"CT"``, ``"CT,PT"`` or ``["CT", "PT"]``; ``None`` or ``"any"``: every series
+    holding images (not :data:`NON_IMAGE_MODALITIES`)."""
+    if modality is None or (isinstance(modality, str) and modality.strip().lower() == "any"):
+        return None
+    items = modality.split(",") if isinstance(modality, str) else list(modality)
+    out = tuple(dict.fromkeys(str(m).strip().upper() for m in items))
+    bad = [m for m in out if not _MODALITY.match(m)]
+    if not out or bad:
+        raise InvalidInputError(f"modality {modality!r}: give DICOM modality codes such as CT or CT,PT, or 'any'")
+    return out
 
 
 def check_count(value: Any, *, what: str, minimum: int = 0) -> int:
@@ -331,11 +351,13 @@ class DicomWebSource:
 
 
 def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image, dict[str, Any]], None], *,
-                  present: Collection[str] = (), skip: Collection[str] = (), modality: str | None = "CT",
+                  present: Collection[str] = (), skip: Collection[str] = (),
+                  modality: str | Collection[str] | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
                   max_new: int | None = None,
                   progress: Callable[[int, int, PacsSeries, str], None] | None = None) -> PacsImportReport:
-    """Fetch every series of ``modality`` matching ``query`` whose UID is neither in ``present`` (already held) nor
+    """Fetch every series of ``modality`` (:func:`parse_modalities`: one search per modality; ``None`` or ``"any"``:
+    every series holding images) matching ``query`` whose UID is neither in ``present`` (already held) nor
     in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most
     ``max_new`` of them (in study and series UID order; the others are listed under ``deferred``, for a later
     import). ``progress(k, n, series, outcome)`` is called after each of the ``n`` series to fetch (``outcome``:
@@ -347,9 +369,12 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     """
     if max_new is not None:
         check_count(max_new, what="most series to import")
-    report = PacsImportReport(url=source.url, modality=modality)
+    modalities = parse_modalities(modality)
+    report = PacsImportReport(url=source.url, modality=",".join(modalities) if modalities else None)
+    found = [s for m in (modalities or (None,)) for s in source.find_series(modality=m, query=query)
+             if modalities or s.modality not in NON_IMAGE_MODALITIES]
     todo = []
-    for series in source.find_series(modality=modality, query=query):
+    for series in sorted(found, key=lambda s: (s.study_uid, s.series_uid)):
         if series.series_uid in present:
             report.already_present.append(series.series_uid)
         elif series.series_uid not in skip:

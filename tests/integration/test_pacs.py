@@ -483,3 +483,18 @@ def test_a_pet_series_from_the_pacs_arrives_in_suv(tmp_path, orthanc, capsys):
     assert 0.5 < float(sitk.GetArrayFromImage(imported).max()) < 200  # SUV, not Bq/ml
     record = json.loads((out / "pacs_series.json").read_text())[uid]
     assert record["values"] == "SUVbw" and record["suv"]["method"].startswith("BQML") and record["modality"] == "PT"
+    # several modalities in one import; 'any' passes over series that hold no image (a SEG was fetched and refused)
+    orthanc.upload(realdata("dcmqi", "segmentations", "liver.dcm"))
+    ct_uid, seg_uid = _series_uid(realdata("dcmqi", "segmentations", "ct-3slice")), _series_uid(
+        realdata("dcmqi", "segmentations", "liver.dcm"))
+    for modality in ("CT,PT", "any"):
+        report = tmp_path / f"{modality}.json"
+        assert main(["pacs-import", orthanc.dicomweb, "--out", str(tmp_path / modality), "--modality", modality,
+                     "--json", str(report)]) == 0
+        written = json.loads(report.read_text())
+        assert sorted(written["imported"]) == sorted([uid, ct_uid]) and list(written["refused"]) == [series_uid]
+        assert seg_uid not in capsys.readouterr().err
+    assert declares_suv(read_image(tmp_path / "any" / f"{uid}.nii.gz"))
+    assert not declares_suv(read_image(tmp_path / "any" / f"{ct_uid}.nii.gz"))
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(tmp_path / "bad"), "--modality", "C-T"]) == 1
+    assert "give DICOM modality codes" in capsys.readouterr().err and not (tmp_path / "bad").exists()

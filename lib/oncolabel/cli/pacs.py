@@ -12,14 +12,17 @@ from oncolabel.cli._common import write_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pacs-import", help="copy a PACS's series (DICOMweb) into a folder of NIfTI files",
-                       description="Find the series of one modality in a DICOMweb service (QIDO-RS), fetch those "
-                                   "the folder does not hold yet (WADO-RS), read each with the checks of a DICOM "
-                                   "folder and write it as OUT/<SeriesInstanceUID>.nii.gz. OUT/pacs_series.json "
+                       description="Find the series of the chosen modalities in a DICOMweb service (QIDO-RS), fetch "
+                                   "those the folder does not hold yet (WADO-RS), read each with the checks of a "
+                                   "DICOM folder (a PET in SUVbw from its headers) and write it as "
+                                   "OUT/<SeriesInstanceUID>.nii.gz. OUT/pacs_series.json "
                                    "records each series' patient, study and source. Nothing is written to the "
                                    "PACS; a series that forms no regular volume is listed with the reason.")
     _connection_arguments(p, json_help="write the import report here")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder of NIfTI images (created)")
-    p.add_argument("--modality", default="CT", help="series modality to import (default CT; 'any' for all)")
+    p.add_argument("--modality", default="CT",
+                   help="series modality or modalities to import: CT (default), PT (converted to SUVbw), CT,PT; "
+                        "'any': every series holding images")
     p.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
                    help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
                         "StudyDescription=*SPINE* or PatientID=P001; repeatable")
@@ -89,9 +92,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oncolabel.pacs import DicomWebSource, FolderStore, PacsSeries, import_labels, import_series, parse_query
+    from oncolabel.pacs import (DicomWebSource, FolderStore, PacsSeries, import_labels, import_series,
+                                parse_modalities, parse_query)
 
-    query = parse_query(args.query)
+    query, modalities = parse_query(args.query), parse_modalities(args.modality)
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
 
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{warning}[{k}/{n}] series {series.series_uid} {outcome}", file=sys.stderr, flush=True)
 
     report = import_series(source, store.add, present=store.series_uids(),
-                           modality=None if args.modality.lower() == "any" else args.modality, query=query,
+                           modality=modalities, query=query,
                            max_new=args.max_series, progress=progress)
     payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pacs", metavar="URL", help="feed the datastore from this PACS (DICOMweb root, e.g. "
                    "http://127.0.0.1:8042/dicom-web): its series are imported in the background, at start and "
                    "every --pacs-poll-s seconds")
-    p.add_argument("--pacs-modality", default="CT", help="modality of the series to import (default CT; 'any')")
+    p.add_argument("--pacs-modality", default="CT",
+                   help="modality or modalities of the series to import: CT (default), PT (in SUVbw), CT,PT; 'any': "
+                        "every series holding images")
     p.add_argument("--pacs-query", action="append", default=[], metavar="KEY=VALUE",
                    help="only series matching this QIDO-RS filter (DICOM keyword, * wildcards), e.g. "
                         "StudyDescription=*SPINE*; repeatable")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         conf["pacs_store_labels"] = "true"
     serve(args.studies, host=args.host, port=args.port, app_dir=args.app_dir, conf=conf,
           tracking_uri=args.tracking_uri, log_level=args.log_level, pacs_url=args.pacs,
-          pacs_modality=None if args.pacs_modality.lower() == "any" else args.pacs_modality,
+          pacs_modality=args.pacs_modality,
           pacs_poll_s=args.pacs_poll_s, pacs_query=parse_query(args.pacs_query), pacs_labels=args.pacs_labels,
           pacs_max_series=args.pacs_max_series)
     return 0

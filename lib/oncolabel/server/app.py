@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from oncolabel.errors import (CheckpointError, ConflictError, InvalidInputError, ModelNotFoundError, NotFoundError,
                               OncoLabelError, PayloadTooLargeError, UnknownTaskError)
@@ -243,7 +243,7 @@ def create_app(*, max_upload_mb: float = 1024.0) -> Any:
 
 def serve(studies: str | Path, *, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path | None = None,
           conf: Mapping[str, str] | None = None, tracking_uri: str | None = None, log_level: str = "info",
-          pacs_url: str | None = None, pacs_modality: str | None = "CT", pacs_poll_s: float = 60.0,
+          pacs_url: str | None = None, pacs_modality: str | Sequence[str] | None = "CT", pacs_poll_s: float = 60.0,
           pacs_query: Mapping[str, str] | None = None, pacs_labels: bool = False,
           pacs_max_series: int | None = None) -> None:
     """Start the server (blocks until stopped). Same as ``monailabel start_server`` with our fixes applied.

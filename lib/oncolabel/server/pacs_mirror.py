@@ -22,14 +22,14 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
 from oncolabel.io import atomic_path, read_image, write_image
 from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_count, check_query, import_labels,
-                            import_series, series_record)
+                            import_series, parse_modalities, series_record)
 from oncolabel.server.datastore import OncoDatastore
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class PacsMirror:
     Args:
         source: the DICOMweb service.
         studies: the server's datastore folder.
-        modality: series modality to import (``None``: all).
+        modality: series modality or modalities to import (:func:`oncolabel.pacs.parse_modalities`; ``None``:
+            every series holding images).
         query: QIDO-RS filters the series must match (:func:`oncolabel.pacs.check_query`).
         labels: also read the newest DICOM SEG of each imported image without a final label as its final label (a
             SEG refused once is not read again; a newer SEG of the series is).
@@ -53,14 +54,15 @@ class PacsMirror:
             count too; in study and series UID order); ``None``: no limit.
     """
 
-    def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | None = "CT",
+    def __init__(self, source: DicomWebSource, studies: str | Path, *, modality: str | Sequence[str] | None = "CT",
                  query: Mapping[str, str] | None = None, poll_s: float = 60.0, labels: bool = False,
                  max_series: int | None = None) -> None:
         if poll_s < 0:
             raise InvalidInputError(f"PACS poll interval {poll_s!r}: must be >= 0 seconds")
         if max_series is not None:
             check_count(max_series, what="most PACS series")
-        self.source, self.studies, self.modality, self.poll_s = source, Path(studies), modality, float(poll_s)
+        self.source, self.studies, self.poll_s = source, Path(studies), float(poll_s)
+        self.modality = parse_modalities(modality)
         self.query = check_query(query or {})
         self.labels = bool(labels)
         self.max_series = max_series
@@ -148,7 +150,8 @@ class PacsMirror:
             logger.warning("the segmentation of PACS series %s not imported: %s", uid, reason)
 
     def status(self) -> dict[str, Any]:
-        return {"pacs_url": self.source.url, "modality": self.modality, "query": self.query, "poll_s": self.poll_s,
+        return {"pacs_url": self.source.url, "modality": list(self.modality) if self.modality else "any",
+                "query": self.query, "poll_s": self.poll_s,
                 "max_series": self.max_series, "deferred": list(self.deferred), "runs": self.runs,
                 "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "imported": list(self.imported), "refused": dict(self.refused), "labels": self.labels,
