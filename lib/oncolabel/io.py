@@ -233,10 +233,17 @@ def _one_value(where: Path, values: list[list[float]], names: list[str], *, what
     return arr[0]
 
 
+def _unplaced(folder: Path, name: str) -> str:
+    return (f"{folder}: file {name} has no ImagePositionPatient / ImageOrientationPatient: the series' slices can "
+            "be neither placed nor ordered (a secondary capture, or an export that removed them); export the series "
+            "with its geometry")
+
+
 def _check_series_geometry(folder: Path, files: list[str]) -> None:
     """The regular-volume check (one orientation, even spacing, no gantry tilt) of a series from its headers alone
-    (before any pixel is read, so that ITK's own warning about non-uniform sampling never comes first); series
-    without position tags are left to ITK."""
+    (before any pixel is read, so that ITK's own warning about non-uniform sampling never comes first). A slice
+    without ImagePositionPatient or ImageOrientationPatient is refused: ITK stacked such slices in file order at
+    1 mm from an origin of 0, a volume that exists nowhere in the patient."""
     import pydicom
 
     positions, orientations, spacings, matrices = [], [], [], []
@@ -247,7 +254,7 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
         except Exception:  # unreadable by pydicom: let GDCM decide
             return
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            return
+            raise ImageReadError(_unplaced(folder, Path(f).name))
         positions.append([float(v) for v in ds.ImagePositionPatient])
         orientations.append([float(v) for v in ds.ImageOrientationPatient])
         spacings.append([float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])])
@@ -350,18 +357,23 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageReadError(f"{folder}: not a folder of DICOM files")
-    slices, multiframe = [], 0
+    slices, unplaced, multiframe = [], [], 0
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
             ds = pydicom.dcmread(path)
         except (InvalidDicomError, OSError, ValueError):
             continue
+        is_multiframe = int(ds.get("NumberOfFrames", 1) or 1) > 1
         if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
             slices.append(ds)
-        multiframe += int(ds.get("NumberOfFrames", 1) or 1) > 1
+        elif "PixelData" in ds and not is_multiframe:
+            unplaced.append(ds)
+        multiframe += is_multiframe
     if not slices and multiframe:
         raise ImageReadError(f"{folder}: multi-frame (enhanced) DICOM files are not read here (this reader needs each "
                              "slice's own rescale and timing); export the series as single-frame slices")
+    if not slices and unplaced:
+        raise ImageReadError(_unplaced(folder, Path(str(unplaced[0].filename)).name))
     if not slices:
         raise ImageReadError(f"{folder}: no DICOM image slices found")
     if modality is not None and any(str(ds.get("Modality", "")) == modality for ds in slices):
@@ -369,6 +381,9 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in slices}
     if len(series) > 1:
         raise ImageReadError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder")
+    missing = [ds for ds in unplaced if str(ds.get("SeriesInstanceUID", "")) in series]
+    if missing:  # they were dropped, silently: a volume missing its slices
+        raise ImageReadError(_unplaced(folder, Path(str(missing[0].filename)).name))
     found = str(slices[0].get("Modality", ""))
     if modality is not None and found not in (modality, ""):
         raise ImageReadError(f"{folder}: modality {found!r} is not {modality}")

@@ -174,6 +174,28 @@ def test_a_series_with_a_slice_in_another_orientation_pixel_size_or_matrix_is_re
                 read_image(folder)
 
 
+def test_a_series_without_slice_positions_is_refused(tmp_path):
+    """dcmqi's real series with ImagePositionPatient removed from every slice or from one: ITK stacked the slices in
+    file order at 1 mm from an origin of 0 and the CLI wrote a label there; our pixel reader (MONOCHROME1) dropped
+    the unplaced slice silently. Both refuse, naming the file."""
+    import pydicom
+
+    for name, which, mono in (("all", {0, 1, 2}, False), ("one", {2}, False), ("mono-all", {0, 1, 2}, True),
+                              ("mono-one", {2}, True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for k, path in enumerate(sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))):
+            ds = pydicom.dcmread(path)
+            if k in which:
+                del ds.ImagePositionPatient
+            if mono:
+                ds.PhotometricInterpretation = "MONOCHROME1"
+            ds.save_as(folder / path.name)
+        with pytest.raises(ImageReadError, match=r"file 0[1-3]\.dcm has no ImagePositionPatient / "
+                                                 r"ImageOrientationPatient: the series' slices can be neither placed"):
+            read_image(folder)
+
+
 def test_a_multi_frame_ct_reads_as_its_series(tmp_path):
     """The real series as one multi-frame file (folder or file given; frames in order and stored out of spatial
     order) reads voxel for voxel onto the series' grid. ITK's own reading of the file (a folder of it: a 4D volume,
