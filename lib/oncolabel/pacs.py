@@ -163,7 +163,7 @@ class DicomWebSource:
         self.page_size = check_count(page_size, what="QIDO-RS page size", minimum=1)
         self.url = check_dicomweb_url(url)
         self.timeout_s = float(timeout_s)
-        self._seg_references: dict[str, frozenset[str]] = {}  # SEG series UID -> the series its instances reference
+        self._seg_headers: dict[str, tuple[frozenset[str], str, str]] = {}  # SEG series UID -> see _seg_header
         self._client = DICOMwebClient(url=self.url, timeout=self.timeout_s)
         # its default: 5 attempts with exponential waits (1, 2, 4, 8 s) after any failure, a refused connection too
         self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
@@ -282,33 +282,37 @@ class DicomWebSource:
                    [seg])
         return str(seg.SeriesInstanceUID)
 
-    def _referenced_series(self, study_uid: str, seg_uid: str) -> frozenset[str]:
-        """The series a SEG series' instances reference (WADO-RS metadata, asked once per SEG: it never changes)."""
+    def _seg_header(self, study_uid: str, seg_uid: str) -> tuple[frozenset[str], str, str]:
+        """A SEG series' referenced series, date and time (series date and time, else content date and time), from
+        its own headers (WADO-RS metadata, asked once per SEG: they never change). A search (QIDO-RS) answer need
+        not hold the date: a PACS may ignore ``includefield`` and return only the required attributes."""
         from pydicom import Dataset
 
-        if seg_uid not in self._seg_references:
+        if seg_uid not in self._seg_headers:
             meta = self._call(f"retrieving the metadata of series {seg_uid} (WADO-RS)",
                               self._client.retrieve_series_metadata, study_uid, seg_uid)
-            self._seg_references[seg_uid] = frozenset(
-                str(r.get("SeriesInstanceUID", "")) for m in meta or []
-                for r in Dataset.from_json(m, bulk_data_uri_handler=lambda tag, vr, uri: None)
-                .get("ReferencedSeriesSequence", []))
-        return self._seg_references[seg_uid]
+            headers = [Dataset.from_json(m, bulk_data_uri_handler=lambda tag, vr, uri: None) for m in meta or []]
+            references = frozenset(str(r.get("SeriesInstanceUID", "")) for ds in headers
+                                   for r in ds.get("ReferencedSeriesSequence", []))
+            first = headers[0] if headers else Dataset()
+            when = next(((str(first.get(d)), str(first.get(t, "") or "")) for d, t in
+                         (("SeriesDate", "SeriesTime"), ("ContentDate", "ContentTime")) if first.get(d)), ("", ""))
+            self._seg_headers[seg_uid] = (references, *when)
+        return self._seg_headers[seg_uid]
 
     def find_segmentations(self, study_uid: str) -> dict[str, list[PacsSeries]]:
         """The DICOM SEG series of a study by the series they reference: series UID -> its SEG series, oldest first
-        (by series date and time as the PACS reports them, then UID). One search per study; each SEG's references
-        are asked for once in this source's lifetime."""
+        (by the date and time in their headers, then UID). One search per study; each SEG's headers are asked for
+        once in this source's lifetime (:meth:`_seg_header`)."""
         found = self._search_series("the segmentation search (QIDO-RS)",
                                     {"StudyInstanceUID": check_uid(study_uid, what="StudyInstanceUID"),
-                                     "Modality": "SEG"}, ["SeriesDate", "SeriesTime", "SeriesDescription"])
-        ordered = sorted(found, key=lambda ds: (str(ds.get("SeriesDate", "")), str(ds.get("SeriesTime", "")),
-                                                str(ds.SeriesInstanceUID)))
+                                     "Modality": "SEG"}, ["SeriesDescription"])
+        segs = [PacsSeries(study_uid=study_uid, series_uid=str(ds.SeriesInstanceUID), modality="SEG",
+                           description=str(ds.get("SeriesDescription", ""))) for ds in found]
+        headers = {s.series_uid: self._seg_header(study_uid, s.series_uid) for s in segs}
         out: dict[str, list[PacsSeries]] = {}
-        for ds in ordered:
-            seg = PacsSeries(study_uid=study_uid, series_uid=str(ds.SeriesInstanceUID), modality="SEG",
-                             description=str(ds.get("SeriesDescription", "")))
-            for referenced in self._referenced_series(study_uid, seg.series_uid):
+        for seg in sorted(segs, key=lambda s: (*headers[s.series_uid][1:], s.series_uid)):
+            for referenced in headers[seg.series_uid][0]:
                 out.setdefault(referenced, []).append(seg)
         return out
 

@@ -269,10 +269,11 @@ def test_a_server_fed_from_the_pacs(tmp_path, orthanc):
 class CappingProxy:
     """A DICOMweb front of Orthanc on 127.0.0.1 that answers each QIDO-RS search with at most ``cap`` results
     whatever ``limit`` asks for (none: ``cap``), as the Google Cloud Healthcare API (100) and dcm4chee (its
-    configured maximum) do, paging with ``offset``; each request's path and query as the client sent them are
-    recorded in ``requests``."""
+    configured maximum) do, paging with ``offset``; ``includefield=False``: a PACS that ignores ``includefield``
+    (it answers with its default attributes). Each request's path and query as the client sent them are recorded in
+    ``requests``."""
 
-    def __init__(self, orthanc, cap: int) -> None:
+    def __init__(self, orthanc, cap: int, *, includefield: bool = True) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qsl, urlsplit
@@ -285,11 +286,15 @@ class CappingProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
                 url = urlsplit(self.path)
-                query = dict(parse_qsl(url.query))
-                proxy.requests.append((url.path, dict(query)))
+                pairs = parse_qsl(url.query)  # includefield may repeat
+                query = dict(pairs)
+                proxy.requests.append((url.path, query))
+                if not includefield:
+                    pairs = [(k, v) for k, v in pairs if k != "includefield"]
                 if url.path.endswith("/series") or url.path.endswith("/studies"):
-                    query["limit"] = str(min(int(query.get("limit", cap)), cap))
-                answer = http.get(f"{orthanc.root}{url.path}", params=query, timeout=30,
+                    limit = str(min(int(query.get("limit", cap)), cap))
+                    pairs = [(k, v) for k, v in pairs if k != "limit"] + [("limit", limit)]
+                answer = http.get(f"{orthanc.root}{url.path}", params=pairs, timeout=30,
                                   headers={"Accept": self.headers.get("Accept", "*/*")})
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", answer.headers.get("Content-Type", "application/octet-stream"))
@@ -342,7 +347,9 @@ def test_a_pacs_that_answers_page_by_page_is_read_to_the_end(tmp_path, orthanc, 
 def test_annotations_are_looked_for_once_per_study_and_a_newer_seg_replaces_a_refused_one(tmp_path, orthanc):
     """Two series of one study: one SEG search for the study, each SEG's references asked for once however often
     the import runs; dcmqi's partial_overlaps SEG (the newest of the plain series, overlapping segments) is refused
-    and not read again, and a reader's newer SEG of that series is then imported."""
+    and not read again, and a reader's newer SEG of that series is then imported. The PACS ignores includefield
+    (Orthanc then answers without series date and time): SEGs are ordered by the dates in their own headers (by the
+    search answer alone, the reader's SEG, whose UID sorts first, was taken for the oldest)."""
     from oncolabel.dicom_seg import segmentation_dataset, series_headers
     from oncolabel.pacs import DicomWebSource, FolderStore, import_labels, import_series
 
@@ -350,7 +357,7 @@ def test_annotations_are_looked_for_once_per_study_and_a_newer_seg_replaces_a_re
     enhanced = multiframe_dicom_copy(tmp_path / "enhanced", order=(2, 0, 1))  # same study, its own series
     orthanc.upload(plain, enhanced, realdata("dcmqi", "segmentations", "liver.dcm"),
                    realdata("dcmqi", "segmentations", "partial_overlaps.dcm"))
-    proxy = CappingProxy(orthanc, cap=100)
+    proxy = CappingProxy(orthanc, cap=100, includefield=False)
     try:
         source = DicomWebSource(proxy.dicomweb)
         store = FolderStore(tmp_path / "cohort", url=source.url)
@@ -373,9 +380,10 @@ def test_annotations_are_looked_for_once_per_study_and_a_newer_seg_replaces_a_re
         assert not [path for path, q in proxy.requests if path.endswith("/metadata")] and \
             not [path for path, q in proxy.requests if "/series/" in path and not path.endswith("/series")]
         annotation = _boxed_label(store.image(next(s for s in series if s.series_uid == uid)))
-        orthanc.upload(_write(segmentation_dataset(annotation, series_headers(plain), segments={1: "metastasis"},
-                                                   manual=True, algorithm="reader", version="1"),
-                              tmp_path / "reader.dcm"))
+        reader = segmentation_dataset(annotation, series_headers(plain), segments={1: "metastasis"}, manual=True,
+                                      algorithm="reader", version="1")
+        reader.SeriesInstanceUID = "1.2.1." + reader.SeriesInstanceUID.rsplit(".", 1)[-1]  # sorts before dcmqi's
+        orthanc.upload(_write(reader, tmp_path / "reader.dcm"))
         newer = import_labels(source, series, reference=store.image, store=store.add_label,
                               skip_segs=set(first.refused_seg.values()))
         assert list(newer.imported) == [uid] and newer.refused == {}
