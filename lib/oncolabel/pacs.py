@@ -68,8 +68,8 @@ class PacsSeries:
 
 @dataclass
 class PacsImportReport:
-    """What :func:`import_series` did: series imported, already held, refused (series UID -> reason), and left for
-    a later import by its ``max_new`` (``deferred``)."""
+    """What :func:`import_series` did: series imported, already held, refused (series UID -> reason), left for a
+    later import by its ``max_new`` (``deferred``) or because they were not ready (``waiting``)."""
 
     url: str
     modality: str | None
@@ -77,6 +77,7 @@ class PacsImportReport:
     already_present: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
     deferred: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -358,14 +359,15 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
                   present: Collection[str] = (), skip: Collection[str] = (),
                   modality: str | Collection[str] | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
-                  max_new: int | None = None,
+                  max_new: int | None = None, ready: Callable[[PacsSeries], bool] | None = None,
                   progress: Callable[[int, int, PacsSeries, str], None] | None = None) -> PacsImportReport:
     """Fetch every series of ``modality`` (:func:`parse_modalities`: one search per modality; ``None`` or ``"any"``:
     every series holding images) matching ``query`` whose UID is neither in ``present`` (already held) nor
     in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most
     ``max_new`` of them (in study and series UID order; the others are listed under ``deferred``, for a later
-    import). ``progress(k, n, series, outcome)`` is called after each of the ``n`` series to fetch (``outcome``:
-    ``imported``, ``already present`` or ``not imported: <reason>``).
+    import); one for which ``ready(series)`` is False (e.g. still arriving in the PACS) is left for a later import
+    too, under ``waiting``. ``progress(k, n, series, outcome)`` is called after each of the ``n`` series to fetch
+    (``outcome``: ``imported``, ``already present`` or ``not imported: <reason>``).
 
     A series that cannot be read as a volume, or that ``store`` refuses with an :class:`InvalidInputError`, is
     recorded under ``refused`` with the reason and the others go on; a failure of the PACS itself
@@ -381,7 +383,11 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
     for series in sorted(found, key=lambda s: (s.study_uid, s.series_uid)):
         if series.series_uid in present:
             report.already_present.append(series.series_uid)
-        elif series.series_uid not in skip:
+        elif series.series_uid in skip:
+            continue
+        elif ready is not None and not ready(series):
+            report.waiting.append(series.series_uid)
+        else:
             todo.append(series)
     for k, series in enumerate(todo, 1):
         uid = series.series_uid

@@ -506,3 +506,27 @@ def test_a_pet_series_from_the_pacs_arrives_in_suv(tmp_path, orthanc, capsys):
     assert not declares_suv(read_image(tmp_path / "any" / f"{ct_uid}.nii.gz"))
     assert main(["pacs-import", orthanc.dicomweb, "--out", str(tmp_path / "bad"), "--modality", "C-T"]) == 1
     assert "give DICOM modality codes" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_the_mirror_waits_for_a_series_still_arriving(tmp_path, orthanc):
+    """A PACS receives a series over minutes: the mirror imported whatever part of it was there at its poll (here 2
+    of 3 slices, a regular volume), for good. It now imports a series once its instance count is the same at two
+    successive polls."""
+    from oncolabel.pacs import DicomWebSource
+    from oncolabel.server.datastore import OncoDatastore
+    from oncolabel.server.pacs_mirror import PacsMirror
+
+    arriving = tilted_dicom_copy(tmp_path / "arriving", 0.0, new_uids=True)
+    files = sorted(arriving.glob("*.dcm"))
+    orthanc.upload(*files[:2])
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    mirror = PacsMirror(DicomWebSource(orthanc.dicomweb), studies, poll_s=60)
+    uid = _series_uid(arriving)
+    assert mirror.run_once().waiting == [uid] and OncoDatastore(str(studies)).list_images() == []
+    orthanc.upload(files[2])  # the last slice arrives
+    assert mirror.run_once().waiting == [uid]  # 2 -> 3 instances since the previous poll
+    assert mirror.run_once().imported == [uid]  # 3 and 3
+    image = read_image(OncoDatastore(str(studies)).get_image_uri(uid))
+    _same_volume(read_image(arriving), image)
+    assert mirror.status()["waiting"] == []

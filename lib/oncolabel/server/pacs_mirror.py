@@ -3,7 +3,10 @@
 The datastore stays the local folder ``--studies DIR`` (labels, their versions and the models live there, so
 nothing depends on the PACS once a series is in); a thread imports each series of the chosen modality that the
 datastore does not hold yet (:func:`oncolabel.pacs.import_series`, image id = SeriesInstanceUID, the series' patient,
-study and source in the image's info), at start and then every ``poll_s`` seconds. A series imported once is not
+study and source in the image's info), at start and then every ``poll_s`` seconds. A series is imported once the
+PACS reports the same number of instances at two successive polls: a PACS receives a series over minutes, and a
+series caught mid-transfer was imported truncated, for good (with ``poll_s`` 0, one import, at once). A series
+imported once is not
 imported again (an image removed from the datastore stays removed, across restarts); a series that forms no regular
 volume is refused once, with the reason, and not fetched again until the server restarts. The mirror's state is in
 ``<studies>/.oncolabel/pacs_mirror.json``.
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 #: ``source`` in the info of a final label read from a DICOM SEG in the PACS
 LABEL_FROM_PACS = "dicomweb-seg"
 
+_UNSEEN = object()
+
 
 class PacsMirror:
     """Imports a PACS's series into the datastore at ``studies`` (see the module docstring).
@@ -67,9 +72,11 @@ class PacsMirror:
         self.labels = bool(labels)
         self.max_series = max_series
         self.deferred: list[str] = []
+        self.waiting: list[str] = []  # series whose instance count changed since the previous poll
         self.labels_imported: dict[str, str] = {}
         self.labels_refused: dict[str, str] = {}
         self.labels_refused_seg: dict[str, str] = {}
+        self._counts: dict[str, int | None] = {}  # series UID -> its instance count at the previous poll
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
@@ -108,7 +115,7 @@ class PacsMirror:
         report = import_series(self.source, lambda s, img, values: self._store(datastore, s, img, values),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
                                modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new,
-                               progress=self._log_progress)
+                               ready=self._settled, progress=self._log_progress)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
         if report.imported:
@@ -117,9 +124,19 @@ class PacsMirror:
             logger.warning("%d series of %s not imported: --pacs-max-series %d reached", len(report.deferred),
                            self.source.url, self.max_series)
         self.deferred = list(report.deferred)
+        self.waiting = list(report.waiting)
         if self.labels:
             self._import_labels(datastore)
         return report
+
+    def _settled(self, series: PacsSeries) -> bool:
+        """Whether the PACS reported the same instance count for ``series`` at the previous poll (see the module
+        docstring); records this poll's count."""
+        if self.poll_s == 0:
+            return True
+        before = self._counts.get(series.series_uid, _UNSEEN)
+        self._counts[series.series_uid] = series.n_instances
+        return before == series.n_instances
 
     @staticmethod
     def _log_progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:
@@ -152,7 +169,8 @@ class PacsMirror:
     def status(self) -> dict[str, Any]:
         return {"pacs_url": self.source.url, "modality": list(self.modality) if self.modality else "any",
                 "query": self.query, "poll_s": self.poll_s,
-                "max_series": self.max_series, "deferred": list(self.deferred), "runs": self.runs,
+                "max_series": self.max_series, "deferred": list(self.deferred), "waiting": list(self.waiting),
+                "runs": self.runs,
                 "updated_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "imported": list(self.imported), "refused": dict(self.refused), "labels": self.labels,
                 "labels_imported": dict(self.labels_imported), "labels_refused": dict(self.labels_refused),
