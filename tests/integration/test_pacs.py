@@ -508,7 +508,7 @@ def test_a_pet_series_from_the_pacs_arrives_in_suv(tmp_path, orthanc, capsys):
     assert "give DICOM modality codes" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_the_mirror_waits_for_a_series_still_arriving(tmp_path, orthanc):
+def test_the_mirror_waits_for_a_series_still_arriving(tmp_path, orthanc, capsys):
     """A PACS receives a series over minutes: the mirror imported whatever part of it was there at its poll (here 2
     of 3 slices, a regular volume), for good. It now imports a series once its instance count is the same at two
     successive polls."""
@@ -530,3 +530,19 @@ def test_the_mirror_waits_for_a_series_still_arriving(tmp_path, orthanc):
     image = read_image(OncoDatastore(str(studies)).get_image_uri(uid))
     _same_volume(read_image(arriving), image)
     assert mirror.status()["waiting"] == []
+    # the headless import: --settle-s lists, waits, and leaves a series whose count changed meanwhile
+    import threading
+
+    later = tilted_dicom_copy(tmp_path / "later", 0.0, new_uids=True)
+    files = sorted(later.glob("*.dcm"))
+    orthanc.upload(*files[:2])
+    threading.Timer(0.5, orthanc.upload, args=(files[2],)).start()  # arrives while the import waits
+    out = tmp_path / "cohort"
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(out), "--settle-s", "3"]) == 0
+    printed = capsys.readouterr().out  # the settled series imported, the other named as still arriving
+    assert "1 series imported, 0 already there, 0 refused" in printed and "; 1 still arriving" in printed
+    assert not (out / f"{_series_uid(later)}.nii.gz").exists()
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(out), "--settle-s", "0.5"]) == 0
+    assert "1 series imported, 1 already there" in capsys.readouterr().out
+    _same_volume(read_image(later), read_image(out / f"{_series_uid(later)}.nii.gz"))
+    assert main(["pacs-import", orthanc.dicomweb, "--out", str(out), "--settle-s", "-1"]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from oncolabel import RESEARCH_USE_ONLY
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-series", type=int, metavar="N",
                    help="import at most N new series in this run (in study and series UID order); run again for "
                         "the next ones")
+    p.add_argument("--settle-s", type=float, default=0.0, metavar="S",
+                   help="list the series, wait S seconds, and import only those whose instance count did not change "
+                        "meanwhile (a series still arriving in the PACS would be imported truncated); default 0")
     p.add_argument("--labels", action="store_true",
                    help="also read each imported series' newest DICOM SEG in the PACS (a reader's annotation) as "
                         "OUT/labels/<SeriesInstanceUID>.nii.gz, for `oncolabel train --data OUT` or evaluate")
@@ -92,12 +96,23 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oncolabel.errors import InvalidInputError
     from oncolabel.pacs import (DicomWebSource, FolderStore, PacsSeries, import_labels, import_series,
                                 parse_modalities, parse_query)
 
     query, modalities = parse_query(args.query), parse_modalities(args.modality)
+    if not 0 <= args.settle_s < float("inf"):
+        raise InvalidInputError(f"--settle-s {args.settle_s!r}: must be >= 0 seconds")
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
+    before: dict[str, int | None] = {}
+    if args.settle_s > 0:  # the instance counts now, against those the import's own search finds
+        before = {s.series_uid: s.n_instances for m in (modalities or (None,))
+                  for s in source.find_series(modality=m, query=query)}
+        time.sleep(args.settle_s)
+
+    def settled(series: PacsSeries) -> bool:
+        return series.series_uid in before and before[series.series_uid] == series.n_instances
 
     def progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:  # a line per series, as it goes
         warning = "warning: " if outcome.startswith("not imported") else ""
@@ -105,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
 
     report = import_series(source, store.add, present=store.series_uids(),
                            modality=modalities, query=query,
-                           max_new=args.max_series, progress=progress)
+                           max_new=args.max_series, ready=settled if args.settle_s > 0 else None, progress=progress)
     payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "
           f"{len(report.refused)} refused ({source.url})"
-          + (f"; {len(report.deferred)} left for a later run (--max-series)" if report.deferred else ""))
+          + (f"; {len(report.deferred)} left for a later run (--max-series)" if report.deferred else "")
+          + (f"; {len(report.waiting)} still arriving (run again later)" if report.waiting else ""))
     if args.labels:
         unlabelled = [s for s in store.imported_series() if not store.label_path(s.series_uid).exists()]
         labels = import_labels(source, unlabelled, reference=store.image, store=store.add_label)
