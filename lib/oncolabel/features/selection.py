@@ -190,8 +190,11 @@ class LassoSelector(_Selector):
         mu, sd = x.mean(axis=0), x.std(axis=0)
         z = (x - mu) / np.where(sd > 0, sd, 1.0)
         folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state)
+        # liblinear shuffles its coordinates with numpy's global random state unless given one: without it the
+        # selection depended on what ran before in the process (a cross-validation on noise went from AUC 0.5 to 0.72)
         lr = LogisticRegressionCV(Cs=self.Cs, cv=folds, l1_ratios=(1.0,), solver="liblinear", scoring="roc_auc",
-                                  max_iter=2000, use_legacy_attributes=False).fit(z, yy)
+                                  max_iter=2000, use_legacy_attributes=False,
+                                  random_state=self.random_state).fit(z, yy)
         coef = np.ravel(lr.coef_)
         nz = np.flatnonzero(coef != 0)
         if nz.size == 0:  # the penalty removed everything: keep the single strongest feature
