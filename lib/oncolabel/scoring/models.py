@@ -61,7 +61,8 @@ def make_classifier(name: str, seed: int = 0) -> Any:
     if name == "logistic":
         return LogisticRegression(C=1.0, max_iter=5000)
     if name == "l1_logistic":
-        return LogisticRegression(C=0.5, l1_ratio=1.0, solver="liblinear", max_iter=5000)
+        # liblinear shuffles with numpy's global random state unless given one
+        return LogisticRegression(C=0.5, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=seed)
     if name == "svm":
         return SVC(kernel="rbf", C=1.0, gamma="scale")
     if name == "random_forest":

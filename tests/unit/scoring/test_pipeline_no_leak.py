@@ -96,3 +96,18 @@ def test_every_learner_runs_in_the_pipeline(method):
 
     s = positive_score(pipe, x)
     assert s.shape == (40,) and np.isfinite(s).all() and roc_auc(y, s) > 0.7
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_learner_depends_on_its_seed_only(method):
+    """The same fit whatever numpy's global random state (liblinear, used by the LASSO step and the L1 logistic
+    learner, shuffles with it unless given a seed)."""
+    from oncolabel.scoring.models import positive_score
+
+    x, y, _ = _noise(n=60, p=80, seed=5)
+    x["rad:f0"] += y * 1.0
+    scores = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        scores.append(positive_score(clone(model_pipeline(method, features="radiomics")).fit(x, y), x))
+    assert np.array_equal(scores[0], scores[1])
