@@ -321,16 +321,20 @@ class SegmentationPredictor:
         return SegmentationResult(label=label, probability=prob, lesions=find_lesions(mask, image),
                                   provenance=self.provenance(), warnings=tuple(self.input_warnings(image)))
 
-    def uncertainty(self, image: sitk.Image, *, samples: int = 4) -> dict[str, float]:
+    def uncertainty(self, image: sitk.Image, *, samples: int = 4, seed: int = 0) -> dict[str, float]:
         """Per-image uncertainty for active learning.
 
         ``samples`` Monte-Carlo-dropout passes plus a left-right flipped pass (test-time augmentation); the
         score is the mean over voxels that any pass calls lesion-likely (p > 0.1) of the binary entropy of the mean
         probability, weighted by the fraction of slices involved, plus the mean disagreement (variance) between
-        passes. 0 when every pass agrees on an empty result.
+        passes. 0 when every pass agrees on an empty result. The dropout masks are drawn from ``seed`` (torch's
+        global random state is left as it was), so an image's score, and the order in which active learning
+        proposes images, does not change from one scoring run to the next.
         """
         prepared = self.prepare(image)
-        passes = [self._forward(prepared, mc_dropout=True) for _ in range(max(1, samples))]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            passes = [self._forward(prepared, mc_dropout=True) for _ in range(max(1, samples))]
         passes.append(self._forward(prepared, flip=True))
         stack = torch.stack(passes)
         mean = stack.mean(0)

@@ -153,3 +153,19 @@ def test_inputs_outside_the_training_images_voxel_sizes_are_named(toy_checkpoint
     assert result.warnings == tuple(toy.input_warnings(coarse))
     assert result.to_json()["warnings"] == list(result.warnings)
     assert "warnings" not in toy.predict(toy_ct(0)[0]).to_json()
+
+
+def test_active_learning_uncertainty_is_reproducible():
+    """The MC-dropout masks come from the call's seed: the same image scores the same whatever torch's global random
+    state (before: each scoring run drew other masks, so the uncertainty-first order of images could change between
+    runs), and that state is left as it was."""
+    image, _ = toy_ct(2)
+    predictor = SegmentationPredictor(precision="fp32")
+    scores = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        scores.append(predictor.uncertainty(image, samples=3))
+        assert torch.equal(torch.get_rng_state(), state)
+    assert scores[0] == scores[1] and scores[0]["variance"] > 0  # dropout did act
+    assert predictor.uncertainty(image, samples=3, seed=1) != scores[0]
