@@ -120,7 +120,7 @@ class PacsMirror:
         self.imported.extend(report.imported)
         if report.imported:
             logger.info("imported %d series from %s", len(report.imported), self.source.url)
-        if len(report.deferred) != len(self.deferred):
+        if report.deferred and len(report.deferred) != len(self.deferred):
             logger.warning("%d series of %s not imported: --pacs-max-series %d reached", len(report.deferred),
                            self.source.url, self.max_series)
         self.deferred = list(report.deferred)
