@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "meanwhile (a series still arriving in the PACS would be imported truncated); default 0")
     p.add_argument("--labels", action="store_true",
                    help="also read each imported series' newest DICOM SEG in the PACS (a reader's annotation) as "
-                        "OUT/labels/<SeriesInstanceUID>.nii.gz, for `oncolabel train --data OUT` or evaluate")
+                        "OUT/labels/<SeriesInstanceUID>.nii.gz, for `oncolabel train --data OUT [--labelled-only]` or "
+                        "evaluate")
     p.set_defaults(func=run)
 
     e = sub.add_parser("pacs-export", help="send label images back to the PACS as DICOM SEG (DICOMweb STOW-RS)",
