@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import SimpleITK as sitk
 
 from oncolabel.dicom_seg import segmentation_dataset
-from oncolabel.errors import ConflictError, InvalidInputError, NotFoundError, PacsError
+from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, NotFoundError, PacsError
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
@@ -338,14 +338,19 @@ class DicomWebSource:
 
         Raises:
             PacsError: the PACS failed or returned no instance.
-            ImageReadError: the instances do not form one regular volume (the message names the series).
+            ImageReadError: fewer instances came than the search listed, or they do not form one regular volume
+                (the message names the series).
             SuvUnavailableError: a PET series whose headers lack what SUV needs (named).
         """
         from oncolabel.pet import read_suv_dicom
 
         with tempfile.TemporaryDirectory(dir=work_dir, prefix=".pacs-") as tmp:
-            if self.download(series, tmp) == 0:
+            n = self.download(series, tmp)
+            if n == 0:
                 raise PacsError(f"{self.url}: series {series.series_uid} returned no instance")
+            if series.n_instances is not None and n < series.n_instances:  # a volume short of slices: never stored
+                raise ImageReadError(f"series {series.series_uid}: {n} of the {series.n_instances} instances its "
+                                     f"search listed were retrieved from {self.url}; not imported")
             try:  # pixels in memory: the files may go
                 if series.modality == "PT":
                     image, suv = read_suv_dicom(tmp)

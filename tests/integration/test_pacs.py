@@ -530,6 +530,14 @@ def test_the_mirror_waits_for_a_series_still_arriving(tmp_path, orthanc, capsys)
     image = read_image(OncoDatastore(str(studies)).get_image_uri(uid))
     _same_volume(read_image(arriving), image)
     assert mirror.status()["waiting"] == []
+    from dataclasses import replace
+
+    from oncolabel.errors import ImageReadError
+
+    listed = next(s for s in DicomWebSource(orthanc.dicomweb).find_series() if s.series_uid == uid)
+    assert listed.n_instances == 3  # a series short of instances is refused, by itself (the others go on)
+    with pytest.raises(ImageReadError, match=f"series {uid}: 3 of the 4 instances its search listed were retr"):
+        DicomWebSource(orthanc.dicomweb).fetch_image(replace(listed, n_instances=4))  # one lost on the way
     # the headless import: --settle-s lists, waits, and leaves a series whose count changed meanwhile
     import threading
 
