@@ -239,20 +239,26 @@ def _unplaced(folder: Path, name: str) -> str:
             "with its geometry")
 
 
-def _check_series_geometry(folder: Path, files: list[str]) -> None:
+def _check_series_geometry(folder: Path, files: list[str]) -> bool:
     """The regular-volume check (one orientation, even spacing, no gantry tilt) of a series from its headers alone
     (before any pixel is read, so that ITK's own warning about non-uniform sampling never comes first). A slice
     without ImagePositionPatient or ImageOrientationPatient is refused: ITK stacked such slices in file order at
-    1 mm from an origin of 0, a volume that exists nowhere in the patient."""
+    1 mm from an origin of 0, a volume that exists nowhere in the patient.
+
+    Returns whether a slice's rescale slope or intercept is fractional: the volume then needs floating-point voxels
+    (ITK's integer output, chosen from the first slice, truncated the other slices' values toward zero)."""
     import pydicom
 
-    positions, orientations, spacings, matrices = [], [], [], []
+    positions, orientations, spacings, matrices, fractional = [], [], [], [], False
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[
-                "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"])
+                "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
+                "RescaleSlope", "RescaleIntercept"])
         except Exception:  # unreadable by pydicom: let GDCM decide
-            return
+            return False
+        fractional = fractional or any(float(v) != round(float(v)) for v in (ds.get("RescaleSlope", 1) or 1,
+                                                                             ds.get("RescaleIntercept", 0) or 0))
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
             raise ImageReadError(_unplaced(folder, Path(f).name))
         positions.append([float(v) for v in ds.ImagePositionPatient])
@@ -264,6 +270,7 @@ def _check_series_geometry(folder: Path, files: list[str]) -> None:
     rows = _one_value(folder, orientations, names, what="orientation").reshape(2, 3)
     pixel_mm = float(_one_value(folder, spacings, names, what="pixel spacing").min())
     _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
+    return fractional
 
 
 class _NonFiniteCounter:
@@ -454,9 +461,11 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
             elif _is_monochrome1(files):
                 img = read_dicom_volume(p).image  # checks the spacing itself
             else:
-                _check_series_geometry(p, files)
+                fractional = _check_series_geometry(p, files)
                 reader = sitk.ImageSeriesReader()
                 reader.SetFileNames(files)
+                if fractional:
+                    reader.SetOutputPixelType(sitk.sitkFloat32)
                 reader.MetaDataDictionaryArrayUpdateOn()
                 reader.LoadPrivateTagsOff()
                 img = reader.Execute()

@@ -174,6 +174,25 @@ def test_a_series_with_a_slice_in_another_orientation_pixel_size_or_matrix_is_re
                 read_image(folder)
 
 
+def test_a_slice_with_a_fractional_rescale_keeps_its_fractions(tmp_path):
+    """dcmqi's real series with its middle slice stored at rescale slope 0.5 (values HU + 0.5): ITK chose integer
+    voxels from the first slice and truncated that slice's values toward zero (up to 1 HU off) until 2026-12-07."""
+    import pydicom
+
+    reference = sitk.GetArrayFromImage(read_image(realdata("dcmqi", "segmentations", "ct-3slice"))).astype(float)
+    for k, path in enumerate(sorted(realdata("dcmqi", "segmentations", "ct-3slice").glob("*.dcm"))):
+        ds = pydicom.dcmread(path)
+        if k == 1:
+            stored = 2 * ds.pixel_array.astype(np.int32) * float(ds.RescaleSlope) + 1  # (HU + 0.5 - intercept) / 0.5
+            ds.PixelData = stored.astype(ds.pixel_array.dtype).tobytes()
+            ds.RescaleSlope = 0.5
+        ds.save_as(tmp_path / path.name)
+    got = sitk.GetArrayFromImage(read_image(tmp_path)).astype(float)
+    middle = int(np.flatnonzero([not np.array_equal(got[j], reference[j]) for j in range(3)])[0])
+    assert np.array_equal(got[middle], reference[middle] + 0.5)
+    assert all(np.array_equal(got[j], reference[j]) for j in range(3) if j != middle)
+
+
 def test_a_series_without_slice_positions_is_refused(tmp_path):
     """dcmqi's real series with ImagePositionPatient removed from every slice or from one: ITK stacked the slices in
     file order at 1 mm from an origin of 0 and the CLI wrote a label there; our pixel reader (MONOCHROME1) dropped
