@@ -180,16 +180,12 @@ def _read_multiframe(path: Path) -> sitk.Image:
         value = functional_group(ds, k, "PixelValueTransformationSequence") or ds
         rescales.append([float(value.get("RescaleSlope", 1.0) or 1.0),
                          float(value.get("RescaleIntercept", 0.0) or 0.0)])
-    frames = [f"frame {k + 1}" for k in range(n)]
-    _one_value(path, orientations, frames, what="orientation")
-    _one_value(path, spacings, frames, what="pixel spacing")
     if np.ptp(np.asarray(rescales), axis=0).max() > 1e-6:
         raise ImageReadError(f"{path}: the {n} frames differ in their rescale slopes / intercepts; they do not form "
                              "one volume (export the series as single-frame slices)")
-    rows = np.asarray(orientations[0]).reshape(2, 3)
+    rows, steps = _check_slices(path, [f"frame {k + 1}" for k in range(n)], positions, orientations, spacings)
     normal = np.cross(rows[0], rows[1])
     (dy, dx), pos = spacings[0], np.asarray(positions)
-    steps = _regular_slice_steps(path, pos, normal, min(dx, dy))
     img = sitk.ReadImage(str(path))
     arr = sitk.GetArrayFromImage(img)
     if arr.ndim != 3 or arr.shape[0] != n:
@@ -233,6 +229,21 @@ def _one_value(where: Path, values: list[list[float]], names: list[str], *, what
     return arr[0]
 
 
+def _check_slices(where: Path, names: list[str], positions: list[list[float]], orientations: list[list[float]],
+                  spacings: list[list[float]],
+                  matrices: list[list[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The checks every series (and multi-frame file) passes before it is stacked, from its slices' (frames')
+    headers: one matrix size, orientation and pixel spacing (:func:`_one_value`: ITK stacks every slice with the
+    first one's), distinct, evenly spaced slices along the normal and no tilt (:func:`_regular_slice_steps`).
+    Returns the row/column orientation (2 x 3) and the steps between slices (mm)."""
+    if matrices is not None:
+        _one_value(where, matrices, names, what="matrix size (rows, columns)")  # ITK: "cannot read the image"
+    rows = _one_value(where, orientations, names, what="orientation").reshape(2, 3)
+    pixel_mm = float(_one_value(where, spacings, names, what="pixel spacing").min())
+    steps = _regular_slice_steps(where, np.asarray(positions, dtype=float), np.cross(rows[0], rows[1]), pixel_mm)
+    return rows, steps
+
+
 def _unplaced(folder: Path, name: str) -> str:
     return (f"{folder}: file {name} has no ImagePositionPatient / ImageOrientationPatient: the series' slices can "
             "be neither placed nor ordered (a secondary capture, or an export that removed them); export the series "
@@ -265,11 +276,7 @@ def _check_series_geometry(folder: Path, files: list[str]) -> bool:
         orientations.append([float(v) for v in ds.ImageOrientationPatient])
         spacings.append([float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])])
         matrices.append([int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)])
-    names = [f"file {Path(f).name}" for f in files]
-    _one_value(folder, matrices, names, what="matrix size (rows, columns)")  # ITK: "cannot read the image"
-    rows = _one_value(folder, orientations, names, what="orientation").reshape(2, 3)
-    pixel_mm = float(_one_value(folder, spacings, names, what="pixel spacing").min())
-    _regular_slice_steps(folder, np.asarray(positions), np.cross(rows[0], rows[1]), pixel_mm)
+    _check_slices(folder, [f"file {Path(f).name}" for f in files], positions, orientations, spacings, matrices)
     return fractional
 
 
@@ -394,16 +401,14 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     found = str(slices[0].get("Modality", ""))
     if modality is not None and found not in (modality, ""):
         raise ImageReadError(f"{folder}: modality {found!r} is not {modality}")
-    names = [f"file {Path(str(ds.filename)).name}" for ds in slices]
-    orient = _one_value(folder, [[float(v) for v in ds.ImageOrientationPatient] for ds in slices], names,
-                        what="orientation").reshape(2, 3)
-    _one_value(folder, [[float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])] for ds in slices], names,
-               what="pixel spacing")
+    orient, steps = _check_slices(folder, [f"file {Path(str(ds.filename)).name}" for ds in slices],
+                                  [[float(v) for v in ds.ImagePositionPatient] for ds in slices],
+                                  [[float(v) for v in ds.ImageOrientationPatient] for ds in slices],
+                                  [[float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])] for ds in slices],
+                                  [[int(ds.Rows), int(ds.Columns)] for ds in slices])
     normal = np.cross(orient[0], orient[1])
     slices.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     pos = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds in slices])
-    steps = _regular_slice_steps(folder, pos, normal, min(float(v) for v in slices[0].PixelSpacing))
-    _one_value(folder, [[int(ds.Rows), int(ds.Columns)] for ds in slices], names, what="matrix size (rows, columns)")
     vol = np.empty((len(slices), int(slices[0].Rows), int(slices[0].Columns)), dtype=np.float32)
     for k, ds in enumerate(slices):
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)

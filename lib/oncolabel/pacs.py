@@ -33,9 +33,9 @@ from oncolabel.errors import ConflictError, ImageReadError, InvalidInputError, N
 from oncolabel.io import atomic_path, case_id_of, image_suffix, read_image, write_image
 from oncolabel.provenance import file_sha256
 
-__all__ = ["DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries", "check_count",
-           "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series", "parse_modalities",
-           "parse_query", "series_record", "NON_IMAGE_MODALITIES"]
+__all__ = ["ArrivalCheck", "DicomWebSource", "FolderStore", "LabelImportReport", "PacsImportReport", "PacsSeries",
+           "check_count", "check_dicomweb_url", "check_query", "check_uid", "import_labels", "import_series",
+           "list_series", "parse_modalities", "parse_query", "series_record", "NON_IMAGE_MODALITIES"]
 
 #: a DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters; also a safe file name
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -43,6 +43,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 #: modalities of series that hold no image volume, passed over when every modality is imported
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "KO", "PR", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "REG", "FID",
                                   "DOC", "RWV", "PLAN", "AU", "ECG", "HD"})
+
+_UNSEEN = object()
 
 #: a DICOM modality code (CS value)
 _MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
@@ -360,14 +362,38 @@ class DicomWebSource:
                 raise type(exc)(str(exc).replace(tmp, f"series {series.series_uid}")) from exc
 
 
+def list_series(source: DicomWebSource, *, modality: str | Collection[str] | None = "CT",
+                query: Mapping[str, str] | None = None) -> list[PacsSeries]:
+    """The series of ``modality`` (:func:`parse_modalities`: one search per modality; ``None`` or ``"any"``: every
+    series holding images) matching ``query``, in study and series UID order."""
+    modalities = parse_modalities(modality)
+    found = [s for m in (modalities or (None,)) for s in source.find_series(modality=m, query=query)
+             if modalities or s.modality not in NON_IMAGE_MODALITIES]
+    return sorted(found, key=lambda s: (s.study_uid, s.series_uid))
+
+
+class ArrivalCheck:
+    """Whether a series has stopped arriving: a PACS receives a series over minutes, and one caught mid-transfer
+    would be imported short of slices. :meth:`ready` (an ``import_series`` ``ready``) is True when the series'
+    instance count is the one seen at the previous look, and records this look's count."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int | None] = {}
+
+    def ready(self, series: PacsSeries) -> bool:
+        before = self._counts.get(series.series_uid, _UNSEEN)
+        self._counts[series.series_uid] = series.n_instances
+        return before == series.n_instances
+
+
 def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Image, dict[str, Any]], None], *,
                   present: Collection[str] = (), skip: Collection[str] = (),
                   modality: str | Collection[str] | None = "CT",
                   query: Mapping[str, str] | None = None, work_dir: str | Path | None = None,
                   max_new: int | None = None, ready: Callable[[PacsSeries], bool] | None = None,
                   progress: Callable[[int, int, PacsSeries, str], None] | None = None) -> PacsImportReport:
-    """Fetch every series of ``modality`` (:func:`parse_modalities`: one search per modality; ``None`` or ``"any"``:
-    every series holding images) matching ``query`` whose UID is neither in ``present`` (already held) nor
+    """Fetch every series of :func:`list_series` (``modality``, ``query``) whose UID is neither in ``present``
+    (already held) nor
     in ``skip``, and hand it to ``store(series, image, values)`` (:meth:`DicomWebSource.fetch_image`); at most
     ``max_new`` of them (in study and series UID order; the others are listed under ``deferred``, for a later
     import); one for which ``ready(series)`` is False (e.g. still arriving in the PACS) is left for a later import
@@ -382,10 +408,8 @@ def import_series(source: DicomWebSource, store: Callable[[PacsSeries, sitk.Imag
         check_count(max_new, what="most series to import")
     modalities = parse_modalities(modality)
     report = PacsImportReport(url=source.url, modality=",".join(modalities) if modalities else None)
-    found = [s for m in (modalities or (None,)) for s in source.find_series(modality=m, query=query)
-             if modalities or s.modality not in NON_IMAGE_MODALITIES]
     todo = []
-    for series in sorted(found, key=lambda s: (s.study_uid, s.series_uid)):
+    for series in list_series(source, modality=modalities, query=query):
         if series.series_uid in present:
             report.already_present.append(series.series_uid)
         elif series.series_uid in skip:

@@ -98,22 +98,19 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from oncolabel.errors import InvalidInputError
-    from oncolabel.pacs import (DicomWebSource, FolderStore, PacsSeries, import_labels, import_series,
-                                parse_modalities, parse_query)
+    from oncolabel.pacs import (ArrivalCheck, DicomWebSource, FolderStore, PacsSeries, import_labels, import_series,
+                                list_series, parse_modalities, parse_query)
 
     query, modalities = parse_query(args.query), parse_modalities(args.modality)
     if not 0 <= args.settle_s < float("inf"):
         raise InvalidInputError(f"--settle-s {args.settle_s!r}: must be >= 0 seconds")
     source = DicomWebSource(args.url, timeout_s=args.timeout_s)
     store = FolderStore(args.out, url=source.url)
-    before: dict[str, int | None] = {}
-    if args.settle_s > 0:  # the instance counts now, against those the import's own search finds
-        before = {s.series_uid: s.n_instances for m in (modalities or (None,))
-                  for s in source.find_series(modality=m, query=query)}
+    arrivals = ArrivalCheck() if args.settle_s > 0 else None
+    if arrivals is not None:  # the instance counts now, against those the import's own search finds
+        for series in list_series(source, modality=modalities, query=query):
+            arrivals.ready(series)
         time.sleep(args.settle_s)
-
-    def settled(series: PacsSeries) -> bool:
-        return series.series_uid in before and before[series.series_uid] == series.n_instances
 
     def progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:  # a line per series, as it goes
         warning = "warning: " if outcome.startswith("not imported") else ""
@@ -121,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = import_series(source, store.add, present=store.series_uids(),
                            modality=modalities, query=query,
-                           max_new=args.max_series, ready=settled if args.settle_s > 0 else None, progress=progress)
+                           max_new=args.max_series, ready=arrivals.ready if arrivals else None,
+                           progress=progress)
     payload = {"notice": RESEARCH_USE_ONLY, **report.to_dict(), "folder": str(args.out)}
     print(f"{args.out}: {len(report.imported)} series imported, {len(report.already_present)} already there, "
           f"{len(report.refused)} refused ({source.url})"

@@ -31,16 +31,14 @@ import SimpleITK as sitk
 
 from oncolabel.errors import InvalidInputError, OncoLabelError, PacsError
 from oncolabel.io import atomic_path, read_image, write_image
-from oncolabel.pacs import (DicomWebSource, PacsImportReport, PacsSeries, check_count, check_query, import_labels,
-                            import_series, parse_modalities, series_record)
+from oncolabel.pacs import (ArrivalCheck, DicomWebSource, PacsImportReport, PacsSeries, check_count, check_query,
+                            import_labels, import_series, parse_modalities, series_record)
 from oncolabel.server.datastore import OncoDatastore
 
 logger = logging.getLogger(__name__)
 
 #: ``source`` in the info of a final label read from a DICOM SEG in the PACS
 LABEL_FROM_PACS = "dicomweb-seg"
-
-_UNSEEN = object()
 
 
 class PacsMirror:
@@ -76,7 +74,7 @@ class PacsMirror:
         self.labels_imported: dict[str, str] = {}
         self.labels_refused: dict[str, str] = {}
         self.labels_refused_seg: dict[str, str] = {}
-        self._counts: dict[str, int | None] = {}  # series UID -> its instance count at the previous poll
+        self._arrivals = ArrivalCheck()  # the instance counts seen at the previous poll
         self.work_dir = self.studies / ".oncolabel"
         self.status_path = self.work_dir / "pacs_mirror.json"
         self.refused: dict[str, str] = {}
@@ -115,7 +113,7 @@ class PacsMirror:
         report = import_series(self.source, lambda s, img, values: self._store(datastore, s, img, values),
                                present=set(datastore.list_images()), skip=set(self.refused) | set(self.imported),
                                modality=self.modality, query=self.query, work_dir=self.work_dir, max_new=max_new,
-                               ready=self._settled, progress=self._log_progress)
+                               ready=self._arrivals.ready if self.poll_s else None, progress=self._log_progress)
         self.refused.update(report.refused)
         self.imported.extend(report.imported)
         if report.imported:
@@ -128,15 +126,6 @@ class PacsMirror:
         if self.labels:
             self._import_labels(datastore)
         return report
-
-    def _settled(self, series: PacsSeries) -> bool:
-        """Whether the PACS reported the same instance count for ``series`` at the previous poll (see the module
-        docstring); records this poll's count."""
-        if self.poll_s == 0:
-            return True
-        before = self._counts.get(series.series_uid, _UNSEEN)
-        self._counts[series.series_uid] = series.n_instances
-        return before == series.n_instances
 
     @staticmethod
     def _log_progress(k: int, n: int, series: PacsSeries, outcome: str) -> None:
