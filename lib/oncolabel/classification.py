@@ -111,12 +111,14 @@ class Prepared:
         images: the input images by name (the grids heat maps are returned on).
         context: preprocessing-specific bookkeeping (crop boxes, projections, ...).
         missing: branch names whose input was absent (filled with zeros; their outputs are not used).
+        warnings: how the inputs were adapted that a reader should know (e.g. resampled onto another's grid).
     """
 
     tensor: torch.Tensor
     images: dict[str, sitk.Image]
     context: dict[str, Any] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 class ClassifierPreprocessing:
@@ -554,7 +556,8 @@ class ClassificationResult:
         heatmaps: input name -> Grad-CAM heat map (float32, [0, 1]) on that input's grid.
         measurements: the image measurements made for the model's heads (name -> value).
         measurement_error: why the case could not be measured (the head without measurements was used).
-        warnings: inputs of the head used that lie far outside the cases it was fitted on.
+        warnings: how the inputs were adapted (:attr:`Prepared.warnings`), and inputs of the head used that lie far
+            outside the cases it was fitted on.
         provenance: model version, settings, software, notice.
     """
 
@@ -692,7 +695,8 @@ class ClassifierPredictor:
                                     head={"method": head.method, "inputs": list(head.inputs)},
                                     branch_probabilities=branch, heatmaps=maps, missing_inputs=prepared.missing,
                                     measurements=dict(measurements or {}), measurement_error=measurement_error,
-                                    warnings=tuple(head.extrapolation(scores)), provenance=self.provenance())
+                                    warnings=(*prepared.warnings, *head.extrapolation(scores)),
+                                    provenance=self.provenance())
 
     def predict(self, images: Mapping[str, sitk.Image], *, covariates: Mapping[str, float] | None = None,
                 allow_missing: bool = False, heatmaps: bool = True) -> ClassificationResult:

@@ -1,5 +1,6 @@
 """Image operations shared by the classifiers: maximum-intensity projections and their inverse for heat maps, lesion-
-centred grids, and the check that a CT input holds Hounsfield units.
+centred grids, inputs of one examination on different grids brought onto one, and the check that a CT input holds
+Hounsfield units.
 
 Views (patient coordinates, LPS as SimpleITK uses them; the volume is first reoriented to LPS axes)::
 
@@ -18,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from oncolabel.errors import InvalidInputError
+from oncolabel.errors import GeometryError, InvalidInputError
+from oncolabel.io import same_geometry
 from oncolabel.transforms import AxisOrientation
 
 __all__ = ["VIEWS", "Projection", "mip", "to_lps", "backproject", "centred_grid", "resample_onto", "map_to_image",
@@ -175,6 +177,11 @@ def backproject(maps: dict[str, np.ndarray], reference: sitk.Image) -> sitk.Imag
 # --- working grids: a fixed physical box around a point, and the way back ---------------------------------------
 
 
+def region_centre(image: sitk.Image) -> np.ndarray:
+    """The physical point (x, y, z mm) at the centre of ``image``'s voxel centres."""
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in image.GetSize()]))
+
+
 def centred_grid(reference: sitk.Image, centre: Sequence[float], size: Sequence[int],
                  spacing: Sequence[float]) -> sitk.Image:
     """An empty float32 grid of ``size`` voxels and ``spacing`` mm (both x, y, z) centred on the physical point
@@ -202,3 +209,53 @@ def map_to_image(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> 
     src = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
     src.CopyInformation(grid)
     return sitk.Resample(src, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+# --- inputs acquired on different grids (the phases of one examination) ----------------------------------------
+
+
+def covered_fraction(reference: sitk.Image, image: sitk.Image, *, tolerance_voxels: float = 1.0,
+                     samples: int = 17) -> float:
+    """Share of ``reference``'s region that ``image`` covers: of ``samples``^3 points spread evenly over the
+    reference's voxel centres (its corners included), those lying within ``image``'s voxel centres grown by
+    ``tolerance_voxels`` of its own voxels along each axis (physical coordinates). 1.0 means the whole region is
+    covered: both regions are boxes, so covered corners cover everything between them."""
+    size = np.asarray(reference.GetSize(), dtype=float)
+    axes = [np.linspace(0.0, s - 1.0, samples if s > 1 else 1) for s in size]
+    idx = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    ref_dir = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
+    points = (np.asarray(reference.GetOrigin(), dtype=float)
+              + (idx * np.asarray(reference.GetSpacing(), dtype=float)) @ ref_dir.T)
+    img_dir = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    cont = np.linalg.solve(img_dir, (points - np.asarray(image.GetOrigin(), dtype=float)).T).T
+    cont /= np.asarray(image.GetSpacing(), dtype=float)
+    upper = np.asarray(image.GetSize(), dtype=float) - 1.0
+    inside = np.all((cont >= -tolerance_voxels) & (cont <= upper + tolerance_voxels), axis=1)
+    return float(inside.mean())
+
+
+def check_covers(reference: sitk.Image, image: sitk.Image, *, what: str, reference_what: str,
+                 tolerance_voxels: float = 1.0) -> None:
+    """Raise :class:`GeometryError` unless ``image`` covers ``reference``'s whole region (within
+    ``tolerance_voxels`` of its own voxels: boxes cropped separately differ by up to a voxel at their edges)."""
+    frac = covered_fraction(reference, image, tolerance_voxels=tolerance_voxels)
+    if frac < 1.0:
+        share = f"covers about {min(frac, 0.99):.0%} of" if frac > 0.0 else "lies outside"
+        raise GeometryError(f"{what} {share} the {reference_what}'s region (physical coordinates); give every input "
+                            "over the same region (e.g. crop them with one box)")
+
+
+def align_onto(reference: sitk.Image, image: sitk.Image, *, what: str, reference_what: str,
+               tolerance_voxels: float = 1.0) -> sitk.Image:
+    """``image`` on ``reference``'s grid: itself when the grids agree, else resampled by its physical coordinates
+    (linear interpolation, float32; the up-to-one-voxel margin of :func:`check_covers` filled from the nearest
+    voxel). Aligning by coordinates assumes the inputs share the scanner's frame (one examination, no patient
+    movement between them): nothing is registered.
+
+    Raises:
+        GeometryError: ``image`` does not cover ``reference``'s region.
+    """
+    if same_geometry(reference, image):
+        return image
+    check_covers(reference, image, what=what, reference_what=reference_what, tolerance_voxels=tolerance_voxels)
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)

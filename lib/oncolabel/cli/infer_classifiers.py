@@ -33,7 +33,9 @@ def register_infer(task_subparsers: argparse._SubParsersAction) -> None:
         description="INPUTS: a folder holding the four lesion-centred phase images (files or DICOM folders named "
                     "after their phase: unenhanced / corticomedullary / nephrographic / excretory, or UE / CM / NG / "
                     "EX; other files are ignored), or the four files (named after their phase, or in that order). "
-                    "All phases must share one grid. The heat map is written on the corticomedullary grid.")
+                    "All phases must show the same region; phases on other grids than the corticomedullary phase "
+                    "(slices, pixels, extent) are resampled onto it by their physical coordinates (said in a warning). "
+                    "The heat map is written on the corticomedullary grid.")
     rm.add_argument("inputs", nargs="+", metavar="PHASES_DIR_OR_FILES")
     rm.add_argument("--allow-missing-phases", action="store_true",
                     help="classify with the phases present (the model fitted on exactly those phases) instead of "

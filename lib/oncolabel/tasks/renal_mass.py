@@ -5,13 +5,17 @@ Study emulated: 159 patients, 168 solid renal masses <= 4 cm, unenhanced (UE), c
 (accuracy 88%); AUCs compared between phases; a multivariable logistic regression of malignancy on the CNN output,
 age, sex and size.
 
-Inputs: for each phase, a lesion-centred CT region (the box a reader places around the mass, the mass at its centre);
-the four phases co-registered (same grid). The network (:class:`oncolabel.networks.InceptionV3` with four branches,
-width 1/8: one independent Inception-v3 per phase, trained from scratch) sees, per phase, the central slice and one
-neighbour each side (three channels) over the central 64 mm, resampled to 128 x 128 pixels (0.5 mm), window
--150..350 HU. Measured on 150 training / 50 validation phantom cases (300 iterations): 96 px and torchvision's N(0, 0.1)
-initialisation left the narrow trunks near chance (validation AUC 0.58-0.60); 128 px with He initialisation and no
-dropout reached 0.71 (``docs/classifiers.md``).
+Inputs: for each phase, a lesion-centred CT region (the box a reader places around the mass, the mass at its centre),
+the four over the same region. Phases on other grids than the corticomedullary phase's (other slice thickness, pixel
+size, extent or axis order: as scanners store the phases of one examination) are brought onto it by their physical
+coordinates (:func:`oncolabel.imaging.align_onto`; named in the result's warnings); a phase that does not cover that
+region is refused. Nothing is registered: the phases are assumed to share the scanner's frame.
+
+The network (:class:`oncolabel.networks.InceptionV3` with four branches, width 1/8: one independent Inception-v3 per
+phase, trained from scratch) sees, per phase, the central slice and one neighbour each side (three channels) over the
+central 64 mm, resampled to 128 x 128 pixels (0.5 mm), window -150..350 HU. Measured on 150 training / 50 validation
+phantom cases (300 iterations): 96 px and torchvision's N(0, 0.1) initialisation left the narrow trunks near chance
+(validation AUC 0.58-0.60); 128 px with He initialisation and no dropout reached 0.71 (``docs/classifiers.md``).
 
 The reported probability is a logistic stacking fitted on out-of-fold predictions (calibrated) of the four phases'
 margins and six measurements of the mass (:mod:`oncolabel.features.renal`, no contour needed: unenhanced attenuation,
@@ -37,8 +41,9 @@ import torch
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
 from oncolabel.errors import InvalidInputError
 from oncolabel.features.renal import PHASES, RENAL_MEASUREMENT_NAMES, measure_renal_mass
-from oncolabel.imaging import centred_grid, check_hounsfield, map_to_image, resample_onto
-from oncolabel.io import check_same_geometry, read_image, require_3d
+from oncolabel.imaging import (align_onto, centred_grid, check_covers, check_hounsfield, map_to_image, region_centre,
+                               resample_onto)
+from oncolabel.io import read_image, require_3d, same_geometry
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 from oncolabel.transforms import AxisOrientation
 
@@ -103,7 +108,10 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class RenalPhasesPreprocessing(ClassifierPreprocessing):
-    """Four co-registered lesion-centred CT phases -> ``(4 * (2 context + 1), size, size)`` tensor, and back.
+    """Four lesion-centred CT phases -> ``(4 * (2 context + 1), size, size)`` tensor, and back.
+
+    The working grid is centred on the reference phase (:meth:`reference_phase`: the corticomedullary one when
+    given); each phase is sampled onto it from its own grid by physical coordinates.
 
     Attributes:
         hu_low, hu_high: window (HU) mapped to [0, 1].
@@ -134,8 +142,7 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
         return {p: read_image(item[p]) for p in PHASES}
 
     def _grid(self, image: sitk.Image) -> sitk.Image:
-        size = image.GetSize()
-        centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in size])
+        centre = region_centre(image)
         sp = self.fov_mm / self.size
         slice_mm = AxisOrientation.of_image(image).spacing_zyx(image)[0]
         return centred_grid(image, centre, (self.size, self.size, 2 * self.context + 1), (sp, sp, slice_mm))
@@ -153,9 +160,10 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
         present = {p: require_3d(images[p], what=f"{p} phase", min_slices=1) for p in PHASES if p not in missing}
         for p, img in present.items():  # perirenal fat lies in every lesion-centred crop
             check_hounsfield(sitk.GetArrayViewFromImage(img), what=f"{p} phase")
-        ref_name = next(iter(present))
-        for p, img in present.items():
-            check_same_geometry(present[ref_name], img, what=f"{p} phase (phases must be co-registered on one grid)")
+        ref_name = self.reference_phase(present)
+        other_grids = [p for p, img in present.items() if not same_geometry(present[ref_name], img)]
+        for p in other_grids:
+            check_covers(present[ref_name], present[p], what=f"the {p} phase", reference_what=f"{ref_name} phase")
         grid = self._grid(present[ref_name])
         k = 2 * self.context + 1
         x = torch.zeros((len(PHASES) * k, self.size, self.size), dtype=torch.float32)
@@ -164,12 +172,36 @@ class RenalPhasesPreprocessing(ClassifierPreprocessing):
                 arr = resample_onto(present[p], grid, default=self.hu_low)
                 x[i * k:(i + 1) * k] = torch.from_numpy((np.clip(arr, self.hu_low, self.hu_high) - self.hu_low)
                                                         / (self.hu_high - self.hu_low))
-        return Prepared(tensor=x, images=dict(present), context={"grid": grid}, missing=missing)
+        return Prepared(tensor=x, images=dict(present), context={"grid": grid}, missing=missing,
+                        warnings=(self._resampled_warning(present, other_grids, ref_name),) if other_grids else ())
+
+    @staticmethod
+    def reference_phase(present: Mapping[str, Any]) -> str:
+        """The phase whose grid the others are brought onto: the corticomedullary phase (the study's best), else
+        the first present in :data:`PHASES` order."""
+        primary = RenalPhasesPreprocessing.primary_input
+        return primary if present.get(primary) is not None else next(p for p in PHASES if present.get(p) is not None)
+
+    @staticmethod
+    def _resampled_warning(images: Mapping[str, sitk.Image], phases: Sequence[str], ref_name: str) -> str:
+        centre = region_centre(images[ref_name])
+        apart = ", ".join(f"{p} {np.linalg.norm(region_centre(images[p]) - centre):.1f} mm" for p in phases)
+        return (f"{', '.join(phases)} phase{'s' if len(phases) > 1 else ''} on another grid than the {ref_name} "
+                "phase: resampled onto it by physical coordinates (linear), not registered; the texture measurement "
+                "assumes the phases aligned to well under 1.5 mm and the same noise in each (resampling smooths it); "
+                f"regions' centres apart from the {ref_name} phase's: {apart} (crop every phase with one box)")
 
     def measure(self, images: Mapping[str, sitk.Image]) -> dict[str, float]:
         """The mass's four-phase measurements (:mod:`oncolabel.features.renal`: attenuation, enhancement relative to
-        the renal cortex, central deficit, noise-referenced texture); all four phases are needed."""
-        return measure_renal_mass(images)
+        the renal cortex, central deficit, noise-referenced texture); all four phases are needed. Phases on other
+        grids are first resampled onto the reference phase's (:func:`oncolabel.imaging.align_onto`)."""
+        missing = [p for p in PHASES if images.get(p) is None]
+        if missing:
+            raise InvalidInputError(f"renal-mass measurements need all four phases; missing {', '.join(missing)}")
+        ref_name = self.reference_phase(images)
+        ref = images[ref_name]
+        return measure_renal_mass({p: align_onto(ref, images[p], what=f"the {p} phase",
+                                                 reference_what=f"{ref_name} phase") for p in PHASES})
 
     def heatmap(self, cam: np.ndarray, prepared: Prepared) -> dict[str, sitk.Image]:
         grid = prepared.context["grid"]

@@ -437,9 +437,39 @@ def test_renal_missing_phase_and_covariates(toy_models, toy_cohorts):
     with pytest.raises(InvalidInputError, match="unknown covariate"):
         predictor.predict(images, covariates={"weight": 80})
     moved = sitk.Image(images["excretory"])
-    moved.SetOrigin((1.0, 2.0, 3.0))
-    with pytest.raises(GeometryError, match="co-registered"):
+    moved.SetOrigin(np.add(moved.GetOrigin(), (35.0, 0.0, 0.0)).tolist())  # half the box: another region
+    with pytest.raises(GeometryError, match=r"the excretory phase covers about \d+% of the corticomedullary"):
         predictor.predict({**images, "excretory": moved})
+
+
+def test_renal_phases_on_other_grids_are_resampled_onto_the_corticomedullary_grid(toy_models, toy_cohorts):
+    """Scanners store the phases of one examination on their own grids (slice thickness, pixels, extent, axis
+    order): they are brought onto the corticomedullary grid by physical coordinates, and the result says so."""
+    spec = get_task("renal_mass")
+    predictor = ClassifierPredictor(toy_models["renal_mass"], task="renal_mass")
+    images = spec.preprocessing.read(toy_cohorts["renal_mass"][0])
+    base = predictor.predict(images, heatmaps=False)
+    assert not base.warnings
+    turned = {**images, "nephrographic": sitk.DICOMOrient(images["nephrographic"], "RAS"),
+              "excretory": sitk.DICOMOrient(images["excretory"], "PIL")}  # the same voxels: the same answer
+    res = predictor.predict(turned)
+    assert res.probabilities == pytest.approx(base.probabilities, abs=1e-6)
+    assert res.measurements == pytest.approx(base.measurements, rel=1e-6)
+    assert res.warnings[0].startswith("nephrographic, excretory phases on another grid than the corticomedullary")
+    assert res.heatmaps["excretory"].GetDirection() == turned["excretory"].GetDirection()
+    ng = images["nephrographic"]  # finer pixels over a wider box, resampled the way a scanner would reconstruct
+    sp, size = np.array(ng.GetSpacing()), np.array(ng.GetSize())
+    fine = sitk.Image([int(size[0] * 1.5) + 10, int(size[1] * 1.5) + 10, int(size[2]) + 2], sitk.sitkFloat32)
+    fine.SetSpacing((sp[0] / 1.5, sp[1] / 1.5, sp[2]))
+    fine.SetDirection(ng.GetDirection())
+    fine.SetOrigin((np.array(ng.GetOrigin()) - (5 * sp[0] / 1.5, 5 * sp[1] / 1.5, sp[2])).tolist())
+    fine = sitk.Resample(ng, fine, sitk.Transform(), sitk.sitkBSpline, -1000.0, sitk.sitkFloat32)
+    res = predictor.predict({**images, "nephrographic": fine}, heatmaps=False)
+    assert res.warnings[0].startswith("nephrographic phase on another grid")
+    assert res.measurements["unenhanced_hu"] == base.measurements["unenhanced_hu"]
+    assert res.measurements["enhancement_nephrographic_hu"] == pytest.approx(
+        base.measurements["enhancement_nephrographic_hu"], abs=3.0)
+    assert res.probabilities["malignant"] == pytest.approx(base.probabilities["malignant"], abs=0.1)
 
 
 def test_renal_fused_network_end_to_end(toy_cohorts, tmp_path):

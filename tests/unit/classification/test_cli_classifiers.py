@@ -77,6 +77,34 @@ def test_renal_mass_bad_inputs(args, message, toy_models, toy_cohorts, tmp_path,
     assert rc == 1 and message in capsys.readouterr().err
 
 
+def test_renal_phases_on_their_own_grids(toy_models, toy_cohorts, tmp_path, capsys):
+    """A phase reconstructed with other slices and pixels (as scanners store the phases of one examination) is
+    resampled onto the corticomedullary grid and named on stderr and in the JSON; one that does not cover the
+    region is refused, naming it, with nothing written."""
+    case = tmp_path / "case"
+    shutil.copytree(_case_dir(toy_cohorts["renal_mass"][0], "corticomedullary"), case)
+    ng = read_image(case / "nephrographic.nii.gz")
+    thick = sitk.Image([ng.GetSize()[0] // 2, ng.GetSize()[1] // 2, ng.GetSize()[2] // 2 + 1], sitk.sitkFloat32)
+    thick.SetSpacing(tuple(2.0 * s for s in ng.GetSpacing()))
+    thick.SetDirection(ng.GetDirection())
+    thick.SetOrigin(ng.GetOrigin())
+    sitk.WriteImage(sitk.Cast(sitk.Resample(ng, thick, sitk.Transform(), sitk.sitkLinear, -1000.0), sitk.sitkInt16),
+                    str(case / "nephrographic.nii.gz"))
+    out, heat = tmp_path / "r.json", tmp_path / "h.nii.gz"
+    rc = main(["infer", "renal-mass", str(case), "--model", str(toy_models["renal_mass"]), "--json", str(out),
+               "--heatmap", str(heat)])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: nephrographic phase on another grid than the corticomedullary phase" in err, err
+    assert "nephrographic phase" in _check_json(out, {"benign", "malignant"})["warnings"][0]
+    check_same_geometry(read_image(case / "corticomedullary.nii.gz"), read_image(heat), what="heat map")
+    crop = read_image(case / "excretory.nii.gz")
+    sitk.WriteImage(crop[: crop.GetSize()[0] // 2], str(case / "excretory.nii.gz"))
+    out.unlink()
+    rc = main(["infer", "renal-mass", str(case), "--model", str(toy_models["renal_mass"]), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "the excretory phase covers about" in err and err.count("\n") == 1 and not out.exists(), err
+
+
 def test_renal_corrupt_phase_file(toy_models, toy_cohorts, tmp_path, capsys):
     src = _case_dir(toy_cohorts["renal_mass"][0], "corticomedullary")
     case = tmp_path / "case"

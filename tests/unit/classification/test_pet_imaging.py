@@ -172,3 +172,38 @@ def test_check_hounsfield_takes_cts_and_crops_and_refuses_other_units():
             check_hounsfield(values, what="test CT")
     with pytest.raises(InvalidInputError, match="the nephrographic phase's intensities span 0..1"):
         check_hounsfield(np.linspace(0, 1, 1000), what="nephrographic phase")
+
+
+def test_inputs_on_other_grids_are_aligned_by_physical_coordinates():
+    """Phases of one examination stored on other grids (axis order, pixel size, extent) come onto the reference
+    grid; one that does not cover the reference's region is refused, naming how much it covers."""
+    from oncolabel.errors import GeometryError
+    from oncolabel.imaging import align_onto, check_covers, covered_fraction
+
+    rng = np.random.default_rng(0)
+    ref = sitk.GetImageFromArray(rng.normal(40.0, 10.0, (6, 30, 40)).astype(np.float32))
+    ref.SetSpacing((0.7, 0.7, 2.5))
+    ref.SetOrigin((-14.0, -10.5, -6.25))
+    assert align_onto(ref, ref, what="a", reference_what="b") is ref
+    turned = sitk.DICOMOrient(ref, "RAS")  # the same voxels in another axis order: back exactly
+    assert covered_fraction(ref, turned) == 1.0
+    back = align_onto(ref, turned, what="the excretory phase", reference_what="corticomedullary phase")
+    assert back.GetSize() == ref.GetSize() and back.GetOrigin() == pytest.approx(ref.GetOrigin())
+    np.testing.assert_allclose(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(ref), atol=1e-4)
+    # coarser slices over a box short by half a slice at each end: within the one-voxel margin, edges filled
+    coarse = sitk.Image([40, 30, 3], sitk.sitkFloat32)
+    coarse.SetSpacing((0.7, 0.7, 5.0))
+    coarse.SetOrigin((-14.0, -10.5, -5.0))
+    coarse += 7.0
+    out = sitk.GetArrayFromImage(align_onto(ref, coarse, what="x", reference_what="y"))
+    assert out.shape == (6, 30, 40) and np.all(out == 7.0)
+    half = sitk.RegionOfInterest(ref, [20, 30, 6], [0, 0, 0])
+    assert covered_fraction(ref, half) == pytest.approx(0.5, abs=0.06)
+    with pytest.raises(GeometryError, match=r"the nephrographic phase covers about (4|5)\d% of the corticomedullary "
+                                            r"phase's region"):
+        check_covers(ref, half, what="the nephrographic phase", reference_what="corticomedullary phase")
+    far = sitk.Image(ref)
+    far.SetOrigin((200.0, 0.0, 0.0))
+    assert covered_fraction(ref, far) == 0.0
+    with pytest.raises(GeometryError, match="lies outside the b's region"):
+        align_onto(ref, far, what="a", reference_what="b")
