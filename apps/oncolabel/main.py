@@ -24,6 +24,9 @@ class OncoLabelApp(MONAILabelApp):
         self.components.check_image_request(request, datastore or self.datastore())
         return super().infer(request, datastore)
 
+    def _load_sessions(self, load=False):
+        return self.components.sessions() if load else None
+
     def init_datastore(self):
         return self.components.datastore()
 

@@ -133,6 +133,39 @@ def test_bad_uploads_store_nothing(server, tmp_path):
     assert not list(server.root.rglob("escape*")) and not (server.studies / "huge.nii").exists()
 
 
+def test_upload_sessions_refuse_what_cannot_be_read(server, tmp_path):
+    """The official Slicer plugin's sessions (``PUT /session/``): a readable volume becomes a session that
+    inference reads; a corrupt or 2D upload is refused with a 400 naming the file, not a server path, and leaves
+    no session behind (before: stored, and every inference on it failed naming the server's session folder)."""
+    from monailabel.client import MONAILabelClient
+    from monailabel.client.client import MONAILabelClientException
+
+    ml = MONAILabelClient(server.url)
+    sessions = server.studies / ".oncolabel" / "sessions"
+    image, _ = toy_ct(56)
+    good = tmp_path / "volume.nrrd"
+    sitk.WriteImage(image, str(good))
+    sid = ml.create_session(str(good))["session_id"]
+    label_file, params = ml.infer("bone_metastasis", "", {}, session_id=sid)
+    check_same_geometry(image, read_image(label_file))
+    stored = sorted(p.name for p in sessions.iterdir())
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b" + b"not a volume" * 50)
+    flat = tmp_path / "flat.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((40, 50), np.int16)), str(flat))
+    for path, words in ((corrupt, "corrupt.nii.gz"), (flat, "2D")):
+        with pytest.raises(MONAILabelClientException) as e:
+            ml.create_session(str(path))
+        detail = json.loads(e.value.response)["detail"]
+        assert e.value.status_code == 400 and words in detail and path.name in detail, detail
+        assert str(server.root) not in detail and "/tmp" not in detail, detail
+    assert sorted(p.name for p in sessions.iterdir()) == stored  # nothing left behind, nothing removed
+    assert ml.get_session(sid)["image"].endswith("volume.nrrd")
+    r = requests.post(server.url + "/infer/bone_metastasis", files={"file": (corrupt.name, corrupt.read_bytes())},
+                      timeout=60)  # the temporary file MONAI Label saved the upload to is not named
+    assert r.status_code == 400 and r.json()["detail"].startswith("the uploaded file: not a valid NIfTI"), r.text
+
+
 def test_eight_annotators_at_once_keep_every_label(server):
     ids = [f"case{i:02d}" for i in range(2, 10)]
 

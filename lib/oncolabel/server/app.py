@@ -7,7 +7,9 @@ Label's Slicer plugin work as before):
   so one inference stalls every other request. :func:`offload_blocking_endpoints` re-registers each as a plain
   function that FastAPI runs in its worker thread pool; ``/info/`` then answers while an inference runs.
 * Errors: OncoLabel exceptions and MONAI Label's own become 4xx answers with one readable sentence
-  (:func:`install_error_handlers`) instead of a bare 500.
+  (:func:`install_error_handlers`) instead of a bare 500; the temporary file an upload was saved to is called
+  "the uploaded file" in them, not by its server path.
+* Upload sessions (``PUT /session/``) refuse an unreadable or 2D volume (:mod:`oncolabel.server.sessions`).
 * Uploads over ``max_upload_mb`` are refused with 413 before they are stored (:class:`UploadLimit`).
 * Compatibility with pydicom 3 and current MLflow (:mod:`oncolabel.server.compat`).
 """
@@ -19,7 +21,9 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -93,6 +97,14 @@ def _status_for(exc: Exception) -> int:
     return 500
 
 
+def public_detail(detail: str, *, temp_dir: str | None = None) -> str:
+    """``detail`` with the server's temporary upload files called "the uploaded file": MONAI Label saves an upload
+    as ``tmpXXXXXXXX.<suffix>`` (:func:`tempfile.NamedTemporaryFile`) directly in the temporary folder before our
+    code reads it, and that path means nothing to the client. Other paths are left as they are."""
+    root = (temp_dir or tempfile.gettempdir()).rstrip("/")
+    return re.sub(re.escape(root) + r"/tmp[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)*(?![\w/.])", "the uploaded file", detail)
+
+
 def install_error_handlers(app: Any) -> None:
     """Turn library and MONAI Label errors into ``{"detail": sentence, "error": type}`` with a 4xx status."""
     from fastapi.responses import JSONResponse
@@ -109,7 +121,7 @@ def install_error_handlers(app: Any) -> None:
             detail = f"internal error ({type(exc).__name__}); see the server log"
         else:
             detail = str(exc)
-        return JSONResponse({"detail": detail, "error": type(exc).__name__}, status_code=status)
+        return JSONResponse({"detail": public_detail(detail), "error": type(exc).__name__}, status_code=status)
 
     for exc_type in (OncoLabelError, MONAILabelException, json.JSONDecodeError, FileNotFoundError, Exception):
         app.add_exception_handler(exc_type, handler)

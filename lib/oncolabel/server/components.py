@@ -87,6 +87,15 @@ class AppComponents:
                                          algorithm=f"OncoLabel {', '.join(sorted(self.predictors)) or 'labels'}")
         return OncoDatastore(str(self.config.studies), on_final_label=exporter)
 
+    @staticmethod
+    def sessions() -> Any:
+        """MONAI Label's upload sessions, refusing unreadable uploads (:mod:`oncolabel.server.sessions`)."""
+        from monailabel.config import settings
+
+        from oncolabel.server.sessions import CheckedSessions
+
+        return CheckedSessions(settings.MONAI_LABEL_SESSION_PATH, settings.MONAI_LABEL_SESSION_EXPIRY)
+
     def infers(self) -> dict[str, Any]:
         results = str(self.config.work_dir / "results")
         out = {name: SegmentationInfer(self.specs[name], pc, results) for name, pc in self.predictors.items()}

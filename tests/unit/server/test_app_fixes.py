@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from oncolabel.errors import ConflictError, InvalidInputError, NotFoundError  # noqa: E402
 from oncolabel.server import compat  # noqa: E402
 from oncolabel.server.app import (QueryIdGuard, UploadLimit, install_error_handlers,  # noqa: E402
-                                  offload_blocking_endpoints)
+                                  offload_blocking_endpoints, public_detail)
 
 
 def test_pydicom3_shim_lets_pydicom_seg_import():
@@ -95,6 +95,20 @@ def test_errors_become_4xx_with_a_sentence():
             r = client.get(f"/raise/{kind}")
             assert r.status_code == status
         assert "secret" not in r.json()["detail"]  # internals are logged, not shown
+
+
+def test_error_details_call_a_temporary_upload_the_uploaded_file():
+    """MONAI Label saves an upload as tmpXXXXXXXX.<suffix> in the temporary folder; errors named that server path
+    (e.g. '/tmp/tmpi8fu1812.nii.gz: not a valid NIfTI file'). Other paths, under /tmp too, are kept."""
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    assert public_detail(f'{tmp}/tmpi8fu1812.nii.gz: not a valid NIfTI file (type of "{tmp}/tmpi8fu1812.nii.gz")') \
+        == 'the uploaded file: not a valid NIfTI file (type of "the uploaded file")'
+    assert public_detail(f"image 'x1': {tmp}/tmp_b12cd34.nrrd: bad") == "image 'x1': the uploaded file: bad"
+    for kept in (f"{tmp}/tmpab12cd34/studies/case.nii.gz: bad", f"{tmp}/pytest-of-x/tmpab12cd34.nii: bad",
+                 "/data/tmpab12cd34.nii.gz: bad", f"{tmp}/tmpab12cd345.nii.gz"):
+        assert public_detail(kept) == kept
 
 
 def test_upload_limit_by_header_and_by_stream():
