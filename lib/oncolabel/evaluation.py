@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.errors import InvalidInputError
-from oncolabel.io import check_label_values, check_same_geometry
+from oncolabel.io import check_label_values, mask_on_grid
 from oncolabel.lesions import bounding_box, label_components
 from oncolabel.transforms import AxisOrientation
 
@@ -218,11 +218,12 @@ def grid_case_counts(pred: np.ndarray, truth: np.ndarray, reference: sitk.Image,
 
 def evaluate_images(pairs: Sequence[tuple[str, sitk.Image, sitk.Image]], *, min_area_mm2: float = 10.0,
                     min_overlap: float = 0.1, large_mm: float = 10.0, **kwargs: Any) -> SegmentationEvaluation:
-    """Evaluate ``(case_id, prediction, truth)`` image pairs (same grid required). Slices are axial whichever way
+    """Evaluate ``(case_id, prediction, truth)`` image pairs (the truth on the prediction's grid, or on a part of it:
+    :func:`oncolabel.io.mask_on_grid`). Slices are axial whichever way
     the files store their axes (both arrays are turned into the LPS order, :class:`AxisOrientation`)."""
     counts = []
     for case_id, pred, truth in pairs:
-        check_same_geometry(truth, pred, what=f"prediction of case {case_id}")
+        truth = mask_on_grid(pred, truth, what=f"reference label of case {case_id}")
         for what, img in (("prediction", pred), ("truth", truth)):
             check_label_values(sitk.GetArrayViewFromImage(img), what=f"the {what} of case {case_id}")
         counts.append(grid_case_counts(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(truth) > 0,

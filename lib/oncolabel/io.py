@@ -12,7 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -490,7 +490,8 @@ def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image
         raise ImageReadError(f"{p}: cannot read the image (corrupt or unsupported file){': ' + first if first else ''}") from exc
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(f"{p}: image has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
-                             "a scalar (grey-level) image is required")
+                             "a scalar (grey-level) image is required (an RGB image, or a segmentation whose "
+                             "overlapping segments are stored as layers: export the segment as a labelmap)")
     if pixel_type is not None:
         img = sitk.Cast(img, pixel_type)
     return img
@@ -530,18 +531,68 @@ def same_geometry(a: sitk.Image, b: sitk.Image, *, tol: float = 1e-4) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol))
 
 
-def check_same_geometry(image: sitk.Image, other: sitk.Image, *, what: str = "label") -> None:
-    """Raise :class:`GeometryError` naming the first difference between ``other`` and ``image``."""
-    if same_geometry(image, other):
+def check_same_geometry(image: sitk.Image, other: sitk.Image, *, what: str = "label",
+                        fields: Sequence[str] = ("size", "spacing", "origin", "direction")) -> None:
+    """Raise :class:`GeometryError` naming the first difference between ``other`` and ``image`` (in ``fields``)."""
+    every = set(fields) >= {"size", "spacing", "origin", "direction"}
+    if every and same_geometry(image, other):
         return
-    for name, ga, gb in (("size", image.GetSize(), other.GetSize()),
-                         ("spacing", image.GetSpacing(), other.GetSpacing()),
-                         ("origin", image.GetOrigin(), other.GetOrigin()),
-                         ("direction", image.GetDirection(), other.GetDirection())):
+    for name in fields:
+        ga, gb = (getattr(im, f"Get{name.capitalize()}")() for im in (image, other))
         if name == "size" and ga != gb or name != "size" and not np.allclose(ga, gb, atol=1e-3):
             fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
             raise GeometryError(f"{what} {name} {fmt(gb)} differs from the image {name} {fmt(ga)}")
-    raise GeometryError(f"{what} geometry differs from the image geometry")
+    if every:  # a difference within the tolerances above but beyond same_geometry's
+        raise GeometryError(f"{what} geometry differs from the image geometry")
+
+
+def mask_on_grid(image: sitk.Image, mask: sitk.Image, *, what: str = "mask") -> sitk.Image:
+    """``mask`` on ``image``'s grid, voxel for voxel.
+
+    A mask on the image's grid is returned as it is. One on a part of that grid (same spacing and direction, its
+    origin on one of the image's voxels: a 3D Slicer ``.seg.nrrd`` is stored cropped to its segments' extent, and
+    so is a labelmap exported without a reference volume) is placed into the image's grid with zeros around it; a
+    part reaching outside the image is cut off if it holds only zeros there. Nothing is interpolated.
+
+    Raises:
+        GeometryError: another spacing or direction, an origin between the image's voxels, or mask voxels outside
+            the image (the difference named, as :func:`check_same_geometry` does).
+        InvalidInputError: ``mask`` is not 3D (e.g. a segmentation whose overlapping segments are stored as
+            layers).
+    """
+    layers = mask.GetNumberOfComponentsPerPixel()
+    if mask.GetDimension() != 3 or layers != 1:
+        shape = f"{mask.GetDimension()}D" + (f" with {layers} layers" if layers != 1 else "")
+        raise InvalidInputError(f"{what} is {shape} (size {mask.GetSize()}); one 3D label image is required (a "
+                                "segmentation with overlapping segments is stored as layers: export the segment as "
+                                "a labelmap)")
+    if same_geometry(image, mask):
+        return mask
+    check_same_geometry(image, mask, what=what, fields=("spacing", "direction"))
+    start = np.asarray(image.TransformPhysicalPointToContinuousIndex(mask.GetOrigin()))
+    if not np.allclose(start, np.round(start), atol=1e-3):
+        raise GeometryError(f"{what} origin {tuple(round(v, 4) for v in mask.GetOrigin())} lies between the image's "
+                            f"voxels (index {tuple(round(float(v), 3) for v in start)}); a mask must be on the "
+                            "image's grid or a part of it")
+    lo = np.round(start).astype(int)
+    hi = lo + np.asarray(mask.GetSize())
+    size = np.asarray(image.GetSize())
+    src_lo, src_hi = np.maximum(-lo, 0), np.asarray(mask.GetSize()) - np.maximum(hi - size, 0)
+    arr = sitk.GetArrayViewFromImage(mask)  # (z, y, x)
+    inside = tuple(slice(int(a), int(b)) for a, b in zip(src_lo[::-1], src_hi[::-1]))
+    if np.any(src_hi <= src_lo):
+        raise GeometryError(f"{what} (size {mask.GetSize()}, origin {tuple(round(v, 4) for v in mask.GetOrigin())}) "
+                            f"lies outside the image (size {image.GetSize()})")
+    if np.count_nonzero(arr[inside]) != np.count_nonzero(arr):
+        raise GeometryError(f"{what} (size {mask.GetSize()}, starting at the image's voxel {tuple(lo.tolist())}) has "
+                            f"labelled voxels outside the image (size {image.GetSize()})")
+    out = np.zeros(tuple(size[::-1]), dtype=arr.dtype)
+    dst_lo = np.maximum(lo, 0)
+    dst = tuple(slice(int(a), int(a + (b - c))) for a, b, c in zip(dst_lo[::-1], src_hi[::-1], src_lo[::-1]))
+    out[dst] = arr[inside]
+    placed = sitk.GetImageFromArray(out)
+    placed.CopyInformation(image)
+    return placed
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from torch import nn
 from oncolabel.checkpoint import Checkpoint, merge_input_spacing, save_checkpoint
 from oncolabel.classification import TARGET_KEYS, fused_logits
 from oncolabel.errors import InvalidInputError
-from oncolabel.io import check_label_values, check_same_geometry, read_image
+from oncolabel.io import check_label_values, mask_on_grid, read_image
 from oncolabel.precision import as_float32, autocast, resolve_precision
 from oncolabel.preprocessing import CTSlicePreprocessing, PreparedVolume
 from oncolabel.provenance import package_versions
@@ -345,7 +345,7 @@ def load_volume(item: Mapping[str, Any], prep: CTSlicePreprocessing) -> tuple[si
     """Read an ``{"image", "label"}`` item and put both on the working grid (the one preprocessing)."""
     img = read_image(item["image"])
     lab = read_image(item["label"])
-    check_same_geometry(img, lab, what=f"label {item['label']}")
+    lab = mask_on_grid(img, lab, what=f"label {item['label']}")
     check_label_values(sitk.GetArrayViewFromImage(lab), what=f"label {item['label']}")
     prepared = prep.prepare_image(img)
     label = prep.prepare_label((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8), prepared)

@@ -65,10 +65,27 @@ def test_empty_truth_and_prediction():
 
 
 def test_evaluate_images_checks_geometry():
-    a = sitk.Image(8, 8, 3, sitk.sitkUInt8)
-    b = sitk.Image(8, 8, 4, sitk.sitkUInt8)
-    with pytest.raises(GeometryError):
-        evaluate_images([("x", b, a)])
+    """A reference label on a part of the prediction's grid (a Slicer .seg.nrrd is stored cropped to its segments)
+    is evaluated as the full label; one on another grid, or labelled outside the image, is refused."""
+    truth = np.zeros((6, 20, 20), np.uint8)
+    truth[2:5, 5:12, 6:14] = 1
+    pred = np.zeros_like(truth)
+    pred[2:4, 6:12, 6:10] = 1
+    t, p = sitk.GetImageFromArray(truth), sitk.GetImageFromArray(pred)
+    for im in (t, p):
+        im.SetSpacing((0.8, 0.8, 2.0))
+    full = evaluate_images([("x", p, t)])
+    cropped = sitk.RegionOfInterest(t, [10, 9, 4], [5, 4, 1])
+    assert cropped.GetSize() != t.GetSize()
+    assert evaluate_images([("x", p, cropped)]).to_dict() == full.to_dict()
+    coarse = sitk.Image(t)
+    coarse.SetSpacing((1.6, 1.6, 2.0))
+    with pytest.raises(GeometryError, match="reference label of case x spacing"):
+        evaluate_images([("x", p, coarse)])
+    beyond = sitk.Image(t)
+    beyond.SetOrigin((8.0, 0.0, 0.0))  # 10 voxels to the right: its lesion's right part lies outside the image
+    with pytest.raises(GeometryError, match="labelled voxels outside the image"):
+        evaluate_images([("x", p, beyond)])
 
 
 def test_slices_are_axial_whichever_way_the_files_store_their_axes():

@@ -419,3 +419,66 @@ def test_real_monochrome1_pet_series_is_not_inverted():
     got = sitk.GetArrayFromImage(read_image(folder))
     assert np.array_equal(got, sitk.GetArrayFromImage(read_pet_dicom(folder).image))
     assert got.max() > 10 * max(np.median(got), 1e-6)  # hot spheres are maxima, not minima
+
+
+def _slicerio_sample(name: str):
+    slicerio = pytest.importorskip("slicerio")
+    from pathlib import Path
+
+    path = Path(slicerio.__file__).parent / "data" / name
+    if not path.exists():
+        pytest.skip(f"slicerio {slicerio.__version__} ships no {name}")
+    return slicerio, path
+
+
+def test_a_slicer_segmentation_cropped_to_its_segments_is_placed_on_the_image_grid(tmp_path):
+    """Slicer stores a .seg.nrrd cropped to its segments' extent (and exports labelmaps so without a reference
+    volume): slicerio's sample segmentation of its sample CT, cropped the way Slicer writes it, is placed back voxel
+    for voxel; what is not on the image's grid is refused, naming why."""
+    from oncolabel.io import mask_on_grid
+
+    slicerio, seg_path = _slicerio_sample("Segmentation.seg.nrrd")
+    ct = read_image(seg_path.parent / "CTChest4.nrrd")
+    full = read_image(seg_path)
+    assert mask_on_grid(ct, full) is full
+    seg = slicerio.read_segmentation(str(seg_path))
+    (i0, j0, k0), (i1, j1, k1) = (np.argwhere(seg["voxels"] == 5).min(0),
+                                  np.argwhere(seg["voxels"] == 5).max(0) + 1)
+    seg["voxels"] = np.where(seg["voxels"][i0:i1, j0:j1, k0:k1] == 5, 5, 0).astype(np.uint8)
+    seg["ijkToLPS"][:3, 3] += seg["ijkToLPS"][:3, :3] @ np.array([i0, j0, k0], float)
+    seg["referenceImageExtentOffset"] = [int(i0), int(j0), int(k0)]
+    seg["segments"] = [dict(s, extent=[0, i1 - i0 - 1, 0, j1 - j0 - 1, 0, k1 - k0 - 1])
+                       for s in seg["segments"] if s["labelValue"] == 5]
+    slicerio.write_segmentation(str(tmp_path / "one.seg.nrrd"), seg)
+    cropped = read_image(tmp_path / "one.seg.nrrd")
+    assert cropped.GetSize() == (i1 - i0, j1 - j0, k1 - k0) != ct.GetSize()
+    with pytest.raises(GeometryError, match="size"):
+        check_same_geometry(ct, cropped)
+    placed = mask_on_grid(ct, cropped, what="tumour mask")
+    assert placed.GetSize() == ct.GetSize() and placed.GetOrigin() == ct.GetOrigin()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(placed),
+                                  np.where(sitk.GetArrayFromImage(full) == 5, 5, 0))
+    shifted = sitk.Image(cropped)
+    shifted.SetOrigin(np.add(cropped.GetOrigin(), (1.0, 0.0, 0.0)).tolist())  # a third of a voxel
+    with pytest.raises(GeometryError, match="tumour mask origin .* lies between the image's voxels"):
+        mask_on_grid(ct, shifted, what="tumour mask")
+    coarse = sitk.Image(cropped)
+    coarse.SetSpacing([2.0 * s for s in cropped.GetSpacing()])
+    with pytest.raises(GeometryError, match="tumour mask spacing"):
+        mask_on_grid(ct, coarse, what="tumour mask")
+    beyond = sitk.ConstantPad(full, [0, 0, 0], [0, 0, 2], 1)  # two more slices, labelled, past the CT's end
+    with pytest.raises(GeometryError, match="labelled voxels outside the image"):
+        mask_on_grid(ct, beyond)
+    zeros_beyond = sitk.ConstantPad(full, [3, 0, 1], [0, 2, 0], 0)  # a margin of zeros around it is cut off
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask_on_grid(ct, zeros_beyond)),
+                                  sitk.GetArrayFromImage(full))
+    far = sitk.Image(cropped)
+    far.SetOrigin(np.add(ct.GetOrigin(), (-1000.0 * 3.04687595367432, 0.0, 0.0)).tolist())
+    with pytest.raises(GeometryError, match="lies outside the image"):
+        mask_on_grid(ct, far)
+    _, overlapping = _slicerio_sample("SegmentationOverlapping.seg.nrrd")  # overlapping segments: 2 layers
+    with pytest.raises(ImageReadError, match="2 components per voxel.*export the segment as a labelmap"):
+        read_image(overlapping)
+    layers = sitk.ReadImage(str(overlapping))
+    with pytest.raises(InvalidInputError, match="is 3D with 2 layers .* export the segment as a labelmap"):
+        mask_on_grid(ct, layers)

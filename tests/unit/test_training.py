@@ -418,3 +418,29 @@ def test_validation_counts_axial_slices_whichever_way_the_files_store_them(tmp_p
         sitk.WriteImage(sitk.DICOMOrient(label, order), str(lp))
         scores.append(SegmentationAdapter(spec).validate(model, [{"image": str(ip), "label": str(lp)}], "cpu"))
     assert scores[0] == scores[1] and scores[0]["slice_sensitivity"] > 0
+
+
+def test_a_label_cropped_to_its_lesions_trains_as_the_full_label(toy_pair, tmp_path):
+    """A training label stored cropped to its segments (a 3D Slicer .seg.nrrd) is placed on the CT's grid: the
+    working-grid label equals the full label's; one between the CT's voxels is refused naming the file."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    from oncolabel.errors import GeometryError
+    from oncolabel.training import load_volume
+
+    ip, lp = toy_pair
+    prep = get_task("bone_metastasis").preprocessing
+    _, _, full = load_volume({"image": str(ip), "label": str(lp)}, prep)
+    label = sitk.ReadImage(str(lp))
+    zs, ys, xs = np.nonzero(sitk.GetArrayViewFromImage(label))
+    crop = sitk.RegionOfInterest(label, [int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1, int(np.ptp(zs)) + 1],
+                                 [int(xs.min()), int(ys.min()), int(zs.min())])
+    sitk.WriteImage(crop, str(tmp_path / "lesions.seg.nrrd"))
+    _, _, placed = load_volume({"image": str(ip), "label": str(tmp_path / "lesions.seg.nrrd")}, prep)
+    assert crop.GetSize() != label.GetSize() and full.sum() > 0 and torch.equal(placed, full)
+    crop.SetOrigin(np.add(crop.GetOrigin(), (0.0, 0.0, 0.3 * crop.GetSpacing()[2])).tolist())
+    sitk.WriteImage(crop, str(tmp_path / "off.nrrd"))
+    with pytest.raises(GeometryError, match=r"off\.nrrd origin .* between the image's voxels"):
+        load_volume({"image": str(ip), "label": str(tmp_path / "off.nrrd")}, prep)

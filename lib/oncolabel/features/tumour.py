@@ -40,7 +40,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from oncolabel.errors import InvalidInputError
-from oncolabel.io import check_same_geometry, require_3d
+from oncolabel.io import mask_on_grid, require_3d
 from oncolabel.transforms import AxisOrientation
 
 __all__ = ["MEASUREMENT_NAMES", "TumourMeasurementError", "measure_tumour", "tumour_measurements"]
@@ -139,10 +139,11 @@ def tumour_measurements(ct: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[flo
 
 
 def measure_tumour(ct: sitk.Image, mask: sitk.Image, **kwargs: Any) -> dict[str, float]:
-    """:func:`tumour_measurements` of a CT image in HU and its tumour mask on the same grid (keyword arguments are
-    passed on), on the patient's axes in LPS order (axial planes first, whichever way the file stores them)."""
+    """:func:`tumour_measurements` of a CT image in HU and its tumour mask on its grid or a part of it
+    (:func:`oncolabel.io.mask_on_grid`; keyword arguments are passed on), on the patient's axes in LPS order (axial
+    planes first, whichever way the file stores them)."""
     require_3d(ct, what="CT")
-    check_same_geometry(ct, mask, what="tumour mask")
+    mask = mask_on_grid(ct, mask, what="tumour mask")
     orientation = AxisOrientation.of_image(ct)
     ct_view, mask_view = (orientation.to_canonical(sitk.GetArrayViewFromImage(im)) for im in (ct, mask))
     return tumour_measurements(ct_view, mask_view, orientation.spacing_zyx(ct), **kwargs)

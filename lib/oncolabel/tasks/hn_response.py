@@ -36,7 +36,7 @@ from oncolabel.classification import ClassificationPostprocessing, ClassifierPre
 from oncolabel.errors import InvalidInputError
 from oncolabel.features.tumour import MEASUREMENT_NAMES, measure_tumour
 from oncolabel.imaging import centred_grid, check_hounsfield, map_to_image, resample_onto
-from oncolabel.io import check_label_values, check_same_geometry, read_image, require_3d
+from oncolabel.io import check_label_values, mask_on_grid, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
 #: pyradiomics settings of the hand-crafted comparison model: first-order and shape features of the original image
@@ -88,7 +88,7 @@ class TumourCubePreprocessing(ClassifierPreprocessing):
             raise InvalidInputError("hn-response needs the CT and the tumour mask")
         require_3d(ct, what="CT")
         check_hounsfield(sitk.GetArrayViewFromImage(ct), what="CT")
-        check_same_geometry(ct, mask, what="tumour mask")
+        mask = mask_on_grid(ct, mask, what="tumour mask")
         check_label_values(sitk.GetArrayViewFromImage(mask), what="the tumour mask")
         m = sitk.GetArrayViewFromImage(mask) > 0
         if not m.any():

@@ -25,7 +25,7 @@ import torch
 
 from oncolabel.errors import InvalidInputError
 from oncolabel.imaging import check_hounsfield, to_lps
-from oncolabel.io import check_label_values, check_same_geometry, read_image, require_3d
+from oncolabel.io import check_label_values, mask_on_grid, read_image, require_3d
 from oncolabel.tasks.base import NetworkSpec, TaskSpec, TrainingSpec, register_task
 
 RADIOMICS_PARAMS = "pannet_ln_radiomics.yaml"
@@ -50,7 +50,8 @@ def tumour_voxels(mask: sitk.Image, *, label: int = 1, what: str = "mask") -> np
 
 
 def read_case(image: str | Path | sitk.Image, mask: str | Path | sitk.Image) -> tuple[sitk.Image, sitk.Image]:
-    """The CT and its tumour mask, checked: 3D, Hounsfield units, same geometry, mask non-empty and inside the image.
+    """The CT and its tumour mask, checked: 3D, Hounsfield units, mask non-empty and on the image's grid (a mask on a
+    part of it, e.g. a Slicer ``.seg.nrrd``, is placed into it: :func:`oncolabel.io.mask_on_grid`).
 
     Raises
     ------
@@ -60,7 +61,7 @@ def read_case(image: str | Path | sitk.Image, mask: str | Path | sitk.Image) -> 
     msk = mask if isinstance(mask, sitk.Image) else read_image(mask)
     require_3d(img, what="image", min_slices=1)
     check_hounsfield(sitk.GetArrayViewFromImage(img), what="CT")  # peripancreatic fat lies in every crop
-    check_same_geometry(img, msk, what="tumour mask")
+    msk = mask_on_grid(img, msk, what="tumour mask")
     check_label_values(sitk.GetArrayViewFromImage(msk), what="the tumour mask")
     tumour_voxels(msk)
     return img, msk

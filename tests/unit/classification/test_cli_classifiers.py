@@ -176,7 +176,7 @@ def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
     assert "empty" in capsys.readouterr().err
     other = tmp_path / "other.nii.gz"
     moved = sitk.Image(m)
-    moved.SetOrigin((5.0, 0.0, 0.0))
+    moved.SetOrigin(np.add(m.GetOrigin(), (0.5 * m.GetSpacing()[0], 0.0, 0.0)).tolist())  # between the CT's voxels
     sitk.WriteImage(moved, str(other))
     assert main(["infer", "hn-response", item["image"], str(other), "--model", str(toy_models["hn_response"])]) == 1
     assert "origin" in capsys.readouterr().err
@@ -205,6 +205,16 @@ def test_hn_response_on_a_real_ct_lesion_reports_its_measurements_and_that_it_ex
     assert data["measurements"]["log_volume_ml"] == pytest.approx(np.log(837 * 0.5703125 ** 2 * 5.0 / 1000), abs=1e-5)
     assert "log_volume_ml" in data["head"]["inputs"]
     assert any(w.startswith("log_volume_ml") and "extrapolates" in w for w in data["warnings"])
+    # the lesion's label cropped to its extent, as 3D Slicer stores a .seg.nrrd: placed back, the same answer
+    label = read_image(mask)
+    zs, ys, xs = np.nonzero(sitk.GetArrayViewFromImage(label))
+    crop = sitk.RegionOfInterest(label, [int(np.ptp(xs)) + 5, int(np.ptp(ys)) + 5, int(np.ptp(zs)) + 1],
+                                 [int(xs.min()) - 2, int(ys.min()) - 2, int(zs.min())])
+    sitk.WriteImage(crop, str(tmp_path / "lesion.seg.nrrd"))
+    again = tmp_path / "again.json"
+    assert main(["infer", "hn-response", str(image), str(tmp_path / "lesion.seg.nrrd"), "--json", str(again)]) == 0
+    cropped = json.loads(again.read_text())
+    assert cropped["probabilities"] == data["probabilities"] and cropped["measurements"] == data["measurements"]
     check_same_geometry(read_image(image), read_image(heat), what="heat map")
 
 

@@ -80,8 +80,12 @@ def test_images_must_share_a_grid():
     img, msk = sitk.GetImageFromArray(ct), sitk.GetImageFromArray(mask)
     img.SetSpacing(SPACING[::-1]), msk.SetSpacing(SPACING[::-1])
     assert measure_tumour(img, msk) == tumour_measurements(ct, mask, SPACING)
-    msk.SetOrigin((5.0, 0.0, 0.0))
-    with pytest.raises(GeometryError):
+    zs, ys, xs = np.nonzero(mask)  # cropped to the tumour, as a Slicer .seg.nrrd stores it: placed back
+    box = sitk.RegionOfInterest(msk, [int(np.ptp(xs)) + 3, int(np.ptp(ys)) + 3, int(np.ptp(zs)) + 1],
+                                [int(xs.min()) - 1, int(ys.min()) - 1, int(zs.min())])
+    assert box.GetSize() != msk.GetSize() and measure_tumour(img, box) == measure_tumour(img, msk)
+    msk.SetOrigin((0.5 * SPACING[2], 0.0, 0.0))  # half a voxel off: not on the CT's grid
+    with pytest.raises(GeometryError, match="between the image's voxels"):
         measure_tumour(img, msk)
 
 

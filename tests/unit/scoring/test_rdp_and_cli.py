@@ -118,6 +118,16 @@ def test_score_cli_contract(tiny_rdp_model, pannet_cases, tmp_path, capsys):
     assert len(printed.out.strip().splitlines()) == 1
     assert ("warning: the given size 2.5 cm and the mask's maximum 3D diameter" in printed.err) == across
     assert data.get("warnings", []) == ([printed.err.strip()[len("warning: "):]] if across else [])
+    m = sitk.ReadImage(str(mask))  # the mask cropped to the tumour, as 3D Slicer stores a .seg.nrrd: the same score
+    zs, ys, xs = np.nonzero(sitk.GetArrayViewFromImage(m))
+    crop = sitk.RegionOfInterest(m, [int(np.ptp(xs)) + 3, int(np.ptp(ys)) + 3, int(np.ptp(zs)) + 1],
+                                 [int(xs.min()) - 1, int(ys.min()) - 1, int(zs.min())])
+    assert crop.GetSize() != m.GetSize()
+    sitk.WriteImage(crop, str(tmp_path / "tumour.seg.nrrd"))
+    assert main(["score", "pannet-ln", str(image), str(tmp_path / "tumour.seg.nrrd"), "--model", str(tiny_rdp_model),
+                 "--size-cm", "2.5", "--json", str(tmp_path / "c.json")]) == 0
+    again = json.loads((tmp_path / "c.json").read_text())
+    assert {k: v for k, v in again.items() if k != "mask"} == {k: v for k, v in data.items() if k != "mask"}
 
 
 def test_score_cli_bad_inputs(tiny_rdp_model, pannet_cases, tmp_path, capsys):
