@@ -12,7 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -626,6 +626,36 @@ def write_image(img: sitk.Image, dest: str | Path, *, compress: bool = True) -> 
     with atomic_path(dest) as tmp:
         sitk.WriteImage(img, str(tmp), compress)
     return dest
+
+
+def write_label(label: sitk.Image, dest: str | Path, *, segments: Mapping[int, str]) -> Path:
+    """Write a label image atomically to ``dest``: a 3D Slicer segmentation for ``.seg.nrrd`` (one segment per
+    label value in ``segments``, value -> name, on the label's full grid, written by ``slicerio``: Slicer opens it
+    as a segmentation with those names), else as :func:`write_image` does."""
+    dest = Path(dest)
+    if image_suffix(dest) != ".seg.nrrd":
+        return write_image(label, dest)
+    import slicerio
+
+    arr = sitk.GetArrayViewFromImage(label)
+    unknown = sorted(set(np.unique(arr).tolist()) - {0} - set(segments))
+    if unknown:
+        raise InvalidInputError(f"label values {unknown} have no segment name (known: {dict(segments)})")
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = np.asarray(label.GetDirection(), dtype=float).reshape(3, 3) * np.asarray(label.GetSpacing())
+    ijk_to_lps[:3, 3] = label.GetOrigin()
+    seg = slicerio.create_segmentation(label.GetSize(), ijk_to_lps)
+    ijk = np.transpose(arr, (2, 1, 0))  # (z, y, x) -> (i, j, k)
+    for k, (value, name) in enumerate(sorted(segments.items())):
+        slicerio.add_segment(seg, ijk == value, {"id": f"Segment_{value}", "name": name,
+                                                 "color": _SEGMENT_COLOURS[k % len(_SEGMENT_COLOURS)]})
+    with atomic_path(dest) as tmp:
+        slicerio.write_segmentation(str(tmp), seg)
+    return dest
+
+
+#: segment colours of written Slicer segmentations (RGB in [0, 1]), in label-value order
+_SEGMENT_COLOURS = ((0.86, 0.2, 0.16), (0.2, 0.6, 0.86), (0.95, 0.77, 0.06), (0.3, 0.75, 0.35))
 
 
 def array_to_image(arr: np.ndarray, reference: sitk.Image, *, pixel_type: int | None = None) -> sitk.Image:

@@ -111,6 +111,30 @@ def test_label_map_becomes_named_coloured_segments_and_round_trips(mrml_scene, t
     assert np.array_equal(arr == 2, lab == 1) and np.array_equal(arr == 1, lab == 2)
 
 
+def test_a_seg_nrrd_written_by_the_cli_opens_as_a_named_segmentation(mrml_scene, tmp_path):
+    """``oncolabel infer ... OUT.seg.nrrd`` (``io.write_label``) read by Slicer's own segmentation storage node: the
+    segment is named after the task's label, on the CT's oblique grid, voxel for voxel; an empty result too."""
+    slicer = slicer_core()
+    from oncolabel.io import write_label
+
+    lab = labels_array()
+    lab[lab > 1] = 0
+    ct_path, image = write(tmp_path, "ct.nii.gz", np.zeros(lab.shape, np.int16))
+    ct = mrml.load_volume(mrml_scene, ct_path, "ct")
+    for name, array in (("found.seg.nrrd", lab), ("none.seg.nrrd", np.zeros_like(lab))):
+        label = sitk.GetImageFromArray(array)
+        label.CopyInformation(image)
+        write_label(label, tmp_path / name, segments={1: "metastasis"})
+        node = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        storage = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(tmp_path / name))
+        assert storage.ReadData(node) == 1
+        assert segment_names(node) == ["metastasis"]
+        back = mrml.segmentation_to_label_file(node, ct, {"metastasis": 1}, str(tmp_path / f"{name}.nii.gz"))
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(back)), array)
+    assert isinstance(slicer.vtkMRMLSegmentationStorageNode(), slicer.vtkMRMLStorageNode)
+
+
 def test_segments_the_server_does_not_know_are_refused(mrml_scene, tmp_path):
     ct, seg, _, _, label_path = ct_with_segmentation(mrml_scene, tmp_path, {"metastasis": 1, "other": 2})
     with pytest.raises(MissingInputError, match="segment 'other' is not a label the server knows"):

@@ -19,13 +19,16 @@ def test_infer_writes_label_on_input_geometry(tmp_path, toy_checkpoint, capsys):
     image.SetOrigin((10.5, -20.25, 33.0))
     src = tmp_path / "in.nrrd"
     sitk.WriteImage(image, str(src))
-    for out in (tmp_path / "out.nii.gz", tmp_path / "out.nrrd"):
+    for out in (tmp_path / "out.nii.gz", tmp_path / "out.nrrd", tmp_path / "out.seg.nrrd"):
         rc = main(["infer", "bone-metastasis", str(src), str(out), "--model", str(toy_checkpoint),
                    "--json", str(tmp_path / "out.json")])
         assert rc == 0
         label = read_image(out)
         check_same_geometry(image, label)
         assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1}
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(label),
+                                      sitk.GetArrayFromImage(read_image(tmp_path / "out.nii.gz")))
+    assert "Segment0_Name:=metastasis" in (tmp_path / "out.seg.nrrd").read_bytes()[:4000].decode("latin-1")
     printed = capsys.readouterr()
     line = printed.out.strip().splitlines()[-1]
     assert "lesion(s) found" in line and "research use only" in line

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from oncolabel.cli._common import check_output_paths, register_extras, write_json
 from oncolabel.errors import InvalidInputError
-from oncolabel.io import LABEL_SUFFIXES, image_suffix, read_image, require_3d, write_image
+from oncolabel.io import LABEL_SUFFIXES, image_suffix, read_image, require_3d, write_label
 
 
 #: modules defining ``register_infer(task_subparsers)`` for non-segmentation tasks
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     seg = tasks.add_parser("bone-metastasis", help="segment bone metastases on a CT",
                            description="Segment bone metastases on a CT. INPUT: NIfTI/NRRD file or a folder holding "
                                        "one DICOM CT series. OUTPUT: .nii.gz or .nrrd label (0 background, "
-                                       "1 metastasis) on INPUT's exact grid; for a DICOM series also .dcm: a "
+                                       "1 metastasis) on INPUT's exact grid, or .seg.nrrd: the same as a 3D Slicer "
+                                       "segmentation (segment 'metastasis'); for a DICOM series also .dcm: a "
                                        "DICOM SEG referencing the series' instances.")
     seg.add_argument("input", metavar="INPUT")
     seg.add_argument("output", metavar="OUTPUT")
@@ -46,9 +47,9 @@ def run_segmentation(args: argparse.Namespace) -> int:
     if as_seg and not Path(args.input).is_dir():
         raise InvalidInputError(f"OUTPUT {out.name!r}: a DICOM SEG needs a DICOM series as INPUT (a folder); for "
                                 f"{Path(args.input).name!r} use a .nii.gz or .nrrd file name")
-    if not as_seg and (image_suffix(out) not in LABEL_SUFFIXES or image_suffix(out) == ".seg.nrrd"):
-        raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii or .nrrd file name (or .dcm for a DICOM "
-                                "SEG of a DICOM series)")
+    if not as_seg and image_suffix(out) not in LABEL_SUFFIXES:
+        raise InvalidInputError(f"OUTPUT {out.name!r}: use a .nii.gz, .nii, .nrrd or .seg.nrrd (3D Slicer "
+                                "segmentation) file name (or .dcm for a DICOM SEG of a DICOM series)")
     check_output_paths({"OUTPUT": out, "--json": args.json}, [args.input])
     image = require_3d(read_image(args.input), what=f"INPUT {args.input}")
     headers = None
@@ -66,7 +67,7 @@ def run_segmentation(args: argparse.Namespace) -> int:
     if as_seg:
         _write_seg(result, headers, out, args.spec_name)
     else:
-        write_image(result.label, out)
+        write_label(result.label, out, segments=_segment_names(args.spec_name))
     if args.json:
         write_json(payload, args.json)
     print(f"{out}: {result.summary()}")
@@ -75,15 +76,18 @@ def run_segmentation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment_names(spec_name: str) -> dict[int, str]:
+    from oncolabel.tasks import get_task
+
+    return {int(v): name for name, v in get_task(spec_name).labels.items() if int(v) != 0}
+
+
 def _write_seg(result, headers, out: Path, spec_name: str) -> None:
     from oncolabel.dicom_seg import segmentation_dataset
     from oncolabel.io import atomic_path
-    from oncolabel.tasks import get_task
 
-    spec = get_task(spec_name)
-    seg = segmentation_dataset(result.label, headers,
-                               segments={int(v): name for name, v in spec.labels.items() if int(v) != 0},
-                               manual=False, algorithm=f"OncoLabel {spec.name}",
+    seg = segmentation_dataset(result.label, headers, segments=_segment_names(spec_name),
+                               manual=False, algorithm=f"OncoLabel {spec_name}",
                                version=str(result.provenance.get("model_version", "?")))
     with atomic_path(out) as tmp:
         seg.save_as(tmp, enforce_file_format=True)
