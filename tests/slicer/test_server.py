@@ -237,7 +237,8 @@ def test_unknown_model(server, service, settings):
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda s, p: s.infer(MODEL, file=str(p / "notes.txt")), "could not use the input: cannot read the image"),
+    (lambda s, p: s.infer(MODEL, file=str(p / "notes.txt")),
+     "could not use the input: the uploaded file: cannot read the image"),
     (lambda s, p: s.submit_label("case00", str(p / "label.nii.gz")), "could not use the input"),
     (lambda s, p: s.infer(MODEL, image_id="missing_case"), "could not find"),
     (lambda s, p: s.next_case("best_first", str(p)), "no active-learning strategy 'best_first'"),
