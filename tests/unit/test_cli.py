@@ -246,3 +246,58 @@ def test_train_command_spacing_override_and_warm_start_across_preprocessing(tmp_
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "over.pt"), "--lesion-sampling", "1.5"]) != 0
     assert "--lesion-sampling" in capsys.readouterr().err and not (tmp_path / "over.pt").exists()
+
+
+def test_batch_runs_infer_over_a_cohort_refuses_bad_cases_alone_and_resumes(tmp_path, toy_checkpoint, capsys):
+    """`oncolabel batch bone-metastasis`: each case's label and JSON are the single-case command's; a corrupt case
+    is refused by itself (exit 1, reason in summary.csv); run again, done cases are kept, not redone."""
+    import csv
+
+    cohort = tmp_path / "cohort" / "images"
+    cohort.mkdir(parents=True)
+    for i in (1, 2):
+        sitk.WriteImage(toy_ct(20 + i)[0], str(cohort / f"case{i}.nii.gz"))
+    (cohort / "broken.nii.gz").write_bytes(b"garbage" * 20)
+    (cohort / "notes.txt").write_text("not a case")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    rc = main(["batch", "bone-metastasis", str(cohort.parent), "--out", str(out), "--model", str(toy_checkpoint)])
+    printed = capsys.readouterr()
+    assert rc == 1 and "1 of 3 case(s) refused (broken)" in printed.err
+    assert "[1/3] broken: refused: " in printed.out and "[3/3] case2: done: " in printed.out
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["broken"]["status"] == "refused" and "broken.nii.gz" in rows["broken"]["result"]
+    assert not (out / "broken.nii.gz").exists() and not (out / "broken.json").exists()
+    assert rows["case2"]["status"] == "done" and "lesion(s) found" in rows["case2"]["result"]
+    for case in ("case1",):  # the single-case command gives the same files
+        assert rows[case]["status"] == "done" and "lesion(s) found" in rows[case]["result"]
+        assert main(["infer", "bone-metastasis", str(cohort / f"{case}.nii.gz"), str(tmp_path / f"{case}.nii.gz"),
+                     "--model", str(toy_checkpoint), "--json", str(tmp_path / f"{case}.json")]) == 0
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(out / f"{case}.nii.gz")),
+                                      sitk.GetArrayFromImage(read_image(tmp_path / f"{case}.nii.gz")))
+        single = json.loads((tmp_path / f"{case}.json").read_text())
+        assert int(rows[case]["lesion_count"]) == single["lesion_count"]
+        assert json.loads((out / f"{case}.json").read_text())["lesions"] == single["lesions"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("case*")}
+    assert main(["batch", "bone-metastasis", str(cohort), "--out", str(out), "--model", str(toy_checkpoint)]) == 1
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["case1"]["status"] == rows["case2"]["status"] == "already done"
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("case*")} == stamps
+    assert json.loads((out / "batch.json").read_text())["refused"] == ["broken"]
+    capsys.readouterr()  # the shipped model on the same output folder: the toy model's results are not mixed in
+    assert main(["batch", "bone-metastasis", str(cohort), "--out", str(out)]) == 1
+    assert "3 of 3 case(s) refused" in capsys.readouterr().err
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert "case1.json holds a result of another model" in rows["case1"]["result"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("case*")} == stamps
+    # a CSV of cases (paths relative to it); ids name output files, so path tricks are refused before any work
+    (tmp_path / "cases.csv").write_text("case,input\nfirst,cohort/images/case1.nii.gz\nnone,\n")
+    capsys.readouterr()
+    assert main(["batch", "bone-metastasis", str(tmp_path / "cases.csv"), "--out", str(tmp_path / "o2"),
+                 "--model", str(toy_checkpoint), "--format", ".seg.nrrd"]) == 1
+    rows = {r["case"]: r for r in csv.DictReader(open(tmp_path / "o2" / "summary.csv"))}
+    assert rows["first"]["status"] == "done" and (tmp_path / "o2" / "first.seg.nrrd").exists()
+    assert rows["none"]["status"] == "refused" and rows["none"]["result"] == "no input given"
+    (tmp_path / "evil.csv").write_text("case,input\n../evil,cohort/images/case1.nii.gz\n")
+    assert main(["batch", "bone-metastasis", str(tmp_path / "evil.csv"), "--out", str(tmp_path / "o3")]) == 1
+    assert "case id '../evil'" in capsys.readouterr().err and not (tmp_path / "o3").exists()

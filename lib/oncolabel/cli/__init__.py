@@ -17,8 +17,8 @@ from oncolabel import RESEARCH_USE_ONLY, __version__
 from oncolabel.errors import OncoLabelError
 
 # sub-modules of oncolabel.cli that register commands, in help order
-_COMMAND_MODULES = ("demo", "phantoms", "infer", "evaluate", "train", "fit_filter", "serve", "pacs", "score",
-                    "report")
+_COMMAND_MODULES = ("demo", "phantoms", "infer", "batch", "evaluate", "train", "fit_filter", "serve", "pacs",
+                    "score", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

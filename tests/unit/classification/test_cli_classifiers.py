@@ -254,3 +254,38 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(toy_models, toy_c
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert {p: p.read_bytes() for p in (ct, mask)} == before and not (tmp_path / "h.nii.gz").exists()
+
+
+def test_batch_over_classifier_cohorts(toy_models, toy_cohorts, tmp_path, capsys):
+    """`oncolabel batch` over renal cases (one folder each, phantom layout) and H&N cases (a CSV): a case's
+    probabilities are the single-case command's; a case missing a phase or its mask is refused by itself."""
+    import csv
+
+    renal = tmp_path / "renal" / "cases"
+    renal.mkdir(parents=True)
+    item = toy_cohorts["renal_mass"][0]
+    shutil.copytree(_case_dir(item, "corticomedullary"), renal / "a")
+    shutil.copytree(_case_dir(item, "corticomedullary"), renal / "b")
+    (renal / "b" / "excretory.nii.gz").unlink()
+    out = tmp_path / "renal_out"
+    capsys.readouterr()
+    assert main(["batch", "renal-mass", str(renal.parent), "--out", str(out), "--model",
+                 str(toy_models["renal_mass"]), "--heatmaps"]) == 1
+    assert "1 of 2 case(s) refused (b)" in capsys.readouterr().err
+    assert main(["infer", "renal-mass", str(_case_dir(item, "corticomedullary")), "--model",
+                 str(toy_models["renal_mass"]), "--json", str(tmp_path / "one.json")]) == 0
+    single = json.loads((tmp_path / "one.json").read_text())
+    assert json.loads((out / "a.json").read_text())["probabilities"] == single["probabilities"]
+    check_same_geometry(read_image(item["corticomedullary"]), read_image(out / "a_heatmap.nii.gz"))
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [r["status"] for r in rows] == ["done", "refused"] and {"prediction", "p_malignant"} <= set(rows[0])
+    assert "missing CT phase(s): excretory" in rows[1]["result"]
+    hn = toy_cohorts["hn_response"][:2]
+    table = tmp_path / "hn.csv"
+    table.write_text("case,ct,mask\n" + f"a,{hn[0]['image']},{hn[0]['mask']}\n" + f"b,{hn[1]['image']},\n")
+    capsys.readouterr()
+    assert main(["batch", "hn-response", str(table), "--out", str(tmp_path / "hn_out"), "--model",
+                 str(toy_models["hn_response"])]) == 1
+    assert "1 of 2 case(s) refused (b)" in capsys.readouterr().err
+    rows = {r["case"]: r for r in csv.DictReader(open(tmp_path / "hn_out" / "summary.csv"))}
+    assert rows["a"]["status"] == "done" and rows["b"]["result"] == "no mask given"

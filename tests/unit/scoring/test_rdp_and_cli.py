@@ -194,3 +194,32 @@ def test_cnn_input_does_not_depend_on_how_the_file_stores_its_axes(tiny_rdp_mode
     expected = prep.prepare(image, mask)
     turned = prep.prepare(sitk.DICOMOrient(image, code), sitk.DICOMOrient(mask, code))
     np.testing.assert_allclose(turned, expected, atol=1e-4)
+
+
+def test_batch_scores_a_cohort_folder_as_score_does(tiny_rdp_model, pannet_cases, tmp_path, capsys):
+    """`oncolabel batch pannet-ln` over images/ + labels/ (the phantom cohort layout): each case's JSON is what
+    `score pannet-ln` writes for it; summary.csv carries the score, risk group and suggestion."""
+    import csv
+    import shutil
+
+    for name in ("images", "labels"):
+        (tmp_path / "cohort" / name).mkdir(parents=True)
+    for image, mask in pannet_cases[:2]:
+        shutil.copy(image, tmp_path / "cohort" / "images" / image.name)
+        shutil.copy(mask, tmp_path / "cohort" / "labels" / image.name)
+    out = tmp_path / "out"
+    assert main(["batch", "pannet-ln", str(tmp_path / "cohort"), "--out", str(out), "--model",
+                 str(tiny_rdp_model)]) == 0
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert [r["status"] for r in rows.values()] == ["done", "done"]
+    image, mask = pannet_cases[0]
+    row = rows[image.name[: -len(".nii.gz")]]
+    assert main(["score", "pannet-ln", str(image), str(mask), "--model", str(tiny_rdp_model), "--json",
+                 str(tmp_path / "one.json")]) == 0
+    single = json.loads((tmp_path / "one.json").read_text())
+    batch = json.loads((out / f"{row['case']}.json").read_text())
+    assert batch["score"] == single["score"] and float(row["score"]) == single["score"]
+    assert row["recommendation"] == single["recommendation"] and row["risk_group"] == single["risk_group"]
+    assert main(["batch", "pannet-ln", str(tmp_path / "cohort"), "--out", str(out), "--model",
+                 str(tiny_rdp_model)]) == 0  # run again: both found done by this model, nothing redone
+    assert {r["status"] for r in csv.DictReader(open(out / "summary.csv"))} == {"already done"}
