@@ -32,7 +32,8 @@ def register_infer(task_subparsers: argparse._SubParsersAction) -> None:
         "renal-mass", help="small renal mass on four-phase CT: benign vs malignant",
         description="INPUTS: a folder holding the four lesion-centred phase images (files or DICOM folders named "
                     "after their phase: unenhanced / corticomedullary / nephrographic / excretory, or UE / CM / NG / "
-                    "EX; other files are ignored), or the four files (named after their phase, or in that order). "
+                    "EX, or DICOM series whose description says it, e.g. 'Arterial', 'Non contrast'; other files are "
+                    "ignored), or the four files (named after their phase, or in that order). "
                     "All phases must show the same region; phases on other grids than the corticomedullary phase "
                     "(slices, pixels, extent) are resampled onto it by their physical coordinates (said in a warning). "
                     "The heat map is written on the corticomedullary grid.")

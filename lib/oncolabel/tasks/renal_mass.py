@@ -39,7 +39,7 @@ import SimpleITK as sitk
 import torch
 
 from oncolabel.classification import ClassificationPostprocessing, ClassifierPreprocessing, Prepared
-from oncolabel.errors import InvalidInputError
+from oncolabel.errors import InvalidInputError, OncoLabelError
 from oncolabel.features.renal import PHASES, RENAL_MEASUREMENT_NAMES, measure_renal_mass
 from oncolabel.imaging import (align_onto, centred_grid, check_covers, check_hounsfield, map_to_image, region_centre,
                                resample_onto)
@@ -54,22 +54,50 @@ PHASE_ALIASES = {"unenhanced": ("unenhanced", "ue", "nc", "noncontrast", "native
                  "excretory": ("excretory", "ex", "delayed", "urographic")}
 
 
-def phase_of(path: str | Path) -> str | None:
-    """The phase a file or folder name refers to (by the words in its name, see :data:`PHASE_ALIASES`), or None."""
-    from oncolabel.io import case_id_of
-
-    words = set(re.split(r"[^a-z0-9]+", case_id_of(path).lower()))
+def phase_in_words(text: str) -> str | None:
+    """The phase a name or description refers to by its words (:data:`PHASE_ALIASES`; "non contrast" and
+    "pre-contrast" count as one word), or None when it names none or several."""
+    text = re.sub(r"\b(non|pre)[\s_\-]*contrast\b", "noncontrast", text.lower())
+    words = set(re.split(r"[^a-z0-9]+", text))
     hits = {phase for phase, aliases in PHASE_ALIASES.items() if words & set(aliases)}
     return hits.pop() if len(hits) == 1 else None
+
+
+def phase_of(path: str | Path) -> str | None:
+    """The phase a file or folder name refers to (:func:`phase_in_words`), or None."""
+    from oncolabel.io import case_id_of
+
+    return phase_in_words(case_id_of(path))
+
+
+def dicom_phase_of(path: str | Path) -> tuple[str | None, str | None]:
+    """For a folder holding one DICOM series: the phase its SeriesDescription (or ProtocolName) names
+    (:func:`phase_in_words`) and that description; ``(None, None)`` for anything else."""
+    p = Path(path)
+    if not p.is_dir():
+        return None, None
+    import pydicom
+
+    from oncolabel.io import dicom_series_files
+
+    try:
+        header = pydicom.dcmread(dicom_series_files(p)[0], stop_before_pixels=True)
+    except (OncoLabelError, OSError, pydicom.errors.InvalidDicomError):
+        return None, None
+    text = " ".join(str(header.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName")).strip()
+    return phase_in_words(text), text or None
 
 
 def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     """Phase -> input path from one folder of phase files / DICOM folders, or from up to four paths.
 
-    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``); in a
-    folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four inputs none of whose
-    names says its phase are taken in the order unenhanced, corticomedullary, nephrographic, excretory. Phases not
-    found are absent from the result (the caller decides whether that is an error).
+    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), a DICOM
+    series folder whose name says nothing by its SeriesDescription (``Arterial 1.0 B30f``, ``Non contrast``); in a
+    folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four paths given one by
+    one, none of which says its phase, are taken in the order unenhanced, corticomedullary, nephrographic,
+    excretory; a folder's entries never are (their listing order says nothing about the phases: four series
+    folders named by UID were taken in UID order). Phases not found are absent from the result (the caller decides
+    whether that is an error).
 
     Raises:
         InvalidInputError: a path does not exist, two inputs claim one phase, or unnamed inputs cannot be ordered.
@@ -80,16 +108,24 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     for p in items:
         if not p.exists():
             raise InvalidInputError(f"{p}: no such file or folder")
-    if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None:
+    folder = None
+    if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None and not dicom_phase_of(items[0])[1]:
         folder = items[0]
         items = sorted(c for c in folder.iterdir() if not c.name.startswith(".")
                        and ((c.is_file() and image_suffix(c)) or c.is_dir()))
         if not items:
             raise InvalidInputError(f"{folder}: holds no image files or DICOM folders for the four phases")
-        if any(phase_of(p) for p in items):  # other files in the folder (a mask, notes) are ignored
-            items = [p for p in items if phase_of(p)]
-    named = {p: phase_of(p) for p in items}
+    described = {p: dicom_phase_of(p) if phase_of(p) is None else (None, None) for p in items}
+    named = {p: phase_of(p) or described[p][0] for p in items}
+    if folder is not None and any(named.values()):  # other files in the folder (a mask, notes) are ignored
+        items = [p for p in items if named[p]]
+        named = {p: named[p] for p in items}
     if not any(named.values()):
+        if folder is not None:
+            what = ", ".join(p.name + (f" (series {described[p][1]!r})" if described[p][1] else "") for p in items)
+            raise InvalidInputError(f"cannot tell the phases of the entries of {folder}: {what}; name the files or "
+                                    f"folders after their phase ({', '.join(PHASES)}, or UE/CM/NG/EX): their order "
+                                    "in a folder says nothing about the phases")
         if len(items) != len(PHASES):
             raise InvalidInputError(f"cannot tell the phases of {[p.name for p in items]}: name the files after their "
                                     f"phase ({', '.join(PHASES)}, or UE/CM/NG/EX) or give exactly four in that order")

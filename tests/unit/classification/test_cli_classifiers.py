@@ -289,3 +289,44 @@ def test_batch_over_classifier_cohorts(toy_models, toy_cohorts, tmp_path, capsys
     assert "1 of 2 case(s) refused (b)" in capsys.readouterr().err
     rows = {r["case"]: r for r in csv.DictReader(open(tmp_path / "hn_out" / "summary.csv"))}
     assert rows["a"]["status"] == "done" and rows["b"]["result"] == "no mask given"
+
+
+def test_renal_phases_of_dicom_series_by_their_descriptions_never_by_folder_order(tmp_path, capsys):
+    """Four series folders named by UID: their listing order was taken for the phase order (UID '...5.10' sorted
+    first became the unenhanced phase). Now their SeriesDescription names the phases, or the folder is refused
+    naming each series and its description; four paths given one by one keep their documented order."""
+    import pydicom
+
+    from oncolabel.errors import InvalidInputError
+    from oncolabel.tasks.renal_mass import PHASES, resolve_phase_inputs
+
+    src = realdata("dcmqi", "segmentations", "ct-3slice")
+    study = tmp_path / "study"
+    descriptions = {"1.2.826.0.1.5.10": "Abdomen 1.0 B30f", "1.2.826.0.1.5.2": "Abdomen 1.0 B30f",
+                    "1.2.826.0.1.5.3": "Abdomen 1.0 B30f", "1.2.826.0.1.5.4": "Abdomen 1.0 B30f"}
+    for uid, text in descriptions.items():
+        (study / uid).mkdir(parents=True)
+        for f in sorted(src.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID, ds.SeriesDescription = uid, text
+            ds.save_as(study / uid / f.name)
+    with pytest.raises(InvalidInputError, match=r"cannot tell the phases of the entries of .*study: 1.2.826.0.1.5.10 "
+                                                r"\(series 'Abdomen 1.0 B30f.*'\), 1.2.826.0.1.5.2 .*their order in "
+                                                r"a folder says nothing about the phases"):
+        resolve_phase_inputs([study])
+    assert main(["infer", "renal-mass", str(study)]) == 1 and "cannot tell the phases" in capsys.readouterr().err
+    named = {"1.2.826.0.1.5.10": "Delayed 5 min", "1.2.826.0.1.5.2": "ARTERIAL 1.0 B30f",
+             "1.2.826.0.1.5.3": "Non contrast 5mm", "1.2.826.0.1.5.4": "Portal venous 1.0"}
+    for uid, text in named.items():
+        for f in (study / uid).glob("*.dcm"):
+            ds = pydicom.dcmread(f)
+            ds.SeriesDescription = text
+            ds.save_as(f)
+    found = resolve_phase_inputs([study])
+    assert {p: found[p].name for p in PHASES} == {
+        "unenhanced": "1.2.826.0.1.5.3", "corticomedullary": "1.2.826.0.1.5.2", "nephrographic": "1.2.826.0.1.5.4",
+        "excretory": "1.2.826.0.1.5.10"}
+    given = [study / uid for uid in ("1.2.826.0.1.5.3", "1.2.826.0.1.5.2", "1.2.826.0.1.5.4", "1.2.826.0.1.5.10")]
+    assert resolve_phase_inputs(given) == found  # the descriptions, whatever the order given
+    (study / "mask.nii.gz").write_bytes(b"")  # other files next to the named series are ignored, as before
+    assert resolve_phase_inputs([study]) == found
