@@ -503,6 +503,18 @@ class FolderStore:
         if self.folder.exists() and not self.folder.is_dir():
             raise InvalidInputError(f"{self.folder}: not a folder")
 
+    @classmethod
+    def recorded_description(cls, path: str | Path) -> str | None:
+        """The SeriesDescription the manifest next to ``path`` (an image file of such a folder) records for it, or
+        None (no manifest, not recorded, unreadable manifest)."""
+        p = Path(path)
+        try:
+            manifest = json.loads((p.parent / cls.MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        record = next((r for r in manifest.values() if isinstance(r, dict) and r.get("file") == p.name), None)
+        return (record.get("description") or None) if record else None
+
     def series_uids(self) -> set[str]:
         """Case ids of the images already in the folder."""
         if not self.folder.is_dir():

@@ -70,12 +70,16 @@ def phase_of(path: str | Path) -> str | None:
     return phase_in_words(case_id_of(path))
 
 
-def dicom_phase_of(path: str | Path) -> tuple[str | None, str | None]:
-    """For a folder holding one DICOM series: the phase its SeriesDescription (or ProtocolName) names
-    (:func:`phase_in_words`) and that description; ``(None, None)`` for anything else."""
+def described_phase_of(path: str | Path) -> tuple[str | None, str | None]:
+    """The phase a series' description names (:func:`phase_in_words`) and that description: for a folder holding
+    one DICOM series its SeriesDescription (and ProtocolName), for an image file of a ``pacs-import`` folder the
+    description its ``pacs_series.json`` records; ``(None, None)`` for anything else."""
     p = Path(path)
     if not p.is_dir():
-        return None, None
+        from oncolabel.pacs import FolderStore
+
+        text = FolderStore.recorded_description(p)
+        return (phase_in_words(text), text) if text else (None, None)
     import pydicom
 
     from oncolabel.io import dicom_series_files
@@ -91,8 +95,9 @@ def dicom_phase_of(path: str | Path) -> tuple[str | None, str | None]:
 def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     """Phase -> input path from one folder of phase files / DICOM folders, or from up to four paths.
 
-    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), a DICOM
-    series folder whose name says nothing by its SeriesDescription (``Arterial 1.0 B30f``, ``Non contrast``); in a
+    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), an input
+    whose name says nothing by its series description (:func:`described_phase_of`: a DICOM folder's
+    SeriesDescription, ``Arterial 1.0 B30f``, ``Non contrast``, or the one a ``pacs-import`` recorded); in a
     folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four paths given one by
     one, none of which says its phase, are taken in the order unenhanced, corticomedullary, nephrographic,
     excretory; a folder's entries never are (their listing order says nothing about the phases: four series
@@ -109,13 +114,13 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
         if not p.exists():
             raise InvalidInputError(f"{p}: no such file or folder")
     folder = None
-    if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None and not dicom_phase_of(items[0])[1]:
+    if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None and not described_phase_of(items[0])[1]:
         folder = items[0]
         items = sorted(c for c in folder.iterdir() if not c.name.startswith(".")
                        and ((c.is_file() and image_suffix(c)) or c.is_dir()))
         if not items:
             raise InvalidInputError(f"{folder}: holds no image files or DICOM folders for the four phases")
-    described = {p: dicom_phase_of(p) if phase_of(p) is None else (None, None) for p in items}
+    described = {p: described_phase_of(p) if phase_of(p) is None else (None, None) for p in items}
     named = {p: phase_of(p) or described[p][0] for p in items}
     if folder is not None and any(named.values()):  # other files in the folder (a mask, notes) are ignored
         items = [p for p in items if named[p]]

@@ -330,3 +330,12 @@ def test_renal_phases_of_dicom_series_by_their_descriptions_never_by_folder_orde
     assert resolve_phase_inputs(given) == found  # the descriptions, whatever the order given
     (study / "mask.nii.gz").write_bytes(b"")  # other files next to the named series are ignored, as before
     assert resolve_phase_inputs([study]) == found
+    # a pacs-import folder: files named by series UID, the descriptions in its pacs_series.json
+    from oncolabel.pacs import FolderStore, PacsSeries
+
+    store = FolderStore(tmp_path / "import")
+    for uid, text in named.items():
+        store.add(PacsSeries(study_uid="1.2.826.0.1.9", series_uid=uid, modality="CT", description=text),
+                  read_image(study / uid))
+    files = sorted((tmp_path / "import").glob("*.nii.gz"))  # UID order, as a shell glob gives them
+    assert {p: v.name for p, v in resolve_phase_inputs(files).items()} == {p: f"{found[p].name}.nii.gz" for p in PHASES}
