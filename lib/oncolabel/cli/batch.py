@@ -5,7 +5,8 @@ Each case runs exactly the single-case command (same reading, checks, outputs an
 results are those ``infer`` gives case by case, without a process start per case. CASES is a CSV (a ``case``
 column and the task's input columns, paths relative to the CSV's folder) or a folder:
 
-* ``bone-metastasis``, ``pet-lymphoma``: each image file or subfolder (one DICOM series) is a case;
+* ``bone-metastasis``, ``pet-lymphoma``: each image file or subfolder (one DICOM series, or one image file named
+  ``image``, ``ct`` or ``pet``) is a case;
 * ``renal-mass``: each subfolder (the four phase files or DICOM folders, named after their phase) is a case;
 * ``hn-response``, ``pannet-ln``: each subfolder holds the CT (``image`` or ``ct``) and the tumour mask (``mask``, ``tumour`` or
   ``gtv``), or a folder with ``images/`` and ``labels/`` paired by case id.
@@ -107,8 +108,8 @@ def read_cases(task: str, source: str | Path) -> list[Case]:
                  for d in _visible(src / "cases" if (src / "cases").is_dir() else src) if d.is_dir()]
     else:
         root = next((src / d for d in ("cases", "images") if (src / d).is_dir()), src)
-        cases = [Case(_safe_id(case_id_of(p) if p.is_file() else p.name), (str(p),), {}) for p in _visible(root)
-                 if p.is_dir() or (task != "renal-mass" and image_suffix(p))]
+        cases = [Case(_safe_id(case_id_of(p) if p.is_file() else p.name), (_single_input(task, p),), {})
+                 for p in _visible(root) if p.is_dir() or (task != "renal-mass" and image_suffix(p))]
     if not cases:
         raise InvalidInputError(f"{src}: holds no case for {task}")
     seen: set[str] = set()
@@ -133,6 +134,15 @@ def _named_file(folder: Path, names: tuple[str, ...]) -> str:
     """The one image file (or DICOM folder) of ``folder`` whose name is one of ``names`` ("" when none)."""
     found = [p for p in _visible(folder) if case_id_of(p).lower() in names and (p.is_dir() or image_suffix(p))]
     return str(found[0]) if len(found) == 1 else ""
+
+
+def _single_input(task: str, entry: Path) -> str:
+    """A case entry as the single-case command's input: a file, a renal case's folder, or for the one-image tasks a
+    subfolder holding one image file named after it (a phantom cohort's ``cases/<id>/image.nii.gz``), else the
+    subfolder itself (a DICOM series)."""
+    if entry.is_file() or task == "renal-mass":
+        return str(entry)
+    return _named_file(entry, _CT_NAMES + ("pet",)) or str(entry)
 
 
 def _safe_id(name: str) -> str:

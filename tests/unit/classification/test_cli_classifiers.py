@@ -280,6 +280,14 @@ def test_batch_over_classifier_cohorts(toy_models, toy_cohorts, tmp_path, capsys
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert [r["status"] for r in rows] == ["done", "refused"] and {"prediction", "p_malignant"} <= set(rows[0])
     assert "missing CT phase(s): excretory" in rows[1]["result"]
+    pet = toy_cohorts["pet_lymphoma"][0]  # the phantom layout: cases/<id>/image.nii.gz
+    shutil.copytree(Path(pet["image"]).parent, tmp_path / "pet" / "cases" / "p1")
+    assert main(["batch", "pet-lymphoma", str(tmp_path / "pet"), "--out", str(tmp_path / "pet_out"), "--model",
+                 str(toy_models["pet_lymphoma"])]) == 0
+    assert main(["infer", "pet-lymphoma", pet["image"], "--model", str(toy_models["pet_lymphoma"]), "--json",
+                 str(tmp_path / "pet.json")]) == 0
+    assert (json.loads((tmp_path / "pet_out" / "p1.json").read_text())["probabilities"]
+            == json.loads((tmp_path / "pet.json").read_text())["probabilities"])
     hn = toy_cohorts["hn_response"][:2]
     table = tmp_path / "hn.csv"
     table.write_text("case,ct,mask\n" + f"a,{hn[0]['image']},{hn[0]['mask']}\n" + f"b,{hn[1]['image']},\n")
