@@ -298,6 +298,13 @@ def test_batch_runs_infer_over_a_cohort_refuses_bad_cases_alone_and_resumes(tmp_
     rows = {r["case"]: r for r in csv.DictReader(open(tmp_path / "o2" / "summary.csv"))}
     assert rows["first"]["status"] == "done" and (tmp_path / "o2" / "first.seg.nrrd").exists()
     assert rows["none"]["status"] == "refused" and rows["none"]["result"] == "no input given"
+    inside = tmp_path / "one"  # the output folder inside the cohort folder is not taken for a case on a rerun
+    inside.mkdir()
+    (inside / "case1.nii.gz").write_bytes((cohort / "case1.nii.gz").read_bytes())
+    for _ in range(2):
+        assert main(["batch", "bone-metastasis", str(inside), "--out", str(inside / "results"), "--model",
+                     str(toy_checkpoint)]) == 0
+    assert [r["case"] for r in csv.DictReader(open(inside / "results" / "summary.csv"))] == ["case1"]
     (tmp_path / "evil.csv").write_text("case,input\n../evil,cohort/images/case1.nii.gz\n")
     assert main(["batch", "bone-metastasis", str(tmp_path / "evil.csv"), "--out", str(tmp_path / "o3")]) == 1
     assert "case id '../evil'" in capsys.readouterr().err and not (tmp_path / "o3").exists()

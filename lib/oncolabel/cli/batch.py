@@ -8,8 +8,8 @@ column and the task's input columns, paths relative to the CSV's folder) or a fo
 * ``bone-metastasis``, ``pet-lymphoma``: each image file or subfolder (one DICOM series, or one image file named
   ``image``, ``ct`` or ``pet``) is a case;
 * ``renal-mass``: each subfolder (the four phase files or DICOM folders, named after their phase) is a case;
-* ``hn-response``, ``pannet-ln``: each subfolder holds the CT (``image`` or ``ct``) and the tumour mask (``mask``, ``tumour`` or
-  ``gtv``), or a folder with ``images/`` and ``labels/`` paired by case id.
+* ``hn-response``, ``pannet-ln``: each subfolder holds the CT (``image`` or ``ct``) and the tumour mask (``mask``,
+  ``tumour`` or ``gtv``), or a folder with ``images/`` and ``labels/`` paired by case id.
 
 A phantom cohort's ``cases/`` (classifiers) or ``images/`` (bone metastasis) folder is used when present.
 
@@ -78,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_batch)
 
 
-def read_cases(task: str, source: str | Path) -> list[Case]:
-    """The cases of a CSV or a folder (module docstring), in file order / name order.
+def read_cases(task: str, source: str | Path, *, exclude: Path | None = None) -> list[Case]:
+    """The cases of a CSV or a folder (module docstring), in file order / name order; ``exclude`` (the output
+    folder, when it lies in the cohort folder) is not a case.
 
     Raises:
         InvalidInputError: a missing source or column, an unsafe or repeated case id, a folder with no case.
@@ -105,11 +106,11 @@ def read_cases(task: str, source: str | Path) -> list[Case]:
                  for p in _visible(src / "images") if image_suffix(p)]
     elif task in ("hn-response", "pannet-ln"):
         cases = [Case(_safe_id(d.name), tuple(_named_file(d, names) for names in (_CT_NAMES, _MASK_NAMES)), {})
-                 for d in _visible(src / "cases" if (src / "cases").is_dir() else src) if d.is_dir()]
+                 for d in _visible(src / "cases" if (src / "cases").is_dir() else src, exclude) if d.is_dir()]
     else:
         root = next((src / d for d in ("cases", "images") if (src / d).is_dir()), src)
         cases = [Case(_safe_id(case_id_of(p) if p.is_file() else p.name), (_single_input(task, p),), {})
-                 for p in _visible(root) if p.is_dir() or (task != "renal-mass" and image_suffix(p))]
+                 for p in _visible(root, exclude) if p.is_dir() or (task != "renal-mass" and image_suffix(p))]
     if not cases:
         raise InvalidInputError(f"{src}: holds no case for {task}")
     seen: set[str] = set()
@@ -126,8 +127,9 @@ def read_cases(task: str, source: str | Path) -> list[Case]:
 _CT_NAMES, _MASK_NAMES = ("image", "ct"), ("mask", "tumour", "tumor", "gtv")
 
 
-def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+def _visible(folder: Path, exclude: Path | None = None) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                  and (exclude is None or p.resolve() != exclude.resolve()))
 
 
 def _named_file(folder: Path, names: tuple[str, ...]) -> str:
@@ -197,7 +199,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from oncolabel.provenance import file_sha256
     from oncolabel.tasks import get_task
 
-    cases = read_cases(args.task, args.cases)
+    cases = read_cases(args.task, args.cases, exclude=Path(args.out))
     model_sha = file_sha256(args.model or default_checkpoint_path(get_task(args.task.replace("-", "_"))))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
