@@ -97,8 +97,8 @@ def read_cases(task: str, source: str | Path, *, exclude: Path | None = None) ->
             raise InvalidInputError(f"{src}: a CSV with the columns case, {', '.join(columns)} (optional: "
                                     f"{', '.join(optional) or 'none'}) and one row per case is needed"
                                     + (f"; missing {', '.join(missing)}" if rows else "; it holds no row"))
-        cases = [Case(r["case"].strip(), tuple(str(src.parent / r[c].strip()) if r[c] and r[c].strip() else ""
-                                               for c in columns),
+        cases = [Case((r["case"] or "").strip(), tuple(str(src.parent / r[c].strip()) if r[c] and r[c].strip()
+                                                       else "" for c in columns),
                       {o: r[o].strip() for o in optional if r.get(o) and r[o].strip()}) for r in rows]
     elif task in ("hn-response", "pannet-ln") and (src / "images").is_dir() and (src / "labels").is_dir():
         masks = {case_id_of(p): p for p in _visible(src / "labels") if image_suffix(p)}
