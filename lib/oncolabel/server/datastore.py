@@ -10,7 +10,8 @@ Differences from ``monailabel.datastore.local.LocalDatastore`` (same folder layo
   a ``versions.json`` (version, time, user, sha256, info); ``labels/<tag>/<image>`` holds the latest version.
 * **Validation before anything is stored**: ids and tags must be plain names (no ``/``, ``\\``, ``..``); an
   uploaded image must be a readable 3D image and may not replace an existing image; an uploaded label must be a
-  readable image on exactly the image's grid with integer values.
+  readable image with integer values on the image's grid, or on a part of it (a Slicer ``.seg.nrrd`` cropped to its
+  segments: placed on the image's grid voxel for voxel before it is stored, recorded in its info).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 
 from oncolabel.errors import (ConflictError, DatastoreError, ImageReadError, InvalidInputError, NotFoundError,
                               OncoLabelError)
-from oncolabel.io import (atomic_path, check_label_values, check_same_geometry, image_suffix, read_image,
-                          require_3d)
+from oncolabel.io import (atomic_path, check_label_values, image_suffix, mask_on_grid, read_image, require_3d,
+                          write_label)
 from oncolabel.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -137,17 +138,42 @@ class OncoDatastore(LocalDatastore):
             raise InvalidInputError(f"{what}: {exc}") from exc
         return require_3d(img, what=what)
 
-    def _check_label_file(self, image_id: str, label_path: str) -> dict[str, Any]:
+    def _check_label_file(self, image_id: str, label_path: str) -> tuple[dict[str, Any], sitk.Image | None]:
+        """What to record of a submitted label, and the label placed on the image's grid when it was submitted on
+        a part of it (:func:`oncolabel.io.mask_on_grid`: a Slicer ``.seg.nrrd`` cropped to its segments), else
+        None (the file is stored as submitted)."""
         label = self._check_image_file(label_path, what=f"label for {image_id!r}")
         image = read_image(self.get_image_uri(image_id))
-        check_same_geometry(image, label, what=f"label for {image_id!r}")
-        arr = sitk.GetArrayViewFromImage(label)
+        placed = mask_on_grid(image, label, what=f"label for {image_id!r}")
+        arr = sitk.GetArrayViewFromImage(placed)
         check_label_values(arr, what=f"label for {image_id!r}")
         values = np.unique(arr)
         if values.size > self._max_label_values:
             raise InvalidInputError(f"label for {image_id!r} holds {values.size} distinct values "
                                     f"({values[:8].tolist()}...): at most {self._max_label_values} labels expected")
-        return {"label_values": [int(v) for v in values], "foreground_voxels": int(np.count_nonzero(arr))}
+        checked: dict[str, Any] = {"label_values": [int(v) for v in values],
+                                   "foreground_voxels": int(np.count_nonzero(arr))}
+        if placed is label:
+            return checked, None
+        checked["placed_on_image_grid"] = {"submitted_size": list(label.GetSize()),
+                                           "submitted_origin": [round(v, 4) for v in label.GetOrigin()],
+                                           "submitted_sha256": file_sha256(label_path)}
+        return checked, placed
+
+    @staticmethod
+    def _write_placed(placed: sitk.Image, submitted: str, dest: Path) -> None:
+        """Write a label placed on the image's grid in the submitted file's format (a ``.seg.nrrd`` keeps its
+        segments' names)."""
+        if image_suffix(submitted) != ".seg.nrrd":
+            sitk.WriteImage(placed, str(dest), True)
+            return
+        import slicerio
+
+        segments = {int(s["labelValue"]): str(s.get("name") or s["labelValue"])  # none in a plain NRRD
+                    for s in slicerio.read_segmentation(submitted, skip_voxels=True)["segments"]
+                    if int(s.get("layer", 0)) == 0 and "labelValue" in s}
+        values = np.unique(sitk.GetArrayViewFromImage(placed))
+        write_label(placed, dest, segments={int(v): segments.get(int(v), f"label {int(v)}") for v in values if v})
 
     # --- writes ---------------------------------------------------------------------------------------------
     def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
@@ -181,7 +207,7 @@ class OncoDatastore(LocalDatastore):
             self._init_from_datastore_file()
             self._object(image_id)
         ext = image_suffix(label_filename)
-        checked = self._check_label_file(image_id, label_filename)
+        checked, placed = self._check_label_file(image_id, label_filename)
         with self._transaction() as ds:
             obj = ds.objects.get(image_id)
             if obj is None:
@@ -193,7 +219,10 @@ class OncoDatastore(LocalDatastore):
             n = len(versions) + 1
             vfile = vdir / f"v{n:04d}{ext}"
             with atomic_path(vfile) as tmp:
-                shutil.copyfile(label_filename, tmp)
+                if placed is None:
+                    shutil.copyfile(label_filename, tmp)
+                else:
+                    self._write_placed(placed, label_filename, tmp)
             info = dict(label_info or {})
             info.update({"ts": int(time.time()), "name": self._filename(image_id, ext), "version": n,
                          "sha256": file_sha256(vfile), **checked})

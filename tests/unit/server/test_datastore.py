@@ -104,6 +104,33 @@ def test_every_label_version_is_kept(studies, tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(ds.get_label_uri("img0", "final"))), arr)
 
 
+def test_a_label_cropped_to_its_segments_is_stored_on_the_image_grid(studies, tmp_path):
+    """A Slicer .seg.nrrd cropped to its segment (written by slicerio as Slicer writes it): stored placed on the
+    image's grid, its segment name kept, the submitted size and checksum in the version's info."""
+    slicerio = pytest.importorskip("slicerio")
+    ds = OncoDatastore(str(studies))
+    full = sitk.ReadImage(str(tmp_path / "lab0.nii.gz"))
+    arr = sitk.GetArrayFromImage(full)
+    assert arr.any()
+    z, y, x = (np.nonzero(arr)[k] for k in range(3))
+    lo, hi = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()]) + 1
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = np.asarray(full.GetDirection()).reshape(3, 3) * np.asarray(full.GetSpacing())
+    ijk_to_lps[:3, 3] = full.TransformIndexToPhysicalPoint([int(v) for v in lo])
+    seg = slicerio.create_segmentation(tuple(int(v) for v in hi - lo), ijk_to_lps)
+    crop = np.transpose(arr[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]], (2, 1, 0)) > 0
+    slicerio.add_segment(seg, crop, {"id": "Segment_1", "name": "metastasis"})
+    slicerio.write_segmentation(str(tmp_path / "cropped.seg.nrrd"), seg)
+    assert sitk.ReadImage(str(tmp_path / "cropped.seg.nrrd")).GetSize() != full.GetSize()
+    ds.save_label("img0", str(tmp_path / "cropped.seg.nrrd"), "final", {"user": "r1"})
+    stored = ds.get_label_uri("img0", "final")
+    assert stored.endswith("img0.seg.nrrd")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(stored)), (arr > 0).astype(np.uint8))
+    assert [s["name"] for s in slicerio.read_segmentation(stored, skip_voxels=True)["segments"]] == ["metastasis"]
+    placed = ds.label_versions("img0", "final")[0]["placed_on_image_grid"]
+    assert placed["submitted_size"] == [int(v) for v in hi - lo] and len(placed["submitted_sha256"]) == 64
+
+
 def test_refusals_store_nothing(studies, tmp_path):
     ds = OncoDatastore(str(studies))
     before = (studies / "datastore_v2.json").read_text()
@@ -119,7 +146,7 @@ def test_refusals_store_nothing(studies, tmp_path):
         ds.save_label("img0", str(bad), "final", {})
     other = sitk.Image(16, 16, 4, sitk.sitkUInt8)
     sitk.WriteImage(other, str(tmp_path / "other.nii.gz"))
-    with pytest.raises(GeometryError, match="size"):
+    with pytest.raises(GeometryError, match="label for 'img0' spacing"):
         ds.save_label("img0", str(tmp_path / "other.nii.gz"), "final", {})
     txt = tmp_path / "label.txt"
     txt.write_text("1 2 3")
