@@ -574,24 +574,16 @@ def mask_on_grid(image: sitk.Image, mask: sitk.Image, *, what: str = "mask") -> 
         raise GeometryError(f"{what} origin {tuple(round(v, 4) for v in mask.GetOrigin())} lies between the image's "
                             f"voxels (index {tuple(round(float(v), 3) for v in start)}); a mask must be on the "
                             "image's grid or a part of it")
-    lo = np.round(start).astype(int)
-    hi = lo + np.asarray(mask.GetSize())
-    size = np.asarray(image.GetSize())
-    src_lo, src_hi = np.maximum(-lo, 0), np.asarray(mask.GetSize()) - np.maximum(hi - size, 0)
-    arr = sitk.GetArrayViewFromImage(mask)  # (z, y, x)
-    inside = tuple(slice(int(a), int(b)) for a, b in zip(src_lo[::-1], src_hi[::-1]))
-    if np.any(src_hi <= src_lo):
-        raise GeometryError(f"{what} (size {mask.GetSize()}, origin {tuple(round(v, 4) for v in mask.GetOrigin())}) "
-                            f"lies outside the image (size {image.GetSize()})")
-    if np.count_nonzero(arr[inside]) != np.count_nonzero(arr):
-        raise GeometryError(f"{what} (size {mask.GetSize()}, starting at the image's voxel {tuple(lo.tolist())}) has "
-                            f"labelled voxels outside the image (size {image.GetSize()})")
-    out = np.zeros(tuple(size[::-1]), dtype=arr.dtype)
-    dst_lo = np.maximum(lo, 0)
-    dst = tuple(slice(int(a), int(a + (b - c))) for a, b, c in zip(dst_lo[::-1], src_hi[::-1], src_lo[::-1]))
-    out[dst] = arr[inside]
-    placed = sitk.GetImageFromArray(out)
-    placed.CopyInformation(image)
+    # the grids share their voxels: nearest-neighbour sampling copies them, zeros where the mask has none
+    placed = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, mask.GetPixelID())
+    labelled = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(placed)))
+    if kept != labelled:
+        lo = np.round(start).astype(int)
+        apart = np.any(lo + np.asarray(mask.GetSize()) <= 0) or np.any(lo >= np.asarray(image.GetSize()))
+        where = f"{what} (size {mask.GetSize()}, starting at the image's voxel {tuple(lo.tolist())})"
+        raise GeometryError(f"{where} {'lies outside' if apart else 'has labelled voxels outside'} the image "
+                            f"(size {image.GetSize()})")
     return placed
 
 
@@ -646,16 +638,26 @@ def write_label(label: sitk.Image, dest: str | Path, *, segments: Mapping[int, s
     ijk_to_lps[:3, 3] = label.GetOrigin()
     seg = slicerio.create_segmentation(label.GetSize(), ijk_to_lps)
     ijk = np.transpose(arr, (2, 1, 0))  # (z, y, x) -> (i, j, k)
-    for k, (value, name) in enumerate(sorted(segments.items())):
+    for value, name in sorted(segments.items()):
         slicerio.add_segment(seg, ijk == value, {"id": f"Segment_{value}", "name": name,
-                                                 "color": _SEGMENT_COLOURS[k % len(_SEGMENT_COLOURS)]})
+                                                 "color": segment_colour(name, value)})
     with atomic_path(dest) as tmp:
         slicerio.write_segmentation(str(tmp), seg)
     return dest
 
 
-#: segment colours of written Slicer segmentations (RGB in [0, 1]), in label-value order
-_SEGMENT_COLOURS = ((0.86, 0.2, 0.16), (0.2, 0.6, 0.86), (0.95, 0.77, 0.06), (0.3, 0.75, 0.35))
+#: segment colours (RGB in [0, 1]) of known label names; others take :data:`SEGMENT_PALETTE` by label value. The
+#: Slicer module, which runs without this package, keeps the same table (``OncoLabelLib.arrays``; a test compares
+#: them), so a segment has one colour whether the module or ``infer ... OUT.seg.nrrd`` made it.
+SEGMENT_COLOURS = {"metastasis": (0.90, 0.20, 0.20), "tumour": (0.95, 0.60, 0.10), "tumor": (0.95, 0.60, 0.10),
+                   "lymph_node": (0.30, 0.60, 0.95)}
+SEGMENT_PALETTE = ((0.12, 0.47, 0.71), (0.17, 0.63, 0.17), (0.58, 0.40, 0.74), (0.55, 0.34, 0.29),
+                   (0.89, 0.47, 0.76), (0.50, 0.50, 0.50), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81))
+
+
+def segment_colour(name: str, value: int) -> tuple[float, float, float]:
+    """The display colour of a segment (:data:`SEGMENT_COLOURS`, else the palette by label value)."""
+    return SEGMENT_COLOURS.get(name.lower(), SEGMENT_PALETTE[(int(value) - 1) % len(SEGMENT_PALETTE)])
 
 
 def array_to_image(arr: np.ndarray, reference: sitk.Image, *, pixel_type: int | None = None) -> sitk.Image:

@@ -133,6 +133,17 @@ def test_a_seg_nrrd_written_by_the_cli_opens_as_a_named_segmentation(mrml_scene,
         back = mrml.segmentation_to_label_file(node, ct, {"metastasis": 1}, str(tmp_path / f"{name}.nii.gz"))
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(back)), array)
     assert isinstance(slicer.vtkMRMLSegmentationStorageNode(), slicer.vtkMRMLStorageNode)
+    color = node.GetSegmentation().GetNthSegment(0).GetColor()  # the module's colour for the segment
+    assert np.allclose(color, arrays.segment_colors({"metastasis": 1})["metastasis"], atol=1e-3)
+
+
+def test_the_module_and_the_library_colour_segments_alike():
+    """Two tables by necessity (the module runs without the package): they must not drift."""
+    from oncolabel.io import SEGMENT_COLOURS, SEGMENT_PALETTE, segment_colour
+
+    assert arrays.KNOWN_COLORS == SEGMENT_COLOURS and arrays.PALETTE == SEGMENT_PALETTE
+    names = {"metastasis": 1, "other": 2, "oedema": 3, "Tumour": 4, "x": 12}
+    assert arrays.segment_colors(names) == {n: segment_colour(n, v) for n, v in names.items()}
 
 
 def test_segments_the_server_does_not_know_are_refused(mrml_scene, tmp_path):
