@@ -34,6 +34,23 @@ def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def path_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder's content (a DICOM series): the digest of each visible file's relative path
+    and SHA-256, in path order, so that renaming, adding, removing or changing a file changes it.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return file_sha256(p)
+    h = hashlib.sha256()
+    for f in sorted(f for f in p.rglob("*") if f.is_file()
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)):
+        h.update(f"{f.relative_to(p).as_posix()}\t{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
 def provenance(*, settings: Mapping[str, Any] | None = None, model_path: str | Path | None = None,
                inputs: Mapping[str, str | Path] | None = None, **extra: Any) -> dict[str, Any]:
     """A JSON-serialisable provenance record.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -284,6 +285,22 @@ def test_batch_runs_infer_over_a_cohort_refuses_bad_cases_alone_and_resumes(tmp_
     assert rows["case1"]["status"] == rows["case2"]["status"] == "already done"
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("case*")} == stamps
     assert json.loads((out / "batch.json").read_text())["refused"] == ["broken"]
+    # a case whose input changed since its result was written is refused naming it; the result is kept, not redone
+    # over and not counted as the new file's; the cohort moved elsewhere is the same cohort
+    original = (cohort / "case2.nii.gz").read_bytes()
+    sitk.WriteImage(toy_ct(99)[0], str(cohort / "case2.nii.gz"))
+    assert main(["batch", "bone-metastasis", str(cohort), "--out", str(out), "--model", str(toy_checkpoint)]) == 1
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["case1"]["status"] == "already done" and rows["case2"]["status"] == "refused"
+    assert rows["case2"]["result"] == ("input changed since case2.json was written: remove it to redo the case, or "
+                                       "use another --out")
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("case*")} == stamps
+    (cohort / "case2.nii.gz").write_bytes(original)
+    shutil.copytree(cohort, tmp_path / "moved")
+    assert main(["batch", "bone-metastasis", str(tmp_path / "moved"), "--out", str(out), "--model",
+                 str(toy_checkpoint)]) == 1
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["case1"]["status"] == rows["case2"]["status"] == "already done"
     capsys.readouterr()  # the shipped model on the same output folder: the toy model's results are not mixed in
     assert main(["batch", "bone-metastasis", str(cohort), "--out", str(out)]) == 1
     assert "3 of 3 case(s) refused" in capsys.readouterr().err
@@ -308,3 +325,30 @@ def test_batch_runs_infer_over_a_cohort_refuses_bad_cases_alone_and_resumes(tmp_
     (tmp_path / "evil.csv").write_text("case,input\n../evil,cohort/images/case1.nii.gz\n")
     assert main(["batch", "bone-metastasis", str(tmp_path / "evil.csv"), "--out", str(tmp_path / "o3")]) == 1
     assert "case id '../evil'" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_batch_fingerprint_names_the_inputs_and_values_that_changed(tmp_path):
+    """A case's fingerprint: each input's content (a DICOM folder's files and their names; hidden files ignored)
+    and its values; `batch` names what differs from the run that wrote its result."""
+    from oncolabel.cli.batch import Case, _changed, case_fingerprint
+    from oncolabel.errors import InvalidInputError
+
+    phases = ("unenhanced", "corticomedullary", "nephrographic", "excretory")
+    for name in phases:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "1.dcm").write_bytes(name.encode())
+    case = Case("a", tuple(str(tmp_path / n) for n in phases), {"age": "61", "sex": "F"})
+    before = case_fingerprint(case)
+    (tmp_path / "nephrographic" / ".DS_Store").write_bytes(b"x")
+    assert _changed("renal-mass", case, before, case_fingerprint(case)) == ""
+    (tmp_path / "nephrographic" / "1.dcm").rename(tmp_path / "nephrographic" / "2.dcm")
+    (tmp_path / "excretory" / "1.dcm").write_bytes(b"other")
+    assert _changed("renal-mass", case, before, case_fingerprint(case)) == "nephrographic, excretory"
+    moved = Case("a", case.inputs, {"age": "62", "sex": "F", "size_mm": "30"})
+    assert _changed("renal-mass", moved, before, case_fingerprint(moved)).endswith("excretory, age, size_mm")
+    folder_case = Case("b", (str(tmp_path / "unenhanced"),), {})  # a renal case given as its folder
+    first = case_fingerprint(folder_case)
+    (tmp_path / "unenhanced" / "2.dcm").write_bytes(b"added")
+    assert _changed("renal-mass", folder_case, first, case_fingerprint(folder_case)) == "the case folder"
+    with pytest.raises(InvalidInputError, match="no such file or folder"):
+        case_fingerprint(Case("c", (str(tmp_path / "gone.nii.gz"),), {}))

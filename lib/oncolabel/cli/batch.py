@@ -14,10 +14,11 @@ column and the task's input columns, paths relative to the CSV's folder) or a fo
 A phantom cohort's ``cases/`` (classifiers) or ``images/`` (bone metastasis) folder is used when present.
 
 DIR receives ``<case>.json`` per case (written last: a case whose JSON exists is done and is skipped when the command
-runs again, so nothing is replaced; one done with another model is refused, not mixed in), the label or heat map
-files, and ``summary.csv`` (one row per case: status,
-the one-line result or the reason it was refused, and the main figures). A case that cannot be read is refused
-by itself and the others go on; the exit status is non-zero when any case was refused.
+runs again, so nothing is replaced; one done with another model, or whose input files or values changed since, is
+refused, not mixed in), the label or heat map files, ``summary.csv`` (one row per case: status, the one-line result
+or the reason it was refused, and the main figures) and ``batch.json`` (the run's settings, and each done case's
+input checksums). A case that cannot be read is refused by itself and the others go on; the exit status is
+non-zero when any case was refused.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from oncolabel import RESEARCH_USE_ONLY
 from oncolabel.cli._common import write_json
 from oncolabel.errors import InvalidInputError, OncoLabelError
 from oncolabel.io import atomic_path, case_id_of, image_suffix
-from oncolabel.provenance import package_versions
+from oncolabel.provenance import package_versions, path_sha256
 
 #: infer sub-command -> (input columns of a CSV, optional columns -> the infer option they fill)
 TASK_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -173,6 +174,40 @@ def case_argv(task: str, case: Case, out: Path, args: argparse.Namespace) -> lis
     return argv + (["--model", args.model] if args.model else [])
 
 
+def case_fingerprint(case: Case) -> dict[str, Any]:
+    """What a case's result was computed from: each input's SHA-256 (a folder's content; "" when not given) and the
+    case's values (age, size, ...). Paths are not part of it: a cohort moved elsewhere is the same cohort.
+
+    Raises:
+        InvalidInputError: an input that does not exist.
+    """
+    missing = [v for v in case.inputs if v and not Path(v).exists()]
+    if missing:
+        raise InvalidInputError(f"{missing[0]}: no such file or folder")
+    return {"sha256": [path_sha256(v) if v else "" for v in case.inputs], "values": dict(sorted(case.options.items()))}
+
+
+def _changed(task: str, case: Case, before: dict[str, Any], now: dict[str, Any]) -> str:
+    """Which of a case's inputs or values differ from those its result was computed from ("" when none)."""
+    columns = TASK_COLUMNS[task][0]
+    names = columns if len(columns) == len(case.inputs) else ("the case folder",) * len(case.inputs)
+    what = [n for n, a, b in zip(names, before.get("sha256", []), now["sha256"]) if a != b]
+    what += [k for k in sorted(set(before.get("values", {})) | set(now["values"]))
+             if before.get("values", {}).get(k) != now["values"].get(k)]
+    return ", ".join(what)
+
+
+def _read_ledger(path: Path) -> dict[str, Any]:
+    """The input checksums of the cases an earlier run in the same folder did (none when it has no batch.json)."""
+    if not path.exists():
+        return {}
+    try:
+        ledger = json.loads(path.read_text()).get("inputs", {})
+    except (ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"{path}: not a batch record ({exc}); use another --out") from exc
+    return ledger if isinstance(ledger, dict) else {}
+
+
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
     if "lesion_count" in result:
         return {"lesion_count": result["lesion_count"], "total_volume_ml": result["total_volume_ml"]}
@@ -204,23 +239,41 @@ def run_batch(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parser = build_parser()
+    ledger = _read_ledger(out / "batch.json")
     rows: list[dict[str, Any]] = []
+
+    def record() -> None:  # after every case, so that an interrupted run leaves an exact account
+        refused = [r["case"] for r in rows if r["status"] == "refused"]
+        write_json({"notice": RESEARCH_USE_ONLY, "task": args.task, "cases": str(args.cases), "n_cases": len(rows),
+                    "refused": refused, "model": args.model or "shipped", "model_sha256": model_sha,
+                    "device": args.device, "software": package_versions(("oncolabel", "torch", "monai", "SimpleITK")),
+                    "inputs": ledger}, out / "batch.json")
+
     for k, case in enumerate(cases, 1):
         result_json = out / f"{case.case_id}.json"
         row: dict[str, Any] = {"case": case.case_id}
-        if result_json.exists():
+        try:
+            fingerprint = case_fingerprint(case)
+        except (InvalidInputError, OSError) as exc:
+            fingerprint, row = None, {**row, "status": "refused", "result": str(exc), "warnings": 0}
+        if fingerprint is not None and result_json.exists():
             result = json.loads(result_json.read_text())
             prov = result.get("provenance", {})
             model = prov.get("model")
             done_by = prov.get("model_sha256") or (model.get("sha256") if isinstance(model, dict) else None)
-            if done_by == model_sha:
-                row.update(status="already done", result="", warnings=len(result.get("warnings", [])),
-                           **_figures(result))
-            else:  # a cohort's results come from one model: not mixed, not replaced
+            changed = _changed(args.task, case, ledger[case.case_id], fingerprint) if case.case_id in ledger else ""
+            if done_by != model_sha:  # a cohort's results come from one model: not mixed, not replaced
                 row.update(status="refused", warnings=0,
                            result=f"{result_json.name} holds a result of another model ({str(done_by)[:12]}, this "
                                   f"run's is {model_sha[:12]}): use another --out, or remove it to redo the case")
-        else:
+            elif changed:  # the result no longer describes the case's files: not kept as if it did, not replaced
+                row.update(status="refused", warnings=0,
+                           result=f"{changed} changed since {result_json.name} was written: remove it to redo the "
+                                  "case, or use another --out")
+            else:
+                row.update(status="already done", result="", warnings=len(result.get("warnings", [])),
+                           **_figures(result))
+        elif fingerprint is not None:
             printed, warned = io.StringIO(), io.StringIO()
             try:
                 case_args = parser.parse_args(case_argv(args.task, case, out, args))
@@ -230,15 +283,14 @@ def run_batch(args: argparse.Namespace) -> int:
                 lines = printed.getvalue().strip().splitlines()
                 row.update(status="done", result=lines[-1] if lines else "",
                            warnings=len(result.get("warnings", [])), **_figures(result))
+                ledger[case.case_id] = fingerprint
             except OncoLabelError as exc:
                 row.update(status="refused", result=str(exc), warnings=0)
         rows.append(row)
         _write_summary(rows, out / "summary.csv")
+        record()
         print(f"[{k}/{len(cases)}] {case.case_id}: {row['status']}" + (f": {row['result']}" if row["result"] else ""))
     refused = [r["case"] for r in rows if r["status"] == "refused"]
-    write_json({"notice": RESEARCH_USE_ONLY, "task": args.task, "cases": str(args.cases), "n_cases": len(rows),
-                "refused": refused, "model": args.model or "shipped", "device": args.device,
-                "software": package_versions(("oncolabel", "torch", "monai", "SimpleITK"))}, out / "batch.json")
     if refused:
         raise InvalidInputError(f"{len(refused)} of {len(rows)} case(s) refused ({', '.join(refused[:5])}"
                                 f"{', ...' if len(refused) > 5 else ''}); the reasons are in {out / 'summary.csv'}")
