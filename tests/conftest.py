@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
@@ -126,6 +127,19 @@ class Orthanc:
         return len(files)
 
 
+@pytest.fixture(autouse=True)
+def _process_locale():
+    """Restore the process locale after each test: ITK's GDCM writer (SimpleITK writing a DICOM slice with an
+    ImagePositionPatient, as some tests build series) leaves LC_ALL at "C", after which Python's default text encoding
+    is ASCII and a later test reading UTF-8 text without naming the encoding failed, depending on test order."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != before:
+        locale.setlocale(locale.LC_ALL, before)
+
+
 @pytest.fixture
 def orthanc(tmp_path_factory):
     """A real Orthanc PACS with its DICOMweb plugin on 127.0.0.1 (an empty database per test; remote access and the
@@ -210,3 +224,29 @@ def toy_checkpoint(tmp_path_factory) -> Path:
     items = write_toy_items(root, range(2))
     result = Trainer(get_task("bone_metastasis"), iterations=20, batch_size=4, seed=0).fit(items)
     return save_checkpoint(result.checkpoint, root / "toy.pt")
+
+
+def cd_export(dest: Path, series: Sequence[tuple[Path, dict]]) -> Path:
+    """A CD/DVD export as scanners and PACS viewers burn it: a DICOMDIR indexing PT*/ST*/SE* folders of files without
+    a suffix (pydicom's File-set writer), holding copies of the real DICOM series in ``series`` (folder, header
+    values to set); each copy gets its own series and instance UIDs."""
+    import pydicom
+    from pydicom.fileset import FileSet
+    from pydicom.uid import generate_uid
+
+    fs = FileSet()
+    for folder, values in series:
+        uid = generate_uid()
+        for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            for key, value in values.items():
+                setattr(ds, key, value)
+            for key, value in (("PatientID", "ANON"), ("StudyDate", "20200101"), ("StudyTime", "120000"),
+                               ("StudyID", "1"), ("SeriesNumber", 1), ("InstanceNumber", 1)):
+                if key not in ds:  # elements a DICOMDIR's records need, absent from some public test files
+                    setattr(ds, key, value)
+            fs.add(ds)
+    fs.write(dest)
+    return dest

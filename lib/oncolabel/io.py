@@ -48,10 +48,163 @@ def _modality(path: str) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class DicomdirSeries:
+    """One series a DICOMDIR lists: its UID, modality, description (from its first file) and files (paths)."""
+
+    uid: str
+    modality: str
+    description: str
+    files: tuple[Path, ...]
+
+
+def dicomdir_of(folder: str | Path) -> Path | None:
+    """The DICOMDIR file of a folder (a CD/DVD or USB export: the series lie in subfolders it indexes), or None."""
+    folder = Path(folder)
+    found = [p for p in (folder / "DICOMDIR", folder / "dicomdir") if p.is_file()]
+    return found[0] if found else None
+
+
+def _file_id_path(root: Path, file_id) -> Path:
+    """A DICOMDIR's ReferencedFileID as a path under ``root``, matching each component regardless of case when the
+    exact name is not there (Linux shows an ISO 9660 CD's upper-case names in lower case)."""
+    path = root
+    for part in ([file_id] if isinstance(file_id, str) else list(file_id)):
+        exact = path / str(part)
+        if not exact.exists() and path.is_dir():
+            exact = next((c for c in path.iterdir() if c.name.lower() == str(part).lower()), exact)
+        path = exact
+    return path
+
+
+def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
+    """The series a DICOMDIR lists (image records only), in the DICOMDIR's order, read by following its records'
+    offsets (patient -> study -> series -> image).
+
+    Raises:
+        ImageReadError: the DICOMDIR cannot be read, or names a file that is not there (an incomplete copy:
+            reading the rest would give a volume with slices missing).
+    """
+    import pydicom
+
+    dicomdir = Path(dicomdir)
+    try:
+        ds = pydicom.dcmread(dicomdir)
+        records = {int(r.seq_item_tell): r for r in ds.DirectoryRecordSequence}
+        first = int(ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity)
+    except Exception as exc:  # pydicom raises several types for a malformed file
+        raise ImageReadError(f"{dicomdir}: cannot read the DICOMDIR ({exc})") from exc
+    series: dict[str, tuple[str, list[Path]]] = {}
+    seen: set[int] = set()
+
+    def walk(offset: int, series_record) -> None:
+        while offset and offset not in seen:
+            if offset not in records:
+                raise ImageReadError(f"{dicomdir}: cannot read the DICOMDIR (a record points to offset {offset}, "
+                                     "where there is none)")
+            seen.add(offset)
+            record = records[offset]
+            kind = str(record.get("DirectoryRecordType", "")).upper()
+            if record.get("RecordInUseFlag", 0xFFFF) != 0:
+                if kind == "IMAGE" and series_record is not None and "ReferencedFileID" in record:
+                    uid = str(series_record.get("SeriesInstanceUID", ""))
+                    series.setdefault(uid, (str(series_record.get("Modality", "")), []))[1].append(
+                        _file_id_path(dicomdir.parent, record.ReferencedFileID))
+                walk(int(record.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0),
+                     record if kind == "SERIES" else series_record)
+            offset = int(record.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
+
+    walk(first, None)
+    out = []
+    for uid, (modality, files) in series.items():
+        absent = [f for f in files if not f.is_file()]
+        if absent:
+            raise ImageReadError(f"{dicomdir}: lists {absent[0].relative_to(dicomdir.parent)}, which is not there "
+                                 f"({len(absent)} of series {uid}'s {len(files)} files missing: an incomplete copy?)")
+        description = ""
+        try:
+            description = str(pydicom.dcmread(files[0], stop_before_pixels=True,
+                                              specific_tags=["SeriesDescription"]).get("SeriesDescription", ""))
+        except Exception:  # the description only labels the series in messages
+            pass
+        out.append(DicomdirSeries(uid, modality, description.strip(), tuple(files)))
+    return out
+
+
+def _dicomdir_image_series(folder: Path, dicomdir: Path, *, modality: str | None = None) -> DicomdirSeries:
+    """The one image series (of ``modality`` if given) a folder's DICOMDIR lists; refused naming them otherwise."""
+    listed = [s for s in dicomdir_series(dicomdir) if s.modality.upper() not in NON_IMAGE_MODALITIES]
+    if modality is not None and any(s.modality == modality for s in listed):
+        listed = [s for s in listed if s.modality == modality]
+    if len(listed) == 1:
+        return listed[0]
+    if not listed:
+        raise ImageReadError(f"{folder}: its DICOMDIR lists no image series")
+
+    def where(s: DicomdirSeries) -> str:
+        parents = {f.parent for f in s.files}
+        return str(parents.pop().relative_to(folder)) if len(parents) == 1 else f"{len(parents)} folders"
+
+    shown = [f"{s.modality or '?'} '{s.description or 'no description'}' ({len(s.files)} files, {where(s)})"
+             for s in listed[:6]]
+    raise ImageReadError(f"{folder}: its DICOMDIR lists {len(listed)} image series ({'; '.join(shown)}"
+                         f"{'; ...' if len(listed) > 6 else ''}): give the folder of the one to read")
+
+
+def dicomdir_series_folders(folder: str | Path) -> list[Path]:
+    """The folders of the image series a folder's DICOMDIR lists, one per series (an export that stores each
+    series in a folder of its own, as CD/DVD exports usually do), in the DICOMDIR's order.
+
+    Raises:
+        ImageReadError: no DICOMDIR, or a series whose files are spread over several folders or share a folder
+            with another series (each series must be given as a folder here).
+    """
+    folder = Path(folder)
+    dicomdir = dicomdir_of(folder)
+    if dicomdir is None:
+        raise ImageReadError(f"{folder}: holds no DICOMDIR")
+    listed = [s for s in dicomdir_series(dicomdir) if s.modality.upper() not in NON_IMAGE_MODALITIES]
+    owners: dict[Path, list[DicomdirSeries]] = {}
+    for s in listed:
+        parents = {f.parent for f in s.files}
+        if len(parents) != 1:
+            raise ImageReadError(f"{folder}: its DICOMDIR's series '{s.description or s.uid}' is spread over "
+                                 f"{len(parents)} folders; copy each series' files into a folder of its own")
+        owners.setdefault(parents.pop(), []).append(s)
+    shared = next(((f, ss) for f, ss in owners.items() if len(ss) > 1), None)
+    if shared is not None:
+        names = ", ".join(repr(s.description or s.uid) for s in shared[1])
+        raise ImageReadError(f"{folder}: its DICOMDIR's series {names} share the folder "
+                             f"{shared[0].relative_to(folder)}; copy each series' files into a folder of its own")
+    return list(owners)
+
+
+def _along_normal(files: list[str]) -> list[str]:
+    """Slice files in the order GDCM gives a folder's series (ascending position along the slice normal), so that a
+    series listed by a DICOMDIR is stored as the same volume; files without a position keep their order (the
+    geometry check refuses them)."""
+    import pydicom
+
+    keys = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True,
+                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient"])
+            o = np.asarray([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3)
+            keys.append(float(np.dot(np.cross(o[0], o[1]), [float(v) for v in ds.ImagePositionPatient])))
+        except Exception:  # unreadable or unplaced: left to the geometry check and GDCM
+            return files
+    return [f for _, f in sorted(zip(keys, files), key=lambda kv: kv[0])]
+
+
 def dicom_series_files(folder: str | Path) -> list[str]:
     """The files of the one DICOM image series in ``folder`` (non-image series such as a SEG next to it are not
-    counted); :class:`ImageReadError` naming the problem otherwise (empty folder, several image series, ...)."""
+    counted), or of the one image series its DICOMDIR lists (a CD export); :class:`ImageReadError` naming the
+    problem otherwise (empty folder, several image series, ...)."""
     folder = Path(folder)
+    dicomdir = dicomdir_of(folder)
+    if dicomdir is not None:
+        return _along_normal([str(f) for f in _dicomdir_image_series(folder, dicomdir).files])
     entries = list(folder.iterdir())
     if not any(p.is_file() for p in entries):
         subfolders = sorted(p.name for p in entries if p.is_dir())
@@ -357,7 +510,8 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     slice's rescale and nothing else.
 
     Args:
-        folder: folder holding one series (other files are ignored when pydicom cannot read them).
+        folder: folder holding one series (other files are ignored when pydicom cannot read them), or whose DICOMDIR
+            lists one image series (of ``modality``, if given).
         modality: if given (e.g. ``"PT"``), only slices of that modality are read (a PET/CT export holding both
             series in one folder gives its PET), and a folder without any is refused.
 
@@ -372,7 +526,10 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     if not folder.is_dir():
         raise ImageReadError(f"{folder}: not a folder of DICOM files")
     slices, unplaced, multiframe = [], [], 0
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    dicomdir = dicomdir_of(folder)
+    candidates = (_dicomdir_image_series(folder, dicomdir, modality=modality).files if dicomdir is not None
+                  else (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))
+    for path in sorted(candidates):
         try:
             ds = pydicom.dcmread(path)
         except (InvalidDicomError, OSError, ValueError):
@@ -437,7 +594,8 @@ def _is_monochrome1(files: list[str]) -> bool:
 
 
 def read_image(path: str | Path, *, pixel_type: int | None = None) -> sitk.Image:
-    """Read a NIfTI / NRRD / MHA file or a folder holding exactly one DICOM series.
+    """Read a NIfTI / NRRD / MHA file, a folder holding exactly one DICOM series, or a folder whose DICOMDIR lists
+    exactly one image series (a CD/DVD export; with several, the error lists them and their folders).
 
     A MONOCHROME1 DICOM series is read with :func:`read_dicom_volume` (stored values, not GDCM's inverted display
     values). A series of one multi-frame (enhanced) CT file, or that file itself, is placed frame by frame from its

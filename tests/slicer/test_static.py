@@ -33,7 +33,7 @@ SCENE_WIDGETS = ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget")
 
 
 def parameter_fields() -> Dict[str, ast.AnnAssign]:
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "OncoLabelParameterNode")
     assert any(ast.unparse(d) == "parameterNodeWrapper" for d in cls.decorator_list)
     return {n.target.id: n for n in cls.body if isinstance(n, ast.AnnAssign)}
@@ -98,7 +98,7 @@ def test_every_parameter_name_in_the_ui_is_a_field_of_a_fitting_type():
 
 def test_parameter_node_annotations_evaluate_on_python_39():
     """``get_type_hints`` evaluates them at run time: no ``X | Y``, only names the module imports."""
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
     imported = set()
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -120,7 +120,7 @@ def test_scene_widgets_get_the_scene():
 
 
 def test_the_module_uses_only_widgets_and_fields_that_exist():
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
     widgets, fields = set(ui_widgets()), set(parameter_fields())
     wrapper_api = {"connectGui", "disconnectGui", "getValue", "setValue", "parameterNode", "default", "StartModify",
                    "EndModify", "AddObserver", "RemoveObserver", "Modified"}
@@ -135,7 +135,7 @@ def test_the_module_uses_only_widgets_and_fields_that_exist():
 
 
 def test_module_has_the_four_slicer_classes_and_a_real_self_test():
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
     classes = {n.name: [ast.unparse(b) for b in n.bases] for n in tree.body if isinstance(n, ast.ClassDef)}
     assert classes["OncoLabel"] == ["ScriptedLoadableModule"]
     assert classes["OncoLabelWidget"] == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
@@ -154,7 +154,7 @@ def test_module_has_the_four_slicer_classes_and_a_real_self_test():
 
 # --- CMake ---------------------------------------------------------------------------------------------------------
 def cmake_list(name: str) -> List[str]:
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     body = re.search(rf"set\({name}\s+(.*?)\)", text, re.S).group(1)
     return [item.replace("${MODULE_NAME}", "OncoLabel") for item in body.split()]
 
@@ -164,7 +164,7 @@ def test_cmake_lists_every_file_of_the_module():
     on_disk_res = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
     assert set(cmake_list("MODULE_PYTHON_SCRIPTS")) == on_disk_py
     assert set(cmake_list("MODULE_PYTHON_RESOURCES")) == on_disk_res
-    top = (EXTENSION_DIR / "CMakeLists.txt").read_text()
+    top = (EXTENSION_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf"set\(EXTENSION_{key} ", top), key
     assert "add_subdirectory(OncoLabel)" in top and "find_package(Slicer REQUIRED)" in top
@@ -212,7 +212,7 @@ def test_cmake_build_bundles_the_one_client_and_the_installed_module_finds_it(tm
     installed = prefix / "lib/Slicer-5.8/qt-scripted-modules"
     assert built.read_bytes() == CLIENT.read_bytes()
     assert (installed / "OncoLabelLib" / "_bundled_client.py").read_bytes() == CLIENT.read_bytes()
-    assert (build / "unittest.txt").read_text() == "OncoLabel.py"
+    assert (build / "unittest.txt").read_text(encoding="utf-8") == "OncoLabel.py"
     for listed in cmake_list("MODULE_PYTHON_SCRIPTS") + cmake_list("MODULE_PYTHON_RESOURCES"):
         assert (installed / listed).is_file(), listed
     code = ("from OncoLabelLib.clientloader import load_client_module_with_source as f; m, how = f(['checkout', "
@@ -233,7 +233,7 @@ TYPE_NAMES = {"None", "int", "str", "float", "bool", "bytes", "list", "dict", "t
 
 @pytest.mark.parametrize("path", MODULE_FILES + [CLIENT], ids=lambda p: str(p.relative_to(REPO)))
 def test_sources_stay_within_python_39_and_312(path):
-    src = path.read_text()
+    src = path.read_text(encoding="utf-8")
     ast.parse(src, feature_version=(3, 9))
     tree = ast.parse(src)
     annotations = set()
@@ -264,7 +264,7 @@ def test_sources_stay_within_python_39_and_312(path):
 
 def test_lib_imports_no_slicer_qt_ctk_or_vtk_at_import_time():
     for path in LIB_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:  # module level only: mrml imports inside its functions
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = {a.name.split(".")[0] for a in node.names} if isinstance(node, ast.Import) else \
@@ -320,11 +320,11 @@ def test_one_http_client_in_the_repository():
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, text=True, check=True).stdout.split()
     definers = [f for f in listed if f.endswith(".py") and (REPO / f).is_file()
-                and re.search(r"^class OncoLabelClient\b", (REPO / f).read_text(errors="replace"), re.M)]
+                and re.search(r"^class OncoLabelClient\b", (REPO / f).read_text(encoding="utf-8", errors="replace"), re.M)]
     assert definers == ["lib/oncolabel/client.py"]
     assert not list(EXTENSION_DIR.rglob("_bundled_client.py")), "a build product in the source tree"
     for path in MODULE_FILES:
-        src = path.read_text()
+        src = path.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(import requests|from requests)", src, re.M), f"{path.name} talks HTTP itself"
 
 

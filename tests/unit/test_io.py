@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from oncolabel.errors import GeometryError, ImageReadError, InvalidInputError
 from oncolabel.io import (array_to_image, atomic_path, case_id_of, check_same_geometry, list_images, read_image,
                           require_3d, write_image)
 from oncolabel.preprocessing import CTSlicePreprocessing
-from tests.conftest import multiframe_dicom_copy, realdata, tilted_dicom_copy, toy_ct
+from tests.conftest import cd_export, multiframe_dicom_copy, realdata, tilted_dicom_copy, toy_ct
 
 
 def test_roundtrip_nifti_and_nrrd_keep_geometry(tmp_path):
@@ -419,6 +420,52 @@ def test_real_monochrome1_pet_series_is_not_inverted():
     got = sitk.GetArrayFromImage(read_image(folder))
     assert np.array_equal(got, sitk.GetArrayFromImage(read_pet_dicom(folder).image))
     assert got.max() > 10 * max(np.median(got), 1e-6)  # hot spheres are maxima, not minima
+
+
+def test_a_cd_export_reads_as_the_series_its_dicomdir_lists(tmp_path):
+    """A CD/DVD export (a DICOMDIR indexing PT*/ST*/SE* folders of files without a suffix) was refused ('the folder
+    holds no readable DICOM image series'). Its one image series now reads as the same volume the series' own folder
+    gives (same voxels, same storage order), by ITK and by pydicom; several series are refused naming each with its
+    folder, and that folder reads; a DICOMDIR naming a file that is not there, or unreadable, is refused so."""
+    from oncolabel.io import dicom_series_files, read_dicom_volume
+
+    ct = realdata("dcmqi", "segmentations", "ct-3slice")
+    one = cd_export(tmp_path / "one", [(ct, {"SeriesDescription": "Abdomen 1.0"})])
+    assert (one / "DICOMDIR").is_file() and not any(one.glob("*/*/*/*.dcm"))
+    expected = read_image(ct)
+    got = read_image(one)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected))
+    check_same_geometry(expected, got)
+    assert got.GetDirection() == expected.GetDirection()  # slices in the order the series folder gives them
+    by_pydicom = read_dicom_volume(one).image
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(by_pydicom), sitk.GetArrayFromImage(expected))
+    assert [p.split("/")[-4:-1] for p in dicom_series_files(one)] == [["PT000000", "ST000000", "SE000000"]] * 3
+    lower = tmp_path / "lower"  # a CD mounted on Linux without Rock Ridge: every name in lower case
+    shutil.copytree(one, lower)
+    for path in sorted(lower.rglob("*"), key=lambda q: -len(q.parts)):
+        path.rename(path.with_name(path.name.lower()))
+    assert (lower / "dicomdir").is_file()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(lower)), sitk.GetArrayFromImage(expected))
+
+    pet = realdata("pet_nema_iq_pynemaiqpet", "pet_recon_1")
+    two = cd_export(tmp_path / "two", [(ct, {"SeriesDescription": "Abdomen 1.0"}), (pet, {})])
+    with pytest.raises(ImageReadError, match=r"its DICOMDIR lists 2 image series \(CT 'Abdomen 1.0' \(3 files, "
+                                             r"PT000000/ST000000/SE000000\); PT '.*' \(89 files, PT000001/ST000000/"
+                                             r"SE000000\)\): give the folder of the one to read"):
+        read_image(two)
+    check_same_geometry(expected, read_image(two / "PT000000" / "ST000000" / "SE000000"))
+    from oncolabel.pet import read_pet_dicom  # a PET/CT CD: the PET reader takes the PET series
+
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_dicom_volume(two, modality="PT").image),
+                                  sitk.GetArrayFromImage(read_pet_dicom(pet).image))
+
+    next((one / "PT000000" / "ST000000" / "SE000000").iterdir()).unlink()
+    with pytest.raises(ImageReadError, match=r"lists PT000000/ST000000/SE000000/IM00000\d, which is not there \(1 of "
+                                             r"series .*'s 3 files missing: an incomplete copy\?\)"):
+        read_image(one)
+    (one / "DICOMDIR").write_bytes(b"DICM" * 40)
+    with pytest.raises(ImageReadError, match=r"one/DICOMDIR: cannot read the DICOMDIR"):
+        read_image(one)
 
 
 def _slicerio_sample(name: str):

@@ -97,8 +97,8 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
 
     Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), an input
     whose name says nothing by its series description (:func:`described_phase_of`: a DICOM folder's
-    SeriesDescription, ``Arterial 1.0 B30f``, ``Non contrast``, or the one a ``pacs-import`` recorded); in a
-    folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four paths given one by
+    SeriesDescription, ``Arterial 1.0 B30f``, ``Non contrast``, or the one a ``pacs-import`` recorded); a folder
+    holding a DICOMDIR (a CD export) stands for the folders of the series it lists; in a folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four paths given one by
     one, none of which says its phase, are taken in the order unenhanced, corticomedullary, nephrographic,
     excretory; a folder's entries never are (their listing order says nothing about the phases: four series
     folders named by UID were taken in UID order). Phases not found are absent from the result (the caller decides
@@ -107,7 +107,7 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     Raises:
         InvalidInputError: a path does not exist, two inputs claim one phase, or unnamed inputs cannot be ordered.
     """
-    from oncolabel.io import image_suffix
+    from oncolabel.io import dicomdir_of, dicomdir_series_folders, image_suffix
 
     items = [Path(p) for p in paths]
     for p in items:
@@ -116,8 +116,11 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     folder = None
     if len(items) == 1 and items[0].is_dir() and phase_of(items[0]) is None and not described_phase_of(items[0])[1]:
         folder = items[0]
-        items = sorted(c for c in folder.iterdir() if not c.name.startswith(".")
-                       and ((c.is_file() and image_suffix(c)) or c.is_dir()))
+        if dicomdir_of(folder) is not None:  # a CD/DVD export: its series' folders, told by their descriptions
+            items = dicomdir_series_folders(folder)
+        else:
+            items = sorted(c for c in folder.iterdir() if not c.name.startswith(".")
+                           and ((c.is_file() and image_suffix(c)) or c.is_dir()))
         if not items:
             raise InvalidInputError(f"{folder}: holds no image files or DICOM folders for the four phases")
     described = {p: described_phase_of(p) if phase_of(p) is None else (None, None) for p in items}
@@ -142,7 +145,9 @@ def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p, ph in named.items():
         if ph in out:
-            raise InvalidInputError(f"two inputs for the {ph} phase: {out[ph].name} and {p.name}")
+            a, b = (q.name + (f" (series {described[q][1]!r})" if described[q][1] else "") for q in (out[ph], p))
+            raise InvalidInputError(f"two inputs for the {ph} phase: {a} and {b}"
+                                    + ("; give the four phases one by one" if folder is not None else ""))
         out[ph] = p
     return out
 

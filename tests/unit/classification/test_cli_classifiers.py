@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from oncolabel.cli import main
 from oncolabel.io import check_same_geometry, read_image
-from tests.conftest import realdata
+from tests.conftest import cd_export, realdata
 
 
 def _case_dir(item: dict, key: str) -> Path:
@@ -297,6 +297,28 @@ def test_batch_over_classifier_cohorts(toy_models, toy_cohorts, tmp_path, capsys
     assert "1 of 2 case(s) refused (b)" in capsys.readouterr().err
     rows = {r["case"]: r for r in csv.DictReader(open(tmp_path / "hn_out" / "summary.csv"))}
     assert rows["a"]["status"] == "done" and rows["b"]["result"] == "no mask given"
+
+
+def test_renal_phases_of_a_cd_export_by_its_series_descriptions(tmp_path):
+    """A CD export of the examination (DICOMDIR, PT*/ST*/SE* folders): the four phases are its series told by their
+    descriptions (a topogram ignored); two series of one phase (thin and thick slices) are refused naming both."""
+    from oncolabel.errors import InvalidInputError
+    from oncolabel.tasks.renal_mass import PHASES, resolve_phase_inputs
+
+    ct = realdata("dcmqi", "segmentations", "ct-3slice")
+    texts = ["Topogram 0.6 T20s", "Non contrast 5mm", "ARTERIAL 1.0 B30f", "Portal venous 1.0", "Delayed 5 min"]
+    cd = cd_export(tmp_path / "cd", [(ct, {"SeriesDescription": t, "SeriesNumber": k}) for k, t in enumerate(texts)])
+    series = tmp_path / "cd" / "PT000000" / "ST000000"
+    assert sorted(p.name for p in series.iterdir()) == [f"SE00000{k}" for k in range(5)]
+    found = resolve_phase_inputs([cd])
+    assert {p: found[p].name for p in PHASES} == {"unenhanced": "SE000001", "corticomedullary": "SE000002",
+                                                  "nephrographic": "SE000003", "excretory": "SE000004"}
+    thick = cd_export(tmp_path / "cd2", [(ct, {"SeriesDescription": t, "SeriesNumber": k})
+                                         for k, t in enumerate([*texts, "Arterial 5.0 B30f"])])
+    with pytest.raises(InvalidInputError, match=r"two inputs for the corticomedullary phase: SE000002 \(series "
+                                                r"'ARTERIAL 1.0 B30f[^']*'\) and SE000005 \(series 'Arterial 5.0 "
+                                                r"B30f[^']*'\); give the four phases one by one"):
+        resolve_phase_inputs([thick])
 
 
 def test_renal_phases_of_dicom_series_by_their_descriptions_never_by_folder_order(tmp_path, capsys):
