@@ -65,14 +65,17 @@ def dicomdir_of(folder: str | Path) -> Path | None:
     return found[0] if found else None
 
 
-def _file_id_path(root: Path, file_id) -> Path:
+def _file_id_path(root: Path, file_id, listings: dict[Path, dict[str, str]]) -> Path:
     """A DICOMDIR's ReferencedFileID as a path under ``root``, matching each component regardless of case when the
-    exact name is not there (Linux shows an ISO 9660 CD's upper-case names in lower case)."""
+    exact name is not there (Linux shows an ISO 9660 CD's upper-case names in lower case); ``listings`` caches each
+    folder's names by their lower-case form."""
     path = root
     for part in ([file_id] if isinstance(file_id, str) else list(file_id)):
         exact = path / str(part)
         if not exact.exists() and path.is_dir():
-            exact = next((c for c in path.iterdir() if c.name.lower() == str(part).lower()), exact)
+            if path not in listings:
+                listings[path] = {c.name.lower(): c.name for c in path.iterdir()}
+            exact = path / listings[path].get(str(part).lower(), str(part))
         path = exact
     return path
 
@@ -96,6 +99,7 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
         raise ImageReadError(f"{dicomdir}: cannot read the DICOMDIR ({exc})") from exc
     series: dict[str, tuple[str, list[Path]]] = {}
     seen: set[int] = set()
+    listings: dict[Path, dict[str, str]] = {}
 
     def walk(offset: int, series_record) -> None:
         while offset and offset not in seen:
@@ -109,7 +113,7 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
                 if kind == "IMAGE" and series_record is not None and "ReferencedFileID" in record:
                     uid = str(series_record.get("SeriesInstanceUID", ""))
                     series.setdefault(uid, (str(series_record.get("Modality", "")), []))[1].append(
-                        _file_id_path(dicomdir.parent, record.ReferencedFileID))
+                        _file_id_path(dicomdir.parent, record.ReferencedFileID, listings))
                 walk(int(record.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0),
                      record if kind == "SERIES" else series_record)
             offset = int(record.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
