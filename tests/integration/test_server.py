@@ -227,7 +227,10 @@ def test_info_answers_while_an_inference_runs(server):
     held = inside()
     longest = max(e - s for s, e in inferences)
     assert len(held) >= 3, f"only {len(held)} polls fell inside {len(inferences)} inferences of <= {longest:.2f} s"
-    assert max(b - a for a, b in held) < 0.5 * min(e - s for s, e in inferences), (held, inferences)
+    # a server that blocked would finish no poll inside an inference (the count above); the typical poll is also
+    # short against an inference (the median: one poll delayed by a loaded CI machine's scheduling is no failure)
+    took = sorted(b - a for a, b in held)
+    assert took[len(took) // 2] < 0.5 * min(e - s for s, e in inferences), (held, inferences)
 
 
 def test_client_error_messages():
