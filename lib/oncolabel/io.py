@@ -65,17 +65,22 @@ def dicomdir_of(folder: str | Path) -> Path | None:
     return found[0] if found else None
 
 
-def _file_id_path(root: Path, file_id, listings: dict[Path, dict[str, str]]) -> Path:
-    """A DICOMDIR's ReferencedFileID as a path under ``root``, matching each component regardless of case when the
+def _file_id_path(dicomdir: Path, file_id, listings: dict[Path, dict[str, str]]) -> Path:
+    """A DICOMDIR's ReferencedFileID as a path under the DICOMDIR's folder (path tricks refused), matching each component regardless of case when the
     exact name is not there (Linux shows an ISO 9660 CD's upper-case names in lower case); ``listings`` caches each
     folder's names by their lower-case form."""
-    path = root
-    for part in ([file_id] if isinstance(file_id, str) else list(file_id)):
-        exact = path / str(part)
+    parts = [str(file_id)] if isinstance(file_id, str) else [str(p) for p in file_id]
+    path = dicomdir.parent
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part:
+            shown = "\\".join(parts)
+            raise ImageReadError(f"{dicomdir}: names a file outside its folder ({shown!r}); a DICOMDIR's file ids "
+                                 "are plain folder and file names")
+        exact = path / part
         if not exact.exists() and path.is_dir():
             if path not in listings:
                 listings[path] = {c.name.lower(): c.name for c in path.iterdir()}
-            exact = path / listings[path].get(str(part).lower(), str(part))
+            exact = path / listings[path].get(part.lower(), part)
         path = exact
     return path
 
@@ -113,7 +118,7 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
                 if kind == "IMAGE" and series_record is not None and "ReferencedFileID" in record:
                     uid = str(series_record.get("SeriesInstanceUID", ""))
                     series.setdefault(uid, (str(series_record.get("Modality", "")), []))[1].append(
-                        _file_id_path(dicomdir.parent, record.ReferencedFileID, listings))
+                        _file_id_path(dicomdir, record.ReferencedFileID, listings))
                 walk(int(record.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0),
                      record if kind == "SERIES" else series_record)
             offset = int(record.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
@@ -145,14 +150,22 @@ def _dicomdir_image_series(folder: Path, dicomdir: Path, *, modality: str | None
     if not listed:
         raise ImageReadError(f"{folder}: its DICOMDIR lists no image series")
 
-    def where(s: DicomdirSeries) -> str:
-        parents = {f.parent for f in s.files}
-        return str(parents.pop().relative_to(folder)) if len(parents) == 1 else f"{len(parents)} folders"
+    parents = [{f.parent for f in s.files} for s in listed]
+    users: dict[Path, int] = {}
+    for ps in parents:
+        for p in ps:
+            users[p] = users.get(p, 0) + 1
+    own = [len(ps) == 1 and users[next(iter(ps))] == 1 for ps in parents]
 
-    shown = [f"{s.modality or '?'} '{s.description or 'no description'}' ({len(s.files)} files, {where(s)})"
-             for s in listed[:6]]
+    def where(ps: set[Path]) -> str:
+        return str(next(iter(ps)).relative_to(folder)) if len(ps) == 1 else f"{len(ps)} folders"
+
+    shown = [f"{s.modality or '?'} '{s.description or 'no description'}' ({len(s.files)} files, {where(ps)})"
+             for s, ps in zip(listed[:6], parents)]
     raise ImageReadError(f"{folder}: its DICOMDIR lists {len(listed)} image series ({'; '.join(shown)}"
-                         f"{'; ...' if len(listed) > 6 else ''}): give the folder of the one to read")
+                         f"{'; ...' if len(listed) > 6 else ''}): give the folder of the one to read"
+                         + ("" if all(own) else " (a series that shares its folder with another, or is spread over "
+                            "several, must first be copied into a folder of its own)"))
 
 
 def dicomdir_series_folders(folder: str | Path) -> list[Path]:

@@ -451,13 +451,31 @@ def test_a_cd_export_reads_as_the_series_its_dicomdir_lists(tmp_path):
     two = cd_export(tmp_path / "two", [(ct, {"SeriesDescription": "Abdomen 1.0"}), (pet, {})])
     with pytest.raises(ImageReadError, match=r"its DICOMDIR lists 2 image series \(CT 'Abdomen 1.0' \(3 files, "
                                              r"PT000000/ST000000/SE000000\); PT '.*' \(89 files, PT000001/ST000000/"
-                                             r"SE000000\)\): give the folder of the one to read"):
+                                             r"SE000000\)\): give the folder of the one to read$"):
         read_image(two)
     check_same_geometry(expected, read_image(two / "PT000000" / "ST000000" / "SE000000"))
     from oncolabel.pet import read_pet_dicom  # a PET/CT CD: the PET reader takes the PET series
 
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_dicom_volume(two, modality="PT").image),
                                   sitk.GetArrayFromImage(read_pet_dicom(pet).image))
+
+    # two series in one folder (a flat export): the message says a folder alone cannot choose between them
+    flat = cd_export(tmp_path / "flat", [(ct, {"SeriesDescription": "Abdomen 1.0"})] * 2)
+    study = flat / "PT000000" / "ST000000"
+    for k in range(3):
+        (study / "SE000001" / f"IM00000{k}").rename(study / "SE000000" / f"IM10000{k}")
+    dicomdir = flat / "DICOMDIR"
+    dicomdir.write_bytes(dicomdir.read_bytes().replace(b"SE000001\\IM00000", b"SE000000\\IM10000"))
+    with pytest.raises(ImageReadError, match=r"lists 2 image series \(CT 'Abdomen 1.0' \(3 files, PT000000/ST000000/"
+                                             r"SE000000\); CT .*give the folder of the one to read \(a series that "
+                                             r"shares its folder with another.*copied into a folder of its own\)"):
+        read_image(flat)
+    trick = cd_export(tmp_path / "trick", [(ct, {})])  # a file id leading out of the export's folder
+    dicomdir = trick / "DICOMDIR"
+    dicomdir.write_bytes(dicomdir.read_bytes().replace(b"PT000000\\ST000000\\SE000000\\IM000001",
+                                                       b"..\\..\\..\\..\\..\\..\\..\\..\\..\\..\\..\\XX"))
+    with pytest.raises(ImageReadError, match=r"trick/DICOMDIR: names a file outside its folder"):
+        read_image(trick)
 
     next((one / "PT000000" / "ST000000" / "SE000000").iterdir()).unlink()
     with pytest.raises(ImageReadError, match=r"lists PT000000/ST000000/SE000000/IM00000\d, which is not there \(1 of "
