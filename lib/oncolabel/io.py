@@ -12,7 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,23 +39,49 @@ def image_suffix(path: str | Path) -> str:
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG", "DOC"})
 
 
-def _modality(path: str) -> str:
+#: Secondary Capture Image Storage (and its multi-frame variants, ``.1`` ...): dose reports, screenshots
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def _series_header(path: str | Path) -> Any:
+    """The header fields that say what a DICOM file is (None when pydicom cannot read it: GDCM decides)."""
     import pydicom
 
     try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
-    except Exception:  # unreadable by pydicom: let GDCM decide
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[
+            "Modality", "ImageType", "SOPClassUID", "SeriesDescription"])
+    except Exception:  # unreadable by pydicom
+        return None
+
+
+def not_a_volume(header: Any) -> str:
+    """Why a DICOM object is no slice of a volume to read ("" when it may be one): a non-image object (a SEG,
+    RTSTRUCT or report exported with the series), a localizer (ImageType LOCALIZER: the scout/topogram every CT
+    study holds) or a secondary capture (a dose report, a screenshot). ``header``: a pydicom dataset, or None."""
+    if header is None:
         return ""
+    modality = str(header.get("Modality", "") or "").upper()
+    if modality in NON_IMAGE_MODALITIES:
+        return f"{modality} objects"
+    image_type = header.get("ImageType") or []
+    if "LOCALIZER" in ([str(image_type)] if isinstance(image_type, str) else [str(v) for v in image_type]):
+        return "localizer (scout) images"
+    sop_class = str(header.get("SOPClassUID", "") or "")
+    if sop_class == _SECONDARY_CAPTURE or sop_class.startswith(_SECONDARY_CAPTURE + "."):
+        return "secondary captures (e.g. dose reports)"
+    return ""
 
 
 @dataclass(frozen=True)
 class DicomdirSeries:
-    """One series a DICOMDIR lists: its UID, modality, description (from its first file) and files (paths)."""
+    """One series a DICOMDIR lists: its UID, modality, description (from its first file), files (paths), and why it
+    is no volume to read (:func:`not_a_volume` of its first file; "" for an image series)."""
 
     uid: str
     modality: str
     description: str
     files: tuple[Path, ...]
+    not_a_volume: str = ""
 
 
 def dicomdir_of(folder: str | Path) -> Path | None:
@@ -130,19 +156,17 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
         if absent:
             raise ImageReadError(f"{dicomdir}: lists {absent[0].relative_to(dicomdir.parent)}, which is not there "
                                  f"({len(absent)} of series {uid}'s {len(files)} files missing: an incomplete copy?)")
-        description = ""
-        try:
-            description = str(pydicom.dcmread(files[0], stop_before_pixels=True,
-                                              specific_tags=["SeriesDescription"]).get("SeriesDescription", ""))
-        except Exception:  # the description only labels the series in messages
-            pass
-        out.append(DicomdirSeries(uid, modality, description.strip(), tuple(files)))
+        header = _series_header(files[0])
+        description = str(header.get("SeriesDescription", "") or "") if header is not None else ""
+        reason = not_a_volume(header) or (f"{modality.upper()} objects" if modality.upper() in NON_IMAGE_MODALITIES
+                                          else "")
+        out.append(DicomdirSeries(uid, modality, description.strip(), tuple(files), reason))
     return out
 
 
 def _dicomdir_image_series(folder: Path, dicomdir: Path, *, modality: str | None = None) -> DicomdirSeries:
     """The one image series (of ``modality`` if given) a folder's DICOMDIR lists; refused naming them otherwise."""
-    listed = [s for s in dicomdir_series(dicomdir) if s.modality.upper() not in NON_IMAGE_MODALITIES]
+    listed = [s for s in dicomdir_series(dicomdir) if not s.not_a_volume]
     if modality is not None and any(s.modality == modality for s in listed):
         listed = [s for s in listed if s.modality == modality]
     if len(listed) == 1:
@@ -180,7 +204,7 @@ def dicomdir_series_folders(folder: str | Path) -> list[Path]:
     dicomdir = dicomdir_of(folder)
     if dicomdir is None:
         raise ImageReadError(f"{folder}: holds no DICOMDIR")
-    listed = [s for s in dicomdir_series(dicomdir) if s.modality.upper() not in NON_IMAGE_MODALITIES]
+    listed = [s for s in dicomdir_series(dicomdir) if not s.not_a_volume]
     owners: dict[Path, list[DicomdirSeries]] = {}
     for s in listed:
         parents = {f.parent for f in s.files}
@@ -240,11 +264,13 @@ def dicom_series_files(folder: str | Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
         raise ImageReadError(f"{folder}: the folder holds no readable DICOM image series")
-    modality = {uid: _modality(files[0]) if files else "" for uid, files in series.items()}
-    images = [uid for uid in series if modality[uid].upper() not in NON_IMAGE_MODALITIES]
+    headers = {uid: _series_header(files[0]) if files else None for uid, files in series.items()}
+    modality = {uid: str(h.get("Modality", "") or "") if h is not None else "" for uid, h in headers.items()}
+    reasons = {uid: not_a_volume(h) for uid, h in headers.items()}
+    images = [uid for uid in series if not reasons[uid]]  # a localizer, a dose report or a SEG beside it is none
     if not images:
         raise ImageReadError(f"{folder}: the folder holds no DICOM image series, only "
-                             f"{', '.join(sorted(set(modality.values())))} objects")
+                             f"{', '.join(sorted(set(reasons.values())))}")
     if len(images) > 1:
         listed = [f"{modality[uid] or '?'} {len(series[uid])} file(s) {uid}" for uid in images[:4]]
         raise ImageReadError(f"{folder}: the folder holds {len(images)} DICOM image series ({'; '.join(listed)}"
@@ -542,7 +568,7 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageReadError(f"{folder}: not a folder of DICOM files")
-    slices, unplaced, multiframe = [], [], 0
+    slices, unplaced, multiframe, skipped = [], [], 0, set()
     dicomdir = dicomdir_of(folder)
     candidates = (_dicomdir_image_series(folder, dicomdir, modality=modality).files if dicomdir is not None
                   else (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))
@@ -550,6 +576,10 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
         try:
             ds = pydicom.dcmread(path)
         except (InvalidDicomError, OSError, ValueError):
+            continue
+        reason = not_a_volume(ds)
+        if reason:  # a localizer, a dose report or a SEG exported with the series
+            skipped.add(reason)
             continue
         is_multiframe = int(ds.get("NumberOfFrames", 1) or 1) > 1
         if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
@@ -563,7 +593,8 @@ def read_dicom_volume(folder: str | Path, *, modality: str | None = None) -> Dic
     if not slices and unplaced:
         raise ImageReadError(_unplaced(folder, Path(str(unplaced[0].filename)).name))
     if not slices:
-        raise ImageReadError(f"{folder}: no DICOM image slices found")
+        raise ImageReadError(f"{folder}: no DICOM image slices found"
+                             + (f", only {', '.join(sorted(skipped))}" if skipped else ""))
     if modality is not None and any(str(ds.get("Modality", "")) == modality for ds in slices):
         slices = [ds for ds in slices if str(ds.get("Modality", "")) == modality]  # a PET/CT export: the PET
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in slices}

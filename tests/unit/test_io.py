@@ -77,6 +77,56 @@ def test_a_ct_series_exported_with_its_segmentation_object_is_read(tmp_path):
         read_image(tmp_path / "seg")
 
 
+def _copy_as(src, dest, **values):
+    """A copy of a real DICOM file with other header values and its own series and instance UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(src)
+    ds.SeriesInstanceUID = values.pop("series_uid", None) or generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for key, value in values.items():
+        setattr(ds, key, value)
+    ds.save_as(dest)
+
+
+def test_a_study_export_with_its_localizer_and_dose_report_reads_as_its_volume(tmp_path):
+    """Every CT study holds a localizer (topogram, ImageType LOCALIZER) and often a dose report (a secondary
+    capture); exported into the series' folder they made it "2 DICOM image series" (or 3), and alone the localizer
+    read as a 2D image. They are now no candidate volume: the folder reads as its series (by ITK and by the pydicom
+    reader), on a CD too; a folder holding only them says so."""
+    import shutil
+
+    from oncolabel.io import read_dicom_volume
+
+    ct = realdata("dcmqi", "segmentations", "ct-3slice")
+    first = sorted(ct.glob("*.dcm"))[0]
+    folder = tmp_path / "study"
+    shutil.copytree(ct, folder)
+    _copy_as(first, folder / "scout.dcm", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+             SeriesDescription="Topogram 0.6 T20s")
+    _copy_as(realdata("pydicom", "CT_small.dcm"), folder / "dose.dcm", SeriesDescription="Patient Protocol",
+             SOPClassUID="1.2.840.10008.5.1.4.1.1.7")
+    expected = read_image(ct)
+    for got in (read_image(folder), read_dicom_volume(folder).image):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected))
+        check_same_geometry(expected, got)
+    only = tmp_path / "only"
+    only.mkdir()
+    for name in ("scout", "dose"):
+        (tmp_path / name).mkdir()
+        shutil.copy(folder / f"{name}.dcm", tmp_path / name / f"{name}.dcm")
+        shutil.copy(folder / f"{name}.dcm", only / f"{name}.dcm")
+    with pytest.raises(ImageReadError, match=r"only/?: the folder holds no DICOM image series, only localizer \(scout\) "
+                                             r"images, secondary captures \(e.g. dose reports\)$"):
+        read_image(only)
+    with pytest.raises(ImageReadError, match=r"no DICOM image slices found, only localizer \(scout\) images, "
+                                             r"secondary captures"):
+        read_dicom_volume(only)
+    cd = cd_export(tmp_path / "cd", [(tmp_path / "scout", {}), (ct, {}), (tmp_path / "dose", {})])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(cd)), sitk.GetArrayFromImage(expected))
+
+
 def _write_dicom_series(folder, image, uid):
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
