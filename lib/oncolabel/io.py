@@ -92,9 +92,9 @@ def dicomdir_of(folder: str | Path) -> Path | None:
 
 
 def _file_id_path(dicomdir: Path, file_id, listings: dict[Path, dict[str, str]]) -> Path:
-    """A DICOMDIR's ReferencedFileID as a path under the DICOMDIR's folder (path tricks refused), matching each component regardless of case when the
-    exact name is not there (Linux shows an ISO 9660 CD's upper-case names in lower case); ``listings`` caches each
-    folder's names by their lower-case form."""
+    """A DICOMDIR's ReferencedFileID as a path under the DICOMDIR's folder (path tricks refused), matching each
+    component regardless of case when the exact name is not there (Linux shows an ISO 9660 CD's upper-case names in
+    lower case); ``listings`` caches each folder's names by their lower-case form."""
     parts = [str(file_id)] if isinstance(file_id, str) else [str(p) for p in file_id]
     path = dicomdir.parent
     for part in parts:
@@ -166,13 +166,16 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
 
 def _dicomdir_image_series(folder: Path, dicomdir: Path, *, modality: str | None = None) -> DicomdirSeries:
     """The one image series (of ``modality`` if given) a folder's DICOMDIR lists; refused naming them otherwise."""
-    listed = [s for s in dicomdir_series(dicomdir) if not s.not_a_volume]
+    every = dicomdir_series(dicomdir)
+    listed = [s for s in every if not s.not_a_volume]
     if modality is not None and any(s.modality == modality for s in listed):
         listed = [s for s in listed if s.modality == modality]
     if len(listed) == 1:
         return listed[0]
     if not listed:
-        raise ImageReadError(f"{folder}: its DICOMDIR lists no image series")
+        others = sorted({s.not_a_volume for s in every})
+        raise ImageReadError(f"{folder}: its DICOMDIR lists no image series" + (f", only {', '.join(others)}"
+                                                                                 if others else ""))
 
     parents = [{f.parent for f in s.files} for s in listed]
     users: dict[Path, int] = {}
