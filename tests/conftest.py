@@ -250,3 +250,56 @@ def cd_export(dest: Path, series: Sequence[tuple[Path, dict]]) -> Path:
             fs.add(ds)
     fs.write(dest)
     return dest
+
+
+def real_rtstruct(dest: Path | None = None):
+    """pydicom's real RTSTRUCT test file (structures 'patient': three closed contours at z = -200, -190, -180 mm,
+    and two isocentre points), optionally saved as a DICOM Part 10 file as planning systems export it."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("rtstruct.dcm"), force=True)
+    if dest is not None:
+        _save_part10(ds, dest)
+    return ds
+
+
+def _save_part10(ds, dest: Path) -> None:
+    """Save an RTSTRUCT read without its file meta header as a DICOM Part 10 file."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ImplicitVRLittleEndian, RTStructureSetStorage
+
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = RTStructureSetStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(dest, enforce_file_format=True)
+
+
+def rtstruct_boxes(image: sitk.Image, mask: sitk.Image, dest: Path, *, name: str = "GTVp") -> sitk.Image:
+    """An RTSTRUCT file at ``dest`` as planning systems export it: the real pydicom RTSTRUCT whose first structure,
+    renamed ``name``, is replaced by one rectangular contour around ``mask`` on each of its slices (at the pixels'
+    outer edges); returns the mask those contours enclose (the boxes, on ``image``'s grid)."""
+    import copy
+
+    ds = real_rtstruct()
+    ds.StructureSetROISequence[0].ROIName = name
+    template = ds.ROIContourSequence[0].ContourSequence[0]
+    inside = sitk.GetArrayFromImage(mask) > 0
+    contours, box = [], np.zeros_like(inside)
+    sx, sy, _ = image.GetSpacing()
+    for k in np.flatnonzero(inside.any(axis=(1, 2))):
+        rows, cols = np.nonzero(inside[k])
+        (x0, y0, z), (x1, y1, _) = (image.TransformIndexToPhysicalPoint((int(c), int(r), int(k)))
+                                    for c, r in ((cols.min(), rows.min()), (cols.max(), rows.max())))
+        contour = copy.deepcopy(template)
+        contour.ContourData = [x0 - sx / 2, y0 - sy / 2, z, x1 + sx / 2, y0 - sy / 2, z, x1 + sx / 2, y1 + sy / 2, z,
+                               x0 - sx / 2, y1 + sy / 2, z]
+        contour.NumberOfContourPoints = 4
+        contours.append(contour)
+        box[k, rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+    ds.ROIContourSequence[0].ContourSequence = contours
+    _save_part10(ds, dest)
+    boxed = sitk.GetImageFromArray(box.astype(np.uint8))
+    boxed.CopyInformation(image)
+    return boxed

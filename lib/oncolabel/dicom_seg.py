@@ -117,6 +117,7 @@ def label_from_segmentation(seg: Any, headers: Sequence[Any], reference: sitk.Im
     (the series' volume as :func:`oncolabel.io.read_image` builds it): segment numbers as label values, 0 where no
     segment is. Each frame is placed by its own plane position (never by frame order), and must lie on one of the
     reference's slices with its orientation and pixel spacing: a SEG drawn on another grid is refused, not resampled.
+    Without ``headers`` (a CT read from a NIfTI file) the series is not checked, only the placement.
 
     Raises:
         InvalidInputError: not a BINARY SEG of this series (or of its frame of reference), unplaced frames, or
@@ -132,7 +133,7 @@ def label_from_segmentation(seg: Any, headers: Sequence[Any], reference: sitk.Im
         raise InvalidInputError(f"{uid}: not a DICOM SEG (modality {seg.get('Modality', '')!r})")
     series_uid = str(headers[0].SeriesInstanceUID) if headers else ""
     referenced = {str(r.SeriesInstanceUID) for r in seg.get("ReferencedSeriesSequence", [])}
-    if series_uid not in referenced:
+    if headers and series_uid not in referenced:
         raise InvalidInputError(f"the DICOM SEG {uid} references series {sorted(referenced)}, not {series_uid}")
     frame_of_reference = str(headers[0].get("FrameOfReferenceUID", "")) if headers else ""
     if frame_of_reference and str(seg.get("FrameOfReferenceUID", frame_of_reference)) != frame_of_reference:

@@ -11,6 +11,19 @@ from oncolabel.errors import InvalidInputError
 from oncolabel.io import atomic_path
 
 
+def read_tumour_mask(mask: str | Path, ct: str | Path, image: Any, roi: str | None) -> Any:
+    """The tumour mask of a CT read with :func:`oncolabel.masks.read_mask` (a label image, an RTSTRUCT structure or
+    a DICOM SEG segment), checked against the CT series' frame of reference when the CT is a DICOM folder."""
+    from oncolabel.masks import read_mask
+
+    headers = None
+    if Path(ct).is_dir():
+        from oncolabel.dicom_seg import series_headers
+
+        headers = series_headers(ct)
+    return read_mask(mask, image, roi=roi, reference_headers=headers, what="tumour mask")
+
+
 def write_json(data: Any, dest: str | Path) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(dest) as tmp:

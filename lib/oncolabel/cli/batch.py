@@ -9,7 +9,8 @@ column and the task's input columns, paths relative to the CSV's folder) or a fo
   ``image``, ``ct`` or ``pet``) is a case;
 * ``renal-mass``: each subfolder (the four phase files or DICOM folders, named after their phase) is a case;
 * ``hn-response``, ``pannet-ln``: each subfolder holds the CT (``image`` or ``ct``) and the tumour mask (``mask``,
-  ``tumour`` or ``gtv``), or a folder with ``images/`` and ``labels/`` paired by case id.
+  ``tumour`` or ``gtv``; or ``rtstruct.dcm`` / ``seg.dcm``, read as ``--roi`` reads them, a CSV's ``roi`` column
+  naming the structure), or a folder with ``images/`` and ``labels/`` paired by case id.
 
 A phantom cohort's ``cases/`` (classifiers) or ``images/`` (bone metastasis) folder is used when present.
 
@@ -45,8 +46,8 @@ TASK_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "pet-lymphoma": (("input",), {"suv_scale": "--suv-scale"}),
     "renal-mass": (("unenhanced", "corticomedullary", "nephrographic", "excretory"),
                    {"age": "--age", "sex": "--sex", "size_mm": "--size-mm"}),
-    "hn-response": (("ct", "mask"), {}),
-    "pannet-ln": (("image", "mask"), {"size_cm": "--size-cm"}),
+    "hn-response": (("ct", "mask"), {"roi": "--roi"}),
+    "pannet-ln": (("image", "mask"), {"size_cm": "--size-cm", "roi": "--roi"}),
 }
 #: tasks whose single-case command is ``oncolabel score`` (the others: ``oncolabel infer``)
 SCORE_TASKS = ("pannet-ln",)
@@ -125,7 +126,7 @@ def read_cases(task: str, source: str | Path, *, exclude: Path | None = None) ->
     return cases
 
 
-_CT_NAMES, _MASK_NAMES = ("image", "ct"), ("mask", "tumour", "tumor", "gtv")
+_CT_NAMES, _MASK_NAMES = ("image", "ct"), ("mask", "tumour", "tumor", "gtv", "rtstruct", "seg")
 
 
 def _visible(folder: Path, exclude: Path | None = None) -> list[Path]:
@@ -135,7 +136,8 @@ def _visible(folder: Path, exclude: Path | None = None) -> list[Path]:
 
 def _named_file(folder: Path, names: tuple[str, ...]) -> str:
     """The one image file (or DICOM folder) of ``folder`` whose name is one of ``names`` ("" when none)."""
-    found = [p for p in _visible(folder) if case_id_of(p).lower() in names and (p.is_dir() or image_suffix(p))]
+    found = [p for p in _visible(folder) if (case_id_of(p).lower() in names and (p.is_dir() or image_suffix(p)))
+             or (p.suffix.lower() == ".dcm" and p.stem.lower() in names)]  # an RTSTRUCT or DICOM SEG file
     return str(found[0]) if len(found) == 1 else ""
 
 

@@ -62,9 +62,12 @@ def register_infer(task_subparsers: argparse._SubParsersAction) -> None:
 
     hn = task_subparsers.add_parser(
         "hn-response", help="head-and-neck cancer: tumour shrinkage during radiotherapy from the pre-treatment CT",
-        description="CT: the pre-treatment CT; MASK: the primary tumour (GTV) mask on the CT's grid (value > 0).")
+        description="CT: the pre-treatment CT; MASK: the primary tumour (GTV): a mask on the CT's grid (value > 0; "
+                    "NIfTI/NRRD or a Slicer .seg.nrrd), or the planning RT Structure Set (RTSTRUCT) or a DICOM SEG "
+                    "of the CT, with --roi naming the structure unless it holds one, or one GTV.")
     hn.add_argument("input", metavar="CT")
     hn.add_argument("mask", metavar="MASK")
+    hn.add_argument("--roi", metavar="NAME", help="the tumour's structure (RTSTRUCT) or segment (DICOM SEG) in MASK")
     _common(hn)
     hn.set_defaults(func=run_hn_response, spec_name="hn_response")
 
@@ -130,6 +133,10 @@ def run_pet_lymphoma(args: argparse.Namespace) -> int:
 
 
 def run_hn_response(args: argparse.Namespace) -> int:
+    from oncolabel.cli._common import read_tumour_mask
+
     _check_outputs(args, [args.input, args.mask])
-    return _run(args, {"image": read_image(args.input), "mask": read_image(args.mask)},
-                {"ct": str(args.input), "mask": str(args.mask)})
+    ct = read_image(args.input)
+    mask = read_tumour_mask(args.mask, args.input, ct, args.roi)
+    return _run(args, {"image": ct, "mask": mask.mask}, {"ct": str(args.input), "mask": str(args.mask)},
+                extra={"mask_read_as": mask.to_json()})

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "(label 1, same grid). Prints the score, risk group and suggestion.")
     one.add_argument("image", metavar="IMAGE")
     one.add_argument("mask", metavar="MASK")
+    one.add_argument("--roi", metavar="NAME", help="the tumour's structure (RTSTRUCT) or segment (DICOM SEG) when MASK "
+                                                   "is one (default: its only one, or its only GTV)")
     one.add_argument("--size-cm", type=float, default=None,
                      help="tumour size in cm (default: maximum 3D diameter of the mask)")
     one.add_argument("--model", metavar="FILE", help="RDP model file (default: the shipped model)")
@@ -55,10 +57,16 @@ def run_pannet_ln(args: argparse.Namespace) -> int:
     from oncolabel.tasks import get_task
 
     check_output_paths({"--json": args.json}, [args.image, args.mask, args.model])
+    from oncolabel.cli._common import read_tumour_mask
+    from oncolabel.io import read_image
+
     path = args.model or default_checkpoint_path(get_task("pannet_ln"))
-    result = RdpModel.load(path).predict(args.image, args.mask, size_cm=args.size_cm)
+    model = RdpModel.load(path)
+    image = read_image(args.image)
+    mask = read_tumour_mask(args.mask, args.image, image, args.roi)
+    result = model.predict(image, mask.mask, size_cm=args.size_cm)
     payload = result.to_json()
-    payload.update({"image": str(args.image), "mask": str(args.mask)})
+    payload.update({"image": str(args.image), "mask": str(args.mask), "mask_read_as": mask.to_json()})
     if args.json:
         write_json(payload, args.json)
     top = ", ".join(f"{c['feature']} {c['contribution_log_odds']:+.2f}" for c in payload["top_contributions"][:3])

@@ -161,6 +161,40 @@ def test_pet_lymphoma_dicom_without_suv_headers_stops(toy_models, tmp_path, caps
     assert read_image(tmp_path / "h.nii.gz").GetSize() == (192, 192, 89)
 
 
+def test_hn_response_from_the_planning_rtstruct(toy_models, toy_cohorts, tmp_path, capsys):
+    """The GTV as radiotherapy planning stores it (an RT Structure Set, here the real pydicom RTSTRUCT with its
+    'patient' contours replaced by a box around the tumour on each of its slices, plus a second structure): `infer
+    hn-response CT RS.dcm --roi GTV` gives exactly the probabilities of the same mask given as a NIfTI file, and
+    records the structure; without --roi the only GTV is taken; `batch` passes a CSV's roi column."""
+    import csv
+
+    from tests.conftest import rtstruct_boxes
+
+    item = toy_cohorts["hn_response"][0]
+    boxed = rtstruct_boxes(read_image(item["image"]), read_image(item["mask"]), tmp_path / "RS.dcm")
+    sitk.WriteImage(boxed, str(tmp_path / "box.nii.gz"))
+    model = str(toy_models["hn_response"])
+    for extra in (["--roi", "gtvp"], []):
+        assert main(["infer", "hn-response", item["image"], str(tmp_path / "RS.dcm"), "--model", model, "--json",
+                     str(tmp_path / "rs.json"), *extra]) == 0
+        from_rtstruct = json.loads((tmp_path / "rs.json").read_text())
+        assert from_rtstruct["mask_read_as"] == {"source": "RTSTRUCT", "structure": "GTVp"}
+    assert main(["infer", "hn-response", item["image"], str(tmp_path / "box.nii.gz"), "--model", model, "--json",
+                 str(tmp_path / "box.json")]) == 0
+    from_nifti = json.loads((tmp_path / "box.json").read_text())
+    assert from_rtstruct["probabilities"] == from_nifti["probabilities"]
+    assert from_nifti["mask_read_as"] == {"source": "label image", "structure": None}
+    capsys.readouterr()
+    assert main(["infer", "hn-response", item["image"], str(tmp_path / "RS.dcm"), "--model", model, "--roi",
+                 "Isocenter 2"]) == 1
+    assert "structure 'Isocenter 2' has no closed planar contour" in capsys.readouterr().err
+    (tmp_path / "cases.csv").write_text(f"case,ct,mask,roi\na,{item['image']},{tmp_path / 'RS.dcm'},GTVp\n")
+    assert main(["batch", "hn-response", str(tmp_path / "cases.csv"), "--out", str(tmp_path / "out"), "--model",
+                 model]) == 0
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["probabilities"] == from_nifti["probabilities"]
+    assert [r["status"] for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))] == ["done"]
+
+
 def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
     item = toy_cohorts["hn_response"][0]
     out, heat = tmp_path / "h.json", tmp_path / "h.nii.gz"

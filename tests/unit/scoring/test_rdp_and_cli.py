@@ -223,3 +223,20 @@ def test_batch_scores_a_cohort_folder_as_score_does(tiny_rdp_model, pannet_cases
     assert main(["batch", "pannet-ln", str(tmp_path / "cohort"), "--out", str(out), "--model",
                  str(tiny_rdp_model)]) == 0  # run again: both found done by this model, nothing redone
     assert {r["status"] for r in csv.DictReader(open(out / "summary.csv"))} == {"already done"}
+
+
+def test_score_reads_the_tumour_from_an_rtstruct(tiny_rdp_model, pannet_cases, tmp_path):
+    """`score pannet-ln IMAGE RS.dcm`: the tumour structure of an RT Structure Set (or a DICOM SEG) gives the score
+    of the same mask as a label file, and the JSON says which structure was read."""
+    from oncolabel.io import read_image
+    from tests.conftest import rtstruct_boxes
+
+    image, mask = pannet_cases[0]
+    boxed = rtstruct_boxes(read_image(image), read_image(mask), tmp_path / "RS.dcm", name="Tumour")
+    sitk.WriteImage(boxed, str(tmp_path / "box.nii.gz"))
+    for name, extra in (("rs", ["--roi", "tumour"]), ("box", [])):
+        source = tmp_path / ("RS.dcm" if name == "rs" else "box.nii.gz")
+        assert main(["score", "pannet-ln", str(image), str(source), "--model", str(tiny_rdp_model), "--json",
+                     str(tmp_path / f"{name}.json"), *extra]) == 0
+    rs, box = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("rs", "box"))
+    assert rs["score"] == box["score"] and rs["mask_read_as"] == {"source": "RTSTRUCT", "structure": "Tumour"}
