@@ -276,14 +276,18 @@ def _save_part10(ds, dest: Path) -> None:
     ds.save_as(dest, enforce_file_format=True)
 
 
-def rtstruct_boxes(image: sitk.Image, mask: sitk.Image, dest: Path, *, name: str = "GTVp") -> sitk.Image:
+def rtstruct_boxes(image: sitk.Image, mask: sitk.Image, dest: Path, *, name: str = "GTVp",
+                   frame_of_reference: str | None = None) -> sitk.Image:
     """An RTSTRUCT file at ``dest`` as planning systems export it: the real pydicom RTSTRUCT whose first structure,
     renamed ``name``, is replaced by one rectangular contour around ``mask`` on each of its slices (at the pixels'
-    outer edges); returns the mask those contours enclose (the boxes, on ``image``'s grid)."""
+    outer edges), optionally in the CT series' ``frame_of_reference``; returns the mask those contours enclose (the
+    boxes, on ``image``'s grid)."""
     import copy
 
     ds = real_rtstruct()
     ds.StructureSetROISequence[0].ROIName = name
+    if frame_of_reference is not None:
+        ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = frame_of_reference
     template = ds.ROIContourSequence[0].ContourSequence[0]
     inside = sitk.GetArrayFromImage(mask) > 0
     contours, box = [], np.zeros_like(inside)

@@ -10,7 +10,8 @@ column and the task's input columns, paths relative to the CSV's folder) or a fo
 * ``renal-mass``: each subfolder (the four phase files or DICOM folders, named after their phase) is a case;
 * ``hn-response``, ``pannet-ln``: each subfolder holds the CT (``image`` or ``ct``) and the tumour mask (``mask``,
   ``tumour`` or ``gtv``; or ``rtstruct.dcm`` / ``seg.dcm``, read as ``--roi`` reads them, a CSV's ``roi`` column
-  naming the structure), or a folder with ``images/`` and ``labels/`` paired by case id.
+  naming the structure), or is a planning export (the CT's slices with one RTSTRUCT or SEG file beside them), or a
+  folder with ``images/`` and ``labels/`` paired by case id.
 
 A phantom cohort's ``cases/`` (classifiers) or ``images/`` (bone metastasis) folder is used when present.
 
@@ -107,7 +108,7 @@ def read_cases(task: str, source: str | Path, *, exclude: Path | None = None) ->
         cases = [Case(_safe_id(case_id_of(p)), (str(p), str(masks.get(case_id_of(p), ""))), {})
                  for p in _visible(src / "images") if image_suffix(p)]
     elif task in ("hn-response", "pannet-ln"):
-        cases = [Case(_safe_id(d.name), tuple(_named_file(d, names) for names in (_CT_NAMES, _MASK_NAMES)), {})
+        cases = [Case(_safe_id(d.name), _ct_and_mask(d), {})
                  for d in _visible(src / "cases" if (src / "cases").is_dir() else src, exclude) if d.is_dir()]
     else:
         root = next((src / d for d in ("cases", "images") if (src / d).is_dir()), src)
@@ -139,6 +140,20 @@ def _named_file(folder: Path, names: tuple[str, ...]) -> str:
     found = [p for p in _visible(folder) if (case_id_of(p).lower() in names and (p.is_dir() or image_suffix(p)))
              or (p.suffix.lower() == ".dcm" and p.stem.lower() in names)]  # an RTSTRUCT or DICOM SEG file
     return str(found[0]) if len(found) == 1 else ""
+
+
+def _ct_and_mask(folder: Path) -> tuple[str, str]:
+    """A case folder's CT and tumour mask: named files or folders (:data:`_CT_NAMES`, :data:`_MASK_NAMES`), or a
+    radiotherapy planning export (the CT's slices and one RTSTRUCT or DICOM SEG file, e.g. ``RS.<uid>.dcm``, in one
+    folder: the folder is the CT, whose reading leaves the structure set aside, and that file the mask)."""
+    ct, mask = _named_file(folder, _CT_NAMES), _named_file(folder, _MASK_NAMES)
+    if not ct and not mask:
+        from oncolabel.masks import dicom_object_modality
+
+        objects = [p for p in _visible(folder) if p.is_file() and dicom_object_modality(p) in ("RTSTRUCT", "SEG")]
+        if len(objects) == 1:
+            return str(folder), str(objects[0])
+    return ct, mask
 
 
 def _single_input(task: str, entry: Path) -> str:

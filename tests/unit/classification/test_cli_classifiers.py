@@ -193,6 +193,22 @@ def test_hn_response_from_the_planning_rtstruct(toy_models, toy_cohorts, tmp_pat
                  model]) == 0
     assert json.loads((tmp_path / "out" / "a.json").read_text())["probabilities"] == from_nifti["probabilities"]
     assert [r["status"] for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))] == ["done"]
+    # a planning export: the CT's slices and the RS file in one folder, as a case folder of a cohort
+    import pydicom
+
+    from tests.unit.test_dicom_seg import _write_series
+
+    (tmp_path / "cohort").mkdir()
+    export = _write_series(sitk.Cast(read_image(item["image"]), sitk.sitkInt16), tmp_path / "cohort" / "p1")
+    frame = str(pydicom.dcmread(next(export.iterdir())).FrameOfReferenceUID)
+    rtstruct_boxes(read_image(export), read_image(item["mask"]), export / "RS.1.2.3.dcm", frame_of_reference=frame)
+    assert main(["batch", "hn-response", str(tmp_path / "cohort"), "--out", str(tmp_path / "out2"), "--model",
+                 model]) == 0
+    assert main(["infer", "hn-response", str(export), str(export / "RS.1.2.3.dcm"), "--model", model, "--json",
+                 str(tmp_path / "export.json")]) == 0
+    single = json.loads((tmp_path / "export.json").read_text())
+    assert single["mask_read_as"] == {"source": "RTSTRUCT", "structure": "GTVp"}
+    assert json.loads((tmp_path / "out2" / "p1.json").read_text())["probabilities"] == single["probabilities"]
 
 
 def test_hn_response(toy_models, toy_cohorts, tmp_path, capsys):
