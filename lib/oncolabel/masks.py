@@ -167,12 +167,25 @@ def _seg_mask(ds: Any, reference: sitk.Image, *, roi: str | None, what: str,
     return ReadMask(mask, "DICOM SEG", names[number])
 
 
+def _structure_file_of(path: Path) -> Path:
+    """A folder holding one RTSTRUCT or DICOM SEG file and no image slices (a PACS export gives each series, the
+    structure set's too, a folder of its own) stands for that file; anything else is returned as given."""
+    if not path.is_dir():
+        return path
+    files = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")]
+    kinds = {f: dicom_object_modality(f) for f in files}
+    objects = [f for f, m in kinds.items() if m in ("RTSTRUCT", "SEG")]
+    if len(objects) == 1 and not any(m for f, m in kinds.items() if m not in (None, "RTSTRUCT", "SEG")):
+        return objects[0]
+    return path
+
+
 def read_mask(path: str | Path, reference: sitk.Image, *, roi: str | None = None,
               reference_headers: list[Any] | None = None, what: str = "mask") -> ReadMask:
     """A mask file of any of the module docstring's kinds on ``reference``'s grid.
 
     Args:
-        path: the mask file.
+        path: the mask file (or a folder holding only one RTSTRUCT or DICOM SEG file).
         reference: the CT it belongs to.
         roi: the structure (RTSTRUCT) or segment (DICOM SEG) to read; refused for a label image.
         reference_headers: the CT series' DICOM headers when it was read from DICOM: an RTSTRUCT or SEG of another
@@ -182,7 +195,7 @@ def read_mask(path: str | Path, reference: sitk.Image, *, roi: str | None = None
     Raises:
         ImageReadError, GeometryError, InvalidInputError: unreadable file, no or ambiguous structure, another grid.
     """
-    p = Path(path)
+    p = _structure_file_of(Path(path))
     modality = dicom_object_modality(p)
     if modality in ("RTSTRUCT", "SEG"):
         import pydicom

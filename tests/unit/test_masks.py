@@ -52,6 +52,10 @@ def test_an_rtstruct_structure_is_filled_on_the_ct_slices_it_lies_on(tmp_path):
     np.testing.assert_array_equal(arr, _expected(ds, 1, ct))
     assert [int(arr[k].sum()) for k in range(9)] == [4800, 0, 0, 0, 4800, 0, 0, 0, 4800]  # 80 x 60 pixel centres
     assert got.mask.GetSpacing() == ct.GetSpacing() and got.mask.GetOrigin() == ct.GetOrigin()
+    (tmp_path / "RS series").mkdir()  # the structure set's series folder, as a PACS exports it
+    real_rtstruct(tmp_path / "RS series" / "RS.1.dcm")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_mask(tmp_path / "RS series", ct, roi="patient").mask),
+                                  sitk.GetArrayFromImage(got.mask))
     with pytest.raises(InvalidInputError, match=r"RS.dcm \(RTSTRUCT\) holds 3 structures \('patient', 'Isocenter 1', "
                                                 r"'Isocenter 2'\): name the tumour's with --roi"):
         read_mask(tmp_path / "RS.dcm", ct)
@@ -84,8 +88,10 @@ def test_a_dicom_seg_segment_is_read_as_a_mask(tmp_path):
     seg = realdata("dcmqi", "segmentations", "liver.dcm")
     truth = sitk.GetArrayFromImage(read_image(realdata("dcmqi", "segmentations", "liver_seg.nrrd"))) > 0
     ct = read_image(folder)
-    for headers in (series_headers(folder), None):
-        got = read_mask(seg, ct, reference_headers=headers)
+    (tmp_path / "SEG series").mkdir()  # a PACS export: the SEG in a folder of its own
+    (tmp_path / "SEG series" / "1.dcm").write_bytes(seg.read_bytes())
+    for headers, given in ((series_headers(folder), seg), (None, seg), (None, tmp_path / "SEG series")):
+        got = read_mask(given, ct, reference_headers=headers)
         assert got.source == "DICOM SEG" and got.structure
         np.testing.assert_array_equal(sitk.GetArrayFromImage(got.mask).astype(bool), truth)
     other = pydicom.dcmread(seg)
