@@ -43,8 +43,9 @@ NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECO
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
-def _series_header(path: str | Path) -> Any:
-    """The header fields that say what a DICOM file is (None when pydicom cannot read it: GDCM decides)."""
+def dicom_header(path: str | Path) -> Any:
+    """The header fields that say what a DICOM file is (Modality, ImageType, SOPClassUID, SeriesDescription), or
+    None when pydicom cannot read it as a DICOM file (GDCM decides)."""
     import pydicom
 
     try:
@@ -156,7 +157,7 @@ def dicomdir_series(dicomdir: str | Path) -> list[DicomdirSeries]:
         if absent:
             raise ImageReadError(f"{dicomdir}: lists {absent[0].relative_to(dicomdir.parent)}, which is not there "
                                  f"({len(absent)} of series {uid}'s {len(files)} files missing: an incomplete copy?)")
-        header = _series_header(files[0])
+        header = dicom_header(files[0])
         description = str(header.get("SeriesDescription", "") or "") if header is not None else ""
         reason = not_a_volume(header) or (f"{modality.upper()} objects" if modality.upper() in NON_IMAGE_MODALITIES
                                           else "")
@@ -177,22 +178,29 @@ def _dicomdir_image_series(folder: Path, dicomdir: Path, *, modality: str | None
         raise ImageReadError(f"{folder}: its DICOMDIR lists no image series" + (f", only {', '.join(others)}"
                                                                                  if others else ""))
 
+    own = _own_folders(listed)
+
+    def where(s: DicomdirSeries) -> str:
+        parents = {f.parent for f in s.files}
+        return str(parents.pop().relative_to(folder)) if len(parents) == 1 else f"{len(parents)} folders"
+
+    shown = [f"{s.modality or '?'} '{s.description or 'no description'}' ({len(s.files)} files, {where(s)})"
+             for s in listed[:6]]
+    raise ImageReadError(f"{folder}: its DICOMDIR lists {len(listed)} image series ({'; '.join(shown)}"
+                         f"{'; ...' if len(listed) > 6 else ''}): give the folder of the one to read"
+                         + ("" if all(own) else " (a series that shares its folder with another, or is spread over "
+                            "several, must first be copied into a folder of its own)"))
+
+
+def _own_folders(listed: Sequence[DicomdirSeries]) -> list[Path | None]:
+    """For each series, the folder that holds its files and no other listed series' (None when it is spread over
+    several folders or shares its folder)."""
     parents = [{f.parent for f in s.files} for s in listed]
     users: dict[Path, int] = {}
     for ps in parents:
         for p in ps:
             users[p] = users.get(p, 0) + 1
-    own = [len(ps) == 1 and users[next(iter(ps))] == 1 for ps in parents]
-
-    def where(ps: set[Path]) -> str:
-        return str(next(iter(ps)).relative_to(folder)) if len(ps) == 1 else f"{len(ps)} folders"
-
-    shown = [f"{s.modality or '?'} '{s.description or 'no description'}' ({len(s.files)} files, {where(ps)})"
-             for s, ps in zip(listed[:6], parents)]
-    raise ImageReadError(f"{folder}: its DICOMDIR lists {len(listed)} image series ({'; '.join(shown)}"
-                         f"{'; ...' if len(listed) > 6 else ''}): give the folder of the one to read"
-                         + ("" if all(own) else " (a series that shares its folder with another, or is spread over "
-                            "several, must first be copied into a folder of its own)"))
+    return [next(iter(ps)) if len(ps) == 1 and users[next(iter(ps))] == 1 else None for ps in parents]
 
 
 def dicomdir_series_folders(folder: str | Path) -> list[Path]:
@@ -208,19 +216,13 @@ def dicomdir_series_folders(folder: str | Path) -> list[Path]:
     if dicomdir is None:
         raise ImageReadError(f"{folder}: holds no DICOMDIR")
     listed = [s for s in dicomdir_series(dicomdir) if not s.not_a_volume]
-    owners: dict[Path, list[DicomdirSeries]] = {}
-    for s in listed:
-        parents = {f.parent for f in s.files}
-        if len(parents) != 1:
-            raise ImageReadError(f"{folder}: its DICOMDIR's series '{s.description or s.uid}' is spread over "
-                                 f"{len(parents)} folders; copy each series' files into a folder of its own")
-        owners.setdefault(parents.pop(), []).append(s)
-    shared = next(((f, ss) for f, ss in owners.items() if len(ss) > 1), None)
-    if shared is not None:
-        names = ", ".join(repr(s.description or s.uid) for s in shared[1])
-        raise ImageReadError(f"{folder}: its DICOMDIR's series {names} share the folder "
-                             f"{shared[0].relative_to(folder)}; copy each series' files into a folder of its own")
-    return list(owners)
+    own = _own_folders(listed)
+    if None in own:
+        s = listed[own.index(None)]
+        raise ImageReadError(f"{folder}: its DICOMDIR's series '{s.description or s.uid}' shares its folder with "
+                             "another series or is spread over several; copy each series' files into a folder of its "
+                             "own")
+    return [f for f in own if f is not None]
 
 
 def _along_normal(files: list[str]) -> list[str]:
@@ -267,7 +269,7 @@ def dicom_series_files(folder: str | Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
         raise ImageReadError(f"{folder}: the folder holds no readable DICOM image series")
-    headers = {uid: _series_header(files[0]) if files else None for uid, files in series.items()}
+    headers = {uid: dicom_header(files[0]) if files else None for uid, files in series.items()}
     modality = {uid: str(h.get("Modality", "") or "") if h is not None else "" for uid, h in headers.items()}
     reasons = {uid: not_a_volume(h) for uid, h in headers.items()}
     images = [uid for uid in series if not reasons[uid]]  # a localizer, a dose report or a SEG beside it is none

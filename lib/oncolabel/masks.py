@@ -43,19 +43,10 @@ class ReadMask:
 def dicom_object_modality(path: str | Path) -> str | None:
     """The Modality of a single DICOM file (``RTSTRUCT``, ``SEG``, ``CT`` ...), or None for anything else (a folder,
     a NIfTI file, an unreadable file)."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    try:
-        with open(p, "rb") as fh:
-            fh.seek(128)
-            if fh.read(4) != b"DICM":
-                return None
-        import pydicom
+    from oncolabel.io import dicom_header
 
-        return str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
-    except Exception:  # unreadable: not a DICOM object this module reads
-        return None
+    header = dicom_header(path) if Path(path).is_file() else None
+    return str(header.get("Modality", "") or "") if header is not None else None
 
 
 def _choose(names: dict[int, str], roi: str | None, *, what: str) -> int:

@@ -520,6 +520,10 @@ def test_a_cd_export_reads_as_the_series_its_dicomdir_lists(tmp_path):
                                              r"SE000000\); CT .*give the folder of the one to read \(a series that "
                                              r"shares its folder with another.*copied into a folder of its own\)"):
         read_image(flat)
+    from oncolabel.io import dicomdir_series_folders  # the renal phases of a CD need a folder per series
+
+    with pytest.raises(ImageReadError, match=r"series 'Abdomen 1.0' shares its folder with another series"):
+        dicomdir_series_folders(flat)
     trick = cd_export(tmp_path / "trick", [(ct, {})])  # a file id leading out of the export's folder
     dicomdir = trick / "DICOMDIR"
     dicomdir.write_bytes(dicomdir.read_bytes().replace(b"PT000000\\ST000000\\SE000000\\IM000001",

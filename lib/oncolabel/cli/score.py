@@ -54,12 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_pannet_ln(args: argparse.Namespace) -> int:
     from oncolabel.inference import default_checkpoint_path
     from oncolabel.scoring.rdp import RdpModel
+    from oncolabel.cli._common import read_tumour_mask
+    from oncolabel.io import read_image
     from oncolabel.tasks import get_task
 
     check_output_paths({"--json": args.json}, [args.image, args.mask, args.model])
-    from oncolabel.cli._common import read_tumour_mask
-    from oncolabel.io import read_image
-
     path = args.model or default_checkpoint_path(get_task("pannet_ln"))
     model = RdpModel.load(path)
     image = read_image(args.image)

@@ -95,14 +95,14 @@ def described_phase_of(path: str | Path) -> tuple[str | None, str | None]:
 def resolve_phase_inputs(paths: Sequence[str | Path]) -> dict[str, Path]:
     """Phase -> input path from one folder of phase files / DICOM folders, or from up to four paths.
 
-    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), an input
-    whose name says nothing by its series description (:func:`described_phase_of`: a DICOM folder's
-    SeriesDescription, ``Arterial 1.0 B30f``, ``Non contrast``, or the one a ``pacs-import`` recorded); a folder
-    holding a DICOMDIR (a CD export) stands for the folders of the series it lists; in a folder, entries naming no phase (a mask, notes) are ignored once any entry names one. Four paths given one by
-    one, none of which says its phase, are taken in the order unenhanced, corticomedullary, nephrographic,
-    excretory; a folder's entries never are (their listing order says nothing about the phases: four series
-    folders named by UID were taken in UID order). Phases not found are absent from the result (the caller decides
-    whether that is an error).
+    Names are matched to phases by their words (``case_cm.nii.gz``, ``corticomedullary/``, ``UE.nrrd``), an input whose
+    name says nothing by its series description (:func:`described_phase_of`: a DICOM folder's SeriesDescription,
+    ``Arterial 1.0 B30f``, ``Non contrast``, or the one a ``pacs-import`` recorded); a folder holding a DICOMDIR (a CD
+    export) stands for the folders of the series it lists; in a folder, entries naming no phase (a mask, notes) are
+    ignored once any entry names one. Four paths given one by one, none of which says its phase, are taken in the order
+    unenhanced, corticomedullary, nephrographic, excretory; a folder's entries never are (their listing order says
+    nothing about the phases: four series folders named by UID were taken in UID order). Phases not found are absent
+    from the result (the caller decides whether that is an error).
 
     Raises:
         InvalidInputError: a path does not exist, two inputs claim one phase, or unnamed inputs cannot be ordered.
